@@ -1,0 +1,84 @@
+//! The five capability sets of `process.capabilities`, applied with the caps crate.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+
+/// Converts oci-spec capability names to the caps crate's. Names this kernel does not know
+/// are skipped with a warning, as runc does.
+fn convert(set: Option<&Capabilities>, which: &str) -> CapsHashSet {
+    let supported = caps::runtime::thread_all_supported();
+    let mut out = HashSet::new();
+    for cap in set.into_iter().flatten() {
+        let name = serde_json::to_value(cap)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        match Capability::from_str(&name) {
+            Ok(c) if supported.contains(&c) => {
+                out.insert(c);
+            }
+            _ => log::warn!(
+                "process.capabilities.{which}: {name} is not supported by this kernel, ignored"
+            ),
+        }
+    }
+    out
+}
+
+/// The sets to apply, resolved once before the user switch.
+pub struct CapabilitySets {
+    bounding: CapsHashSet,
+    effective: CapsHashSet,
+    permitted: CapsHashSet,
+    inheritable: CapsHashSet,
+    ambient: CapsHashSet,
+}
+
+impl CapabilitySets {
+    pub fn from_spec(caps: Option<&LinuxCapabilities>) -> CapabilitySets {
+        CapabilitySets {
+            bounding: convert(caps.and_then(|c| c.bounding().as_ref()), "bounding"),
+            effective: convert(caps.and_then(|c| c.effective().as_ref()), "effective"),
+            permitted: convert(caps.and_then(|c| c.permitted().as_ref()), "permitted"),
+            inheritable: convert(caps.and_then(|c| c.inheritable().as_ref()), "inheritable"),
+            ambient: convert(caps.and_then(|c| c.ambient().as_ref()), "ambient"),
+        }
+    }
+
+    /// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it
+    /// runs before the user switch.
+    pub fn apply_bounding(&self) -> Result<()> {
+        for cap in caps::runtime::thread_all_supported() {
+            if !self.bounding.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .with_context(|| format!("drop {cap} from the bounding set"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets permitted, inheritable, effective and ambient, after the user switch.
+    pub fn apply_rest(&self) -> Result<()> {
+        // Inheritable while CAP_SETPCAP is still effective; effective before permitted, since
+        // the kernel refuses a permitted set that the current effective set is not inside.
+        caps::set(None, CapSet::Inheritable, &self.inheritable)
+            .context("set inheritable capabilities")?;
+        caps::set(None, CapSet::Effective, &self.effective)
+            .context("set effective capabilities")?;
+        caps::set(None, CapSet::Permitted, &self.permitted)
+            .context("set permitted capabilities")?;
+        caps::clear(None, CapSet::Ambient).context("clear ambient capabilities")?;
+        for cap in &self.ambient {
+            // The kernel refuses ambient capabilities not in permitted and inheritable; runc
+            // ignores those too.
+            if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
+                log::warn!("process.capabilities.ambient: cannot raise {cap}: {e}");
+            }
+        }
+        Ok(())
+    }
+}

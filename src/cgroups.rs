@@ -1,0 +1,315 @@
+//! Cgroup placement: where the container's cgroup lives on each mounted hierarchy, creating it,
+//! joining it and removing it. Works on v1, v2 and hybrid hosts (v1 controllers plus a cgroup2
+//! mount at /sys/fs/cgroup/unified, which runc treats as v1 for the bound controllers).
+//! Resource limits are written by a later module on top of these directories.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where it is mounted, e.g. /sys/fs/cgroup/memory.
+    pub mount_point: PathBuf,
+    /// Which cgroup of the hierarchy is mounted there (not "/" inside a cgroup namespace).
+    pub mount_root: PathBuf,
+    /// The v1 controllers (e.g. "memory", "cpu,cpuacct", "name=systemd"), empty for cgroup2.
+    pub controllers: String,
+}
+
+impl Hierarchy {
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+}
+
+/// The mounted hierarchies, from the mountinfo text of the process.
+pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        let (Some(root), Some(mnt), Some(fstype)) = (pre.get(3), pre.get(4), post.first()) else {
+            continue;
+        };
+        let controllers = match *fstype {
+            "cgroup2" => String::new(),
+            "cgroup" => post
+                .get(2)
+                .map(|opts| {
+                    opts.split(',')
+                        .filter(|o| {
+                            !matches!(*o, "rw" | "ro") && !o.contains("xattr") && *o != "noprefix"
+                        })
+                        .filter(|o| {
+                            !o.starts_with("release_agent") && !o.starts_with("clone_children")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            _ => continue,
+        };
+        let mount_point = PathBuf::from(unescape(mnt));
+        // A hierarchy mounted twice (bind mounts) counts once.
+        if out
+            .iter()
+            .any(|h| h.controllers == controllers && h.is_v2() == controllers.is_empty())
+        {
+            continue;
+        }
+        out.push(Hierarchy {
+            mount_point,
+            mount_root: PathBuf::from(unescape(root)),
+            controllers,
+        });
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// The cgroup of this process on `h`, from /proc/self/cgroup text.
+pub fn own_cgroup(proc_cgroup: &str, h: &Hierarchy) -> PathBuf {
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("/"),
+        );
+        if (h.is_v2() && ctrls.is_empty()) || (!h.is_v2() && ctrls == h.controllers) {
+            return PathBuf::from(path);
+        }
+    }
+    PathBuf::from("/")
+}
+
+/// Rejects cgroup paths that would climb out of the hierarchy.
+fn check_path(path: &Path) -> Result<()> {
+    if path.components().any(|c| c == Component::ParentDir) {
+        bail!(
+            "linux.cgroupsPath: {} must not contain \"..\"",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The container's cgroup directory on each hierarchy. `cgroups_path` absolute is taken from
+/// the hierarchy root; relative is taken from berth's own cgroup (as runc); unset is `/<id>`.
+pub fn resolve_dirs(
+    cgroups_path: Option<&Path>,
+    id: &str,
+    hierarchies: &[Hierarchy],
+    proc_cgroup: &str,
+) -> Result<Vec<PathBuf>> {
+    let default = PathBuf::from("/").join(id);
+    let path = cgroups_path
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(&default);
+    check_path(path)?;
+    if hierarchies.is_empty() {
+        bail!("no cgroup hierarchy is mounted (looked for cgroup and cgroup2 in /proc/self/mountinfo)");
+    }
+    let v2_only = hierarchies.len() == 1 && hierarchies[0].is_v2();
+    Ok(hierarchies
+        .iter()
+        .filter(|h| v2_only || !h.is_v2() || h.mount_point.ends_with("unified"))
+        .map(|h| {
+            let abs = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                own_cgroup(proc_cgroup, h).join(path)
+            };
+            let rel = abs.strip_prefix(&h.mount_root).unwrap_or(&abs);
+            let rel = rel.strip_prefix("/").unwrap_or(rel);
+            h.mount_point.join(rel)
+        })
+        .collect())
+}
+
+/// The container's cgroup directories for this host and config.
+pub fn dirs_for(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let proc_cgroup = fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?;
+    resolve_dirs(
+        cgroups_path,
+        id,
+        &parse_hierarchies(&mountinfo),
+        &proc_cgroup,
+    )
+}
+
+/// Creates each directory (and missing parents).
+pub fn create(dirs: &[PathBuf]) -> Result<()> {
+    for d in dirs {
+        fs::create_dir_all(d).with_context(|| format!("create cgroup {}", d.display()))?;
+        fill_cpuset(d)?;
+    }
+    Ok(())
+}
+
+/// A new v1 cpuset cgroup starts with no cpus or mems, and no process can join it; inherit
+/// them from the parent, top-down, as runc does.
+fn fill_cpuset(dir: &Path) -> Result<()> {
+    if !dir.join("cpuset.cpus").exists() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| p.join("cpuset.cpus").exists()) {
+        fill_cpuset(parent)?;
+    }
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let path = dir.join(file);
+        let current =
+            fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        if current.trim().is_empty() {
+            let parent = dir
+                .parent()
+                .context("cpuset cgroup has no parent")?
+                .join(file);
+            let value = fs::read_to_string(&parent)
+                .with_context(|| format!("read {}", parent.display()))?;
+            crate::sys::write_file(&path, value.trim())?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves the calling process into every directory. Done before any namespace is created, so
+/// the container's cgroup namespace is rooted at its own cgroup.
+pub fn join_self(dirs: &[PathBuf]) -> Result<()> {
+    for d in dirs {
+        crate::sys::write_file(&d.join("cgroup.procs"), "0")?;
+    }
+    Ok(())
+}
+
+/// Host pids of every process in the container's cgroup (from the first hierarchy).
+pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
+    let Some(dir) = dirs.first() else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    collect_pids(dir, &mut out)?;
+    Ok(out)
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    match fs::read_to_string(&procs) {
+        Ok(text) => out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", procs.display())),
+    }
+    for entry in fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            collect_pids(&entry.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes each directory and any sub-cgroups the container made, deepest first. The caller
+/// has made sure no process is left in them. A directory already gone is fine.
+pub fn remove(dirs: &[PathBuf]) -> Result<()> {
+    for d in dirs {
+        remove_tree(d)?;
+    }
+    Ok(())
+}
+
+fn remove_tree(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("read cgroup {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("remove cgroup {}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const V2: &str = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+    const SELF: &str = "4:memory:/process_api/abc\n1:cpu:/\n9:name=systemd:/\n0::/\n";
+
+    #[test]
+    fn parses_hybrid_layout() {
+        let h = parse_hierarchies(HYBRID);
+        let names: Vec<_> = h.iter().map(|h| h.controllers.as_str()).collect();
+        assert_eq!(names, ["cpu", "memory", "name=systemd", ""]);
+        assert_eq!(h[1].mount_point, PathBuf::from("/sys/fs/cgroup/memory"));
+    }
+
+    #[test]
+    fn absolute_relative_and_default_paths() {
+        let h = parse_hierarchies(HYBRID);
+        let abs = resolve_dirs(Some(Path::new("/a/b")), "c1", &h, SELF).unwrap();
+        assert_eq!(abs[1], PathBuf::from("/sys/fs/cgroup/memory/a/b"));
+        assert_eq!(abs[3], PathBuf::from("/sys/fs/cgroup/unified/a/b"));
+        let rel = resolve_dirs(Some(Path::new("a/b")), "c1", &h, SELF).unwrap();
+        assert_eq!(rel[0], PathBuf::from("/sys/fs/cgroup/cpu/a/b"));
+        assert_eq!(
+            rel[1],
+            PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/a/b")
+        );
+        let def = resolve_dirs(None, "c1", &h, SELF).unwrap();
+        assert_eq!(def[2], PathBuf::from("/sys/fs/cgroup/systemd/c1"));
+    }
+
+    #[test]
+    fn pure_v2() {
+        let h = parse_hierarchies(V2);
+        let d = resolve_dirs(Some(Path::new("/x")), "c", &h, "0::/user.slice\n").unwrap();
+        assert_eq!(d, vec![PathBuf::from("/sys/fs/cgroup/x")]);
+        let d = resolve_dirs(Some(Path::new("x")), "c", &h, "0::/user.slice\n").unwrap();
+        assert_eq!(d, vec![PathBuf::from("/sys/fs/cgroup/user.slice/x")]);
+    }
+
+    #[test]
+    fn mount_root_is_stripped_inside_a_cgroup_namespace() {
+        let mi = "30 23 0:26 /outer /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let h = parse_hierarchies(mi);
+        let d = resolve_dirs(Some(Path::new("in")), "c", &h, "0::/outer/me\n").unwrap();
+        assert_eq!(d, vec![PathBuf::from("/sys/fs/cgroup/me/in")]);
+    }
+
+    #[test]
+    fn dotdot_is_rejected() {
+        let h = parse_hierarchies(V2);
+        let e = resolve_dirs(Some(Path::new("/a/../../etc")), "c", &h, "").unwrap_err();
+        assert!(e.to_string().contains("linux.cgroupsPath"), "{e}");
+    }
+}

@@ -1,0 +1,326 @@
+//! The command line, shaped like runc's so that containerd, podman and go-runc drive berth
+//! unchanged.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_ROOT: &str = "/run/berth";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    about = "A runc-compatible OCI container runtime",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalOpts {
+    /// Root directory for container state (default /run/berth, or $XDG_RUNTIME_DIR/berth when
+    /// not root).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Write log lines to FILE instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Format of log lines.
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Use systemd to manage cgroups (accepted; the systemd driver is not implemented yet).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+
+    /// Rootless mode: auto, true or false.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<Rootless>,
+
+    /// Print the version.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rootless {
+    Auto,
+    True,
+    False,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container from a bundle; it waits at the start gate.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start(IdArg),
+    /// Print the state of a container as JSON.
+    State(IdArg),
+    /// Send a signal to a container's init process (or to all its processes).
+    Kill(KillArgs),
+    /// Delete a container and the resources it holds.
+    Delete(DeleteArgs),
+    /// Create and start a container, wait for it and print nothing of its own.
+    Run(RunArgs),
+    /// List the containers under the root directory.
+    List(ListArgs),
+    /// Write a default config.json into a bundle.
+    Spec(SpecArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IdArg {
+    /// The container ID.
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// Path to the bundle directory (holding config.json).
+    #[arg(short = 'b', long, value_name = "DIR", default_value = ".")]
+    pub bundle: PathBuf,
+
+    /// Write the container's init pid to this file.
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+
+    /// Unix socket to receive the master of the container's pty.
+    #[arg(long = "console-socket", value_name = "SOCKET")]
+    pub console_socket: Option<PathBuf>,
+
+    /// Use move + chroot instead of pivot_root (for ramfs roots).
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+
+    /// Do not create a new session keyring for the container.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+
+    /// Pass N extra file descriptors (from 3 on) to the container process.
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// The container ID.
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// Return once the container has started instead of waiting for it.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits.
+    #[arg(long)]
+    pub keep: bool,
+    /// The container ID.
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KillArgs {
+    /// Signal every process of the container, not only its init.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// The container ID.
+    pub id: String,
+    /// The signal: a number (9), a name (KILL) or a full name (SIGKILL).
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeleteArgs {
+    /// Kill the container first if it is still running.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// The container ID.
+    pub id: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    /// Print only the container IDs.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(short = 'f', long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SpecArgs {
+    /// The bundle directory to write config.json into.
+    #[arg(short = 'b', long, value_name = "DIR", default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write a config for a rootless container.
+    #[arg(long = "rootless", id = "spec_rootless")]
+    pub rootless: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn global_flags_as_containerd_sends_them() {
+        let cli = parse(&[
+            "--root",
+            "/r",
+            "--log",
+            "/b/log.json",
+            "--log-format",
+            "json",
+            "--systemd-cgroup",
+            "--debug",
+            "--rootless",
+            "auto",
+            "start",
+            "c1",
+        ]);
+        assert_eq!(cli.global.root.as_deref(), Some(std::path::Path::new("/r")));
+        assert_eq!(
+            cli.global.log.as_deref(),
+            Some(std::path::Path::new("/b/log.json"))
+        );
+        assert_eq!(cli.global.log_format, LogFormat::Json);
+        assert!(cli.global.systemd_cgroup && cli.global.debug);
+        assert_eq!(cli.global.rootless, Some(Rootless::Auto));
+        assert!(matches!(cli.command, Some(Command::Start(IdArg { ref id })) if id == "c1"));
+    }
+
+    #[test]
+    fn rootless_with_equals_as_docker_sends_it() {
+        let cli = parse(&["--rootless=false", "state", "x"]);
+        assert_eq!(cli.global.rootless, Some(Rootless::False));
+    }
+
+    #[test]
+    fn create_with_every_flag() {
+        let cli = parse(&[
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/b/init.pid",
+            "--console-socket",
+            "/s",
+            "--no-pivot",
+            "--no-new-keyring",
+            "--preserve-fds",
+            "2",
+            "c1",
+        ]);
+        let Some(Command::Create(c)) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.id, "c1");
+        assert_eq!(c.opts.bundle, PathBuf::from("/b"));
+        assert_eq!(c.opts.pid_file, Some(PathBuf::from("/b/init.pid")));
+        assert_eq!(c.opts.console_socket, Some(PathBuf::from("/s")));
+        assert!(c.opts.no_pivot && c.opts.no_new_keyring);
+        assert_eq!(c.opts.preserve_fds, 2);
+    }
+
+    #[test]
+    fn create_bundle_short_flag_and_default() {
+        let Some(Command::Create(c)) = parse(&["create", "-b", "/x", "c"]).command else {
+            panic!()
+        };
+        assert_eq!(c.opts.bundle, PathBuf::from("/x"));
+        let Some(Command::Create(c)) = parse(&["create", "c"]).command else {
+            panic!()
+        };
+        assert_eq!(c.opts.bundle, PathBuf::from("."));
+    }
+
+    #[test]
+    fn kill_forms() {
+        let Some(Command::Kill(k)) = parse(&["kill", "c"]).command else {
+            panic!()
+        };
+        assert_eq!((k.all, k.signal.as_str()), (false, "SIGTERM"));
+        let Some(Command::Kill(k)) = parse(&["kill", "--all", "c", "15"]).command else {
+            panic!()
+        };
+        assert_eq!((k.all, k.id.as_str(), k.signal.as_str()), (true, "c", "15"));
+        let Some(Command::Kill(k)) = parse(&["kill", "-a", "c", "KILL"]).command else {
+            panic!()
+        };
+        assert!(k.all);
+    }
+
+    #[test]
+    fn delete_run_list_spec() {
+        let Some(Command::Delete(d)) = parse(&["delete", "-f", "c"]).command else {
+            panic!()
+        };
+        assert!(d.force);
+        let Some(Command::Delete(d)) = parse(&["delete", "--force", "c"]).command else {
+            panic!()
+        };
+        assert!(d.force);
+        let Some(Command::Run(r)) = parse(&["run", "-d", "--keep", "-b", "/b", "c"]).command else {
+            panic!()
+        };
+        assert!(r.detach && r.keep);
+        assert_eq!(r.opts.bundle, PathBuf::from("/b"));
+        let Some(Command::List(l)) = parse(&["list", "-q", "-f", "json"]).command else {
+            panic!()
+        };
+        assert!(l.quiet);
+        assert_eq!(l.format, ListFormat::Json);
+        let Some(Command::Spec(s)) = parse(&["spec", "-b", "/b", "--rootless"]).command else {
+            panic!()
+        };
+        assert!(s.rootless);
+        assert_eq!(s.bundle, PathBuf::from("/b"));
+    }
+
+    #[test]
+    fn version_flag() {
+        assert!(parse(&["--version"]).global.version);
+        assert!(parse(&["-v"]).global.version);
+    }
+
+    #[test]
+    fn unknown_flag_is_rejected() {
+        assert!(Cli::try_parse_from(["berth", "create", "--bogus", "c"]).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! One function per subcommand: look the container up, call the operation, print.
+
+mod run;
+mod spec;
+
+pub use run::run;
+pub use spec::spec;
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cli::{CreateArgs, DeleteArgs, KillArgs, ListArgs, ListFormat};
+use crate::container::{self, Container};
+use crate::{process, signals};
+
+pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
+    process::create(root, &args.id, &args.opts)?;
+    Ok(0)
+}
+
+pub fn start(root: &Path, id: &str) -> Result<i32> {
+    let (c, _lock) = Container::load_locked(root, id)?;
+    c.start()?;
+    Ok(0)
+}
+
+pub fn state(root: &Path, id: &str) -> Result<i32> {
+    let c = Container::load(root, id)?;
+    let json = serde_json::to_string_pretty(&c.state.view(c.status()))?;
+    println!("{json}");
+    Ok(0)
+}
+
+pub fn kill(root: &Path, args: &KillArgs) -> Result<i32> {
+    let signal = signals::parse(&args.signal)?;
+    let (c, _lock) = Container::load_locked(root, &args.id)?;
+    c.kill(signal, args.all)?;
+    Ok(0)
+}
+
+pub fn delete(root: &Path, args: &DeleteArgs) -> Result<i32> {
+    let (c, _lock) = match Container::load_locked(root, &args.id) {
+        // runc: `delete --force` of a container that is already gone is not an error.
+        Err(e) if args.force && e.to_string().ends_with("does not exist") => return Ok(0),
+        r => r?,
+    };
+    c.delete(args.force)?;
+    Ok(0)
+}
+
+pub fn list(root: &Path, args: &ListArgs) -> Result<i32> {
+    let mut containers = Vec::new();
+    for id in container::list_ids(root)? {
+        // A container deleted while listing is simply not listed.
+        if let Ok(c) = Container::load(root, &id) {
+            containers.push(c);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for c in &containers {
+            writeln!(out, "{}", c.id())?;
+        }
+        return Ok(0);
+    }
+    match args.format {
+        ListFormat::Json => {
+            let views: Vec<_> = containers
+                .iter()
+                .map(|c| c.state.view(c.status()))
+                .collect();
+            writeln!(out, "{}", serde_json::to_string(&views)?)?;
+        }
+        ListFormat::Table => {
+            let mut rows =
+                vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
+            for c in &containers {
+                let v = c.state.view(c.status());
+                rows.push([
+                    v.id.to_string(),
+                    v.pid.to_string(),
+                    v.status.to_string(),
+                    v.bundle.display().to_string(),
+                    v.created.to_string(),
+                    v.owner.to_string(),
+                ]);
+            }
+            write!(out, "{}", format_table(&rows))?;
+        }
+    }
+    Ok(0)
+}
+
+/// Columns padded to the widest cell plus three spaces, like runc's tabwriter output.
+pub fn format_table(rows: &[[String; 6]]) -> String {
+    let mut widths = [0usize; 6];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut s = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}", w = w + 3))
+            .collect();
+        s.push_str(line.concat().trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_aligns_columns() {
+        let rows = [
+            ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from),
+            ["long-id", "42", "running", "/b", "t", "root"].map(String::from),
+        ];
+        let t = super::format_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0].find("PID"), lines[1].find("42"));
+        assert_eq!(lines[0].find("OWNER"), lines[1].find("root"));
+        assert!(lines[0].starts_with("ID        PID"), "{t}");
+    }
+}

@@ -1,0 +1,254 @@
+//! A created container: its state dir, its live status, and the operations on it.
+
+pub mod id;
+pub mod state;
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::Pid;
+
+use crate::{cgroups, sys};
+use state::{State, Status};
+
+/// The start gate in the state dir: present from create until start.
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+pub struct Container {
+    pub dir: PathBuf,
+    pub state: State,
+}
+
+/// Takes the exclusive lock of a state dir; released when the file is dropped.
+pub fn lock_dir(dir: &Path) -> Result<Flock<File>> {
+    let mut f = File::open(dir).with_context(|| format!("open state dir {}", dir.display()))?;
+    loop {
+        match Flock::lock(f, FlockArg::LockExclusive) {
+            Ok(lock) => return Ok(lock),
+            Err((back, Errno::EINTR)) => f = back,
+            Err((_, e)) => bail!("lock state dir {}: {e}", dir.display()),
+        }
+    }
+}
+
+fn not_exist(id: &str) -> anyhow::Error {
+    anyhow::anyhow!("container {id:?} does not exist")
+}
+
+impl Container {
+    /// Reads container `id` from `root`.
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        id::validate(id)?;
+        let dir = root.join(id);
+        match State::load(&dir) {
+            Ok(state) => Ok(Container { dir, state }),
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == ErrorKind::NotFound) =>
+            {
+                Err(not_exist(id))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Loads and locks; the lock is taken before reading so a racing delete is seen.
+    pub fn load_locked(root: &Path, id: &str) -> Result<(Container, Flock<File>)> {
+        id::validate(id)?;
+        let dir = root.join(id);
+        let lock = lock_dir(&dir).map_err(|_| not_exist(id))?;
+        Ok((Container::load(root, id)?, lock))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    /// The live status, derived from init itself rather than trusted from the file.
+    pub fn status(&self) -> Status {
+        if self.state.pid == 0 {
+            return self.state.status;
+        }
+        match sys::proc_stat(self.state.pid) {
+            Some(st)
+                if st.start_time == self.state.init_start_time
+                    && !matches!(st.state, 'Z' | 'X') =>
+            {
+                if self.dir.join(EXEC_FIFO).exists() {
+                    Status::Created
+                } else {
+                    Status::Running
+                }
+            }
+            _ => Status::Stopped,
+        }
+    }
+
+    /// A pidfd for init if init is still the process that was created (not a reused pid).
+    pub fn init_pidfd(&self) -> Option<OwnedFd> {
+        if self.state.pid == 0 {
+            return None;
+        }
+        let fd = sys::pidfd_open(Pid::from_raw(self.state.pid)).ok()?;
+        // Checked after opening: from here on the pidfd pins the process it names.
+        let st = sys::proc_stat(self.state.pid)?;
+        (st.start_time == self.state.init_start_time && !matches!(st.state, 'Z' | 'X'))
+            .then_some(fd)
+    }
+
+    /// Releases init from the start gate so it execs the user process.
+    pub fn start(&self) -> Result<()> {
+        let status = self.status();
+        if status != Status::Created {
+            bail!(
+                "cannot start container {:?}: it is {status}, not created",
+                self.id()
+            );
+        }
+        let pidfd = self.init_pidfd().context("container init is gone")?;
+        let mut fifo = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(self.dir.join(EXEC_FIFO))
+            .context("open the exec fifo")?;
+        // Init writes one byte once it is through the gate; if it dies first, its pidfd says so.
+        loop {
+            let mut fds = [
+                PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => bail!("wait for container init: {e}"),
+                Ok(_) => {}
+            }
+            let fifo_ready = fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
+            let init_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
+            if fifo_ready {
+                break;
+            }
+            if init_gone {
+                bail!(
+                    "cannot start container {:?}: its init process exited before start",
+                    self.id()
+                );
+            }
+        }
+        let mut byte = [0u8; 1];
+        match fifo.read(&mut byte) {
+            Ok(1) => {}
+            Ok(_) => bail!(
+                "cannot start container {:?}: init closed the start gate",
+                self.id()
+            ),
+            Err(e) => bail!("read the exec fifo: {e}"),
+        }
+        fs::remove_file(self.dir.join(EXEC_FIFO)).context("remove the exec fifo")?;
+        Ok(())
+    }
+
+    /// Sends `signal` to init, or with `all` to every process in the container's cgroup.
+    pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
+        let status = self.status();
+        if matches!(status, Status::Stopped | Status::Creating) {
+            bail!("container not running");
+        }
+        if all {
+            for pid in cgroups::pids(&self.state.cgroup_dirs)? {
+                match nix::sys::signal::kill(
+                    Pid::from_raw(pid),
+                    nix::sys::signal::Signal::try_from(signal).ok(),
+                ) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => bail!("signal pid {pid}: {e}"),
+                }
+            }
+            return Ok(());
+        }
+        let pidfd = self.init_pidfd().context("container not running")?;
+        match sys::pidfd_send_signal(&pidfd, signal) {
+            Ok(()) => Ok(()),
+            Err(Errno::ESRCH) => bail!("container not running"),
+            Err(e) => bail!("signal container init: {e}"),
+        }
+    }
+
+    /// Removes the container; a running one only with `force`. A created one is killed first,
+    /// as runc does.
+    pub fn delete(&self, force: bool) -> Result<()> {
+        match self.status() {
+            Status::Running | Status::Paused if !force => {
+                bail!(
+                    "cannot delete container {} that is not stopped: {}",
+                    self.id(),
+                    self.status()
+                )
+            }
+            _ => self.destroy(),
+        }
+    }
+
+    /// Kills whatever is left, removes the cgroup and the state dir.
+    pub fn destroy(&self) -> Result<()> {
+        if let Some(pidfd) = self.init_pidfd() {
+            match sys::pidfd_send_signal(&pidfd, libc::SIGKILL) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => bail!("kill container init: {e}"),
+            }
+            sys::pidfd_wait_exit(&pidfd)?;
+        }
+        kill_cgroup_processes(&self.state.cgroup_dirs)?;
+        cgroups::remove(&self.state.cgroup_dirs)?;
+        fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("remove state dir {}", self.dir.display()))
+    }
+}
+
+/// SIGKILLs every process in the cgroup and waits until each has exited. Repeats while new
+/// ones appear (a fork racing the kill), a bounded number of times.
+pub fn kill_cgroup_processes(dirs: &[PathBuf]) -> Result<()> {
+    for _ in 0..100 {
+        let pids = cgroups::pids(dirs)?;
+        if pids.is_empty() {
+            return Ok(());
+        }
+        let mut fds = Vec::new();
+        for pid in pids {
+            if let Ok(fd) = sys::pidfd_open(Pid::from_raw(pid)) {
+                match sys::pidfd_send_signal(&fd, libc::SIGKILL) {
+                    Ok(()) | Err(Errno::ESRCH) => fds.push(fd),
+                    Err(e) => bail!("kill pid {pid} in the container's cgroup: {e}"),
+                }
+            }
+        }
+        for fd in &fds {
+            sys::pidfd_wait_exit(fd)?;
+        }
+    }
+    bail!("processes in the container's cgroup keep appearing; gave up killing them")
+}
+
+/// Every container ID under `root` (directories holding a state.json).
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("read {}", root.display())),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(state::STATE_FILE).exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}

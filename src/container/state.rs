@@ -1,0 +1,209 @@
+//! state.json: runc's fields, plus what berth itself needs to find the container's resources
+//! again after config.json has changed or gone.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FILE: &str = "state.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The stored state. The runc-visible fields come first and keep runc's names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub oci_version: String,
+    pub id: String,
+    /// Host pid of the container's init; 0 until init exists.
+    pub pid: i32,
+    /// The status when the file was written; `Container::status` derives the live one.
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub created: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    pub owner: String,
+    /// Start time of init (clock ticks since boot): tells init apart from a reused pid.
+    #[serde(default)]
+    pub init_start_time: u64,
+    /// The container's cgroup directories, as resolved at create time.
+    #[serde(default)]
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// Whether init is PID 1 of its own PID namespace (then its death ends every process).
+    #[serde(default)]
+    pub own_pid_namespace: bool,
+}
+
+/// What `berth state` prints: exactly runc's fields.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateView<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub annotations: &'a HashMap<String, String>,
+    pub owner: &'a str,
+}
+
+impl State {
+    pub fn view(&self, status: Status) -> StateView<'_> {
+        StateView {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            status,
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            annotations: &self.annotations,
+            owner: &self.owner,
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<State> {
+        let path = dir.join(STATE_FILE);
+        let text = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))
+    }
+
+    /// Writes state.json atomically: a temp file in the same dir, fsync, rename.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(STATE_FILE);
+        let tmp = dir.join(format!(".{STATE_FILE}.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(self)?)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write()
+            .with_context(|| format!("write {}", path.display()))
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+    }
+}
+
+/// Writes `contents` to `path` via a temp file and rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .context("pid file path has no file name")?
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    fs::write(&tmp, contents)
+        .and_then(|_| fs::rename(&tmp, path))
+        .with_context(|| format!("write {}", path.display()))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        State {
+            oci_version: "1.0.2".into(),
+            id: "c1".into(),
+            pid: 42,
+            status: Status::Created,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "2026-11-22T14:00:00.123456789Z".into(),
+            annotations: HashMap::from([("k".into(), "v".into())]),
+            owner: "root".into(),
+            init_start_time: 777,
+            cgroup_dirs: vec!["/sys/fs/cgroup/c1".into()],
+            own_pid_namespace: true,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sample();
+        s.save(dir.path()).unwrap();
+        assert_eq!(State::load(dir.path()).unwrap(), s);
+        // No temp file is left beside it.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(STATE_FILE)]);
+    }
+
+    #[test]
+    fn view_has_runc_fields_and_zero_pid_when_stopped() {
+        let s = sample();
+        let v = serde_json::to_value(s.view(Status::Running)).unwrap();
+        let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        let mut want = vec![
+            "ociVersion",
+            "id",
+            "pid",
+            "status",
+            "bundle",
+            "rootfs",
+            "created",
+            "annotations",
+            "owner",
+        ];
+        want.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, want);
+        assert_eq!(v["status"], "running");
+        assert_eq!(v["pid"], 42);
+        let v = serde_json::to_value(s.view(Status::Stopped)).unwrap();
+        assert_eq!(v["pid"], 0);
+        assert_eq!(v["status"], "stopped");
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("init.pid");
+        write_atomic(&p, b"1").unwrap();
+        write_atomic(&p, b"123").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "123");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

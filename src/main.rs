@@ -1,0 +1,83 @@
+//! berth: parse the command line, set up logging, dispatch. Nothing else.
+
+mod capabilities;
+mod cgroups;
+mod cli;
+mod commands;
+mod container;
+mod logging;
+mod namespaces;
+mod process;
+mod rlimits;
+mod rootfs;
+mod signals;
+mod spec;
+mod sys;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use cli::{Cli, Command, DEFAULT_ROOT};
+
+const SPEC_VERSION: &str = "1.2.0";
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.global.version {
+        println!("berth version {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "commit: {}",
+            option_env!("BERTH_COMMIT").unwrap_or("unknown")
+        );
+        println!("spec: {SPEC_VERSION}");
+        return;
+    }
+    let Some(command) = cli.command else {
+        eprintln!("berth: no command given; see berth --help");
+        std::process::exit(2);
+    };
+    if let Err(e) = logging::init(
+        cli.global.log.as_deref(),
+        cli.global.log_format,
+        cli.global.debug,
+    ) {
+        eprintln!("berth: {e:#}");
+        std::process::exit(1);
+    }
+    let root = state_root(cli.global.root.clone());
+    let result = match &command {
+        Command::Create(a) => commands::create(&root, a),
+        Command::Start(a) => commands::start(&root, &a.id),
+        Command::State(a) => commands::state(&root, &a.id),
+        Command::Kill(a) => commands::kill(&root, a),
+        Command::Delete(a) => commands::delete(&root, a),
+        Command::Run(a) => commands::run(&root, a),
+        Command::List(a) => commands::list(&root, a),
+        Command::Spec(a) => commands::spec(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if cli.global.log.is_some() {
+                log::error!("{msg}");
+            }
+            eprintln!("berth: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `--root`, else /run/berth for root, else $XDG_RUNTIME_DIR/berth.
+fn state_root(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(root) = flag {
+        return root;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("berth");
+        }
+    }
+    PathBuf::from(DEFAULT_ROOT)
+}

@@ -1,0 +1,222 @@
+//! The container's init, from its namespaces to execve, in the order the runtime-spec and runc
+//! use: rootfs, hostname, masked/read-only paths, limits, user and capabilities, then the
+//! report to `create`, the start gate and exec. Runs in the forked child; never returns.
+
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{access, chdir, execve, setresgid, setresuid, setsid, AccessFlags, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::channel::{Channel, Message};
+use super::SetupConfig;
+use crate::capabilities::CapabilitySets;
+use crate::rootfs::{self, RootfsContext};
+use crate::sys;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Sets the container up, reports to `create`, waits at the start gate and execs the user
+/// process. Errors before the report travel to `create`; later ones go to stderr.
+pub fn run(cfg: &SetupConfig, chan: Channel) -> ! {
+    let prepared = match setup(cfg) {
+        Ok(p) => p,
+        Err(e) => super::fail(&chan, e),
+    };
+    if let Err(e) = chan
+        .send(&Message::Ready)
+        .and_then(|_| chan.expect(&Message::StateSaved))
+    {
+        // `create` is gone: nobody will ever start this container.
+        super::fail(&chan, e);
+    }
+    drop(chan);
+    let err = wait_and_exec(cfg, prepared);
+    eprintln!("berth: container init: {err:#}");
+    std::process::exit(127);
+}
+
+/// What setup resolved for the final exec.
+struct Prepared {
+    exe: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn setup(cfg: &SetupConfig) -> Result<Prepared> {
+    let spec = &cfg.bundle.spec;
+    let process = spec.process().as_ref().context("process: must be set")?;
+    setsid().context("setsid")?;
+    if !cfg.no_new_keyring {
+        join_new_session_keyring();
+    }
+    // Devices and mount points get exactly the modes asked for.
+    umask(Mode::empty());
+
+    let ctx = RootfsContext {
+        spec,
+        rootfs: &cfg.bundle.rootfs,
+        bundle: &cfg.bundle.dir,
+        cgroup_dirs: &cfg.cgroup_dirs,
+        in_userns: cfg.namespaces.is_new(LinuxNamespaceType::User),
+        no_pivot: cfg.no_pivot,
+    };
+    rootfs::prepare(&ctx)?;
+    if cfg.namespaces.is_listed(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname().as_deref() {
+            nix::unistd::sethostname(h).with_context(|| format!("hostname: sethostname {h:?}"))?;
+        }
+        if let Some(d) = spec.domainname().as_deref() {
+            set_domainname(d).with_context(|| format!("domainname: setdomainname {d:?}"))?;
+        }
+    }
+    rootfs::finalize(spec)?;
+
+    if let Some(adj) = process.oom_score_adj() {
+        sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
+            .context("process.oomScoreAdj")?;
+    }
+    crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+
+    let caps = CapabilitySets::from_spec(process.capabilities().as_ref());
+    caps.apply_bounding()?;
+    switch_user(process)?;
+    caps.apply_rest()?;
+    umask(Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022),
+    ));
+    chdir(process.cwd())
+        .with_context(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let exe = lookup_executable(&args[0], &env)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges: prctl")?;
+    }
+    Ok(Prepared {
+        exe: sys::cstring(&exe.to_string_lossy())?,
+        args: args
+            .iter()
+            .map(|a| sys::cstring(a))
+            .collect::<Result<_>>()?,
+        env: env.iter().map(|e| sys::cstring(e)).collect::<Result<_>>()?,
+    })
+}
+
+/// The start gate: opening the exec fifo for writing blocks until `start` opens it for reading.
+fn wait_and_exec(cfg: &SetupConfig, p: Prepared) -> anyhow::Error {
+    let gate = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(sys::fd_path(&cfg.exec_fifo));
+    let released = gate.and_then(|mut f| f.write_all(b"0"));
+    if let Err(e) = released {
+        return anyhow::anyhow!("open the exec fifo: {e}");
+    }
+    if let Err(e) = sys::cloexec_from(3 + cfg.preserve_fds) {
+        return e;
+    }
+    match execve(&p.exe, &p.args, &p.env) {
+        Err(e) => anyhow::anyhow!("exec {:?}: {e}", p.exe),
+        Ok(never) => match never {},
+    }
+}
+
+/// setgroups, setresgid, setresuid, keeping the permitted capabilities across the switch so
+/// the configured sets can be applied afterwards.
+fn switch_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    nix::sys::prctl::set_keepcaps(true).context("prctl(PR_SET_KEEPCAPS)")?;
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).context("process.user.additionalGids: setgroups")?;
+    let gid = Gid::from_raw(user.gid());
+    setresgid(gid, gid, gid).with_context(|| format!("process.user.gid: setresgid {gid}"))?;
+    let uid = Uid::from_raw(user.uid());
+    setresuid(uid, uid, uid).with_context(|| format!("process.user.uid: setresuid {uid}"))?;
+    nix::sys::prctl::set_keepcaps(false).context("prctl(PR_CLEAR_KEEPCAPS)")?;
+    Ok(())
+}
+
+/// Finds `name` as execvp would, using PATH from the container's environment.
+pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
+    let is_executable = |p: &Path| p.is_file() && access(p, AccessFlags::X_OK).is_ok();
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        bail!("process.args[0]: exec {name:?}: no such executable file in the container");
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_executable(p))
+        .with_context(|| {
+            format!("process.args[0]: exec {name:?}: executable file not found in $PATH ({path})")
+        })
+}
+
+/// A fresh session keyring, so containers do not share the host's keys. Kernels or seccomp
+/// policies without keyctl are tolerated, as runc does.
+fn join_new_session_keyring() {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) creates an anonymous keyring; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0usize) };
+    if r < 0 {
+        log::debug!(
+            "keyctl(JOIN_SESSION_KEYRING): {}",
+            nix::errno::Errno::last()
+        );
+    }
+}
+
+fn set_domainname(name: &str) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_executables_on_path_and_by_path() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
+        let sh = lookup_executable("sh", &env).unwrap();
+        assert!(sh.ends_with("sh") && sh.is_absolute());
+        assert_eq!(
+            lookup_executable("/bin/sh", &env).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        let e = format!(
+            "{:#}",
+            lookup_executable("no-such-program-x", &env).unwrap_err()
+        );
+        assert!(e.contains("executable file not found in $PATH"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        let e = format!(
+            "{:#}",
+            lookup_executable(plain.to_str().unwrap(), &env).unwrap_err()
+        );
+        assert!(e.contains("no such executable"), "{e}");
+    }
+}

@@ -1,0 +1,317 @@
+//! THE create sequence, parent side, top to bottom. No re-exec: `create` forks; the child
+//! joins the cgroup, enters the namespaces and (for a PID or time namespace) forks init.
+//! Parent and children talk over a typed channel; nothing sleeps or polls.
+//!
+//!   parent (create)                 child                        init
+//!   state dir, state.json(creating)
+//!   cgroup dirs, exec fifo
+//!   fork ───────────────────────▶   join cgroup
+//!                                   unshare(user) ─ UsernsCreated
+//!   write uid/gid maps ─ UsernsMapped
+//!                                   setns/unshare the rest
+//!                                   fork ───────────────────────▶ rootfs, hostname, limits,
+//!   ◀──────────────────────────────  InitPid, exit                 user, caps, cwd, exe
+//!   ◀─────────────────────────────────────────────────────────── Ready
+//!   state.json(created), pid file
+//!   StateSaved ────────────────────────────────────────────────▶ block on exec fifo
+//!   return                                                        ... `start` ... execve
+
+pub mod channel;
+mod init;
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType};
+
+use crate::cli::CreateOpts;
+use crate::container::state::{write_atomic, State, Status};
+use crate::container::{self, Container, EXEC_FIFO};
+use crate::namespaces::{self, Namespaces};
+use crate::spec::{self, Bundle};
+use crate::{cgroups, sys};
+use channel::{Channel, Message};
+
+/// Everything the child and init need, resolved by the parent before the fork.
+pub struct SetupConfig {
+    pub bundle: Bundle,
+    pub namespaces: Namespaces,
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// O_PATH fd of the exec fifo; init reopens it for writing through /proc/self/fd.
+    pub exec_fifo: OwnedFd,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Creates container `id` from the bundle in `opts` under `root`. On error nothing is left:
+/// no state dir, cgroup or process.
+pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
+    container::id::validate(id)?;
+    let bundle = spec::load_bundle(&opts.bundle)?;
+    let namespaces = Namespaces::from_spec(&bundle.spec);
+    if !namespaces.is_listed(LinuxNamespaceType::Mount) {
+        bail!("config.json: linux.namespaces: a mount namespace is required");
+    }
+    let cgroups_path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone());
+    let cgroup_dirs = cgroups::dirs_for(cgroups_path.as_deref(), id)?;
+
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(root)
+        .with_context(|| format!("create state root {}", root.display()))?;
+    let dir = root.join(id);
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container {id:?} already exists")
+        }
+        Err(e) => return Err(e).with_context(|| format!("create state dir {}", dir.display())),
+    }
+    let mut guard = Cleanup {
+        dir: dir.clone(),
+        cgroup_dirs: cgroup_dirs.clone(),
+        pids: vec![],
+        armed: true,
+    };
+    let lock = container::lock_dir(&dir)?;
+
+    let mut state = State {
+        oci_version: bundle.spec.version().clone(),
+        id: id.to_string(),
+        pid: 0,
+        status: Status::Creating,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        owner: owner_name(),
+        init_start_time: 0,
+        cgroup_dirs: cgroup_dirs.clone(),
+        own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
+    };
+    // Saved before anything else exists, so `delete --force` can always find what to undo.
+    state.save(&dir)?;
+    cgroups::create(&cgroup_dirs)?;
+    let exec_fifo = make_exec_fifo(&dir, &bundle)?;
+
+    let cfg = SetupConfig {
+        bundle,
+        namespaces,
+        cgroup_dirs,
+        exec_fifo,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+    };
+    let (parent_end, child_end) = channel::pair()?;
+    // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
+    // any code after fork.
+    let child = match unsafe { fork() }.context("fork the container's setup process")? {
+        ForkResult::Child => {
+            drop(parent_end);
+            // The state lock belongs to `create`; init must not keep it alive.
+            let _ = nix::unistd::close(lock.as_raw_fd());
+            std::mem::forget(lock);
+            child_main(&cfg, child_end)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child_end);
+    guard.pids.push(child);
+
+    let init_pid = wait_for_ready(&parent_end, child, &cfg)?;
+    guard.pids.push(init_pid);
+    if init_pid != child {
+        waitpid(child, None).context("reap the setup process")?;
+    }
+    let stat = sys::proc_stat(init_pid.as_raw()).context("container init exited during create")?;
+    state.pid = init_pid.as_raw();
+    state.init_start_time = stat.start_time;
+    state.status = Status::Created;
+    state.save(&dir)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_atomic(pid_file, init_pid.to_string().as_bytes())?;
+    }
+    parent_end.send(&Message::StateSaved)?;
+    guard.armed = false;
+    drop(lock);
+    Ok(Container { dir, state })
+}
+
+/// Serves the child's requests until init reports `Ready`; returns init's pid.
+fn wait_for_ready(chan: &Channel, child: Pid, cfg: &SetupConfig) -> Result<Pid> {
+    let mut init_pid = None;
+    loop {
+        match chan.recv()? {
+            Some(Message::UsernsCreated) => {
+                write_id_maps(child, &cfg.bundle)?;
+                chan.send(&Message::UsernsMapped)?;
+            }
+            Some(Message::InitPid(p)) => init_pid = Some(Pid::from_raw(p)),
+            Some(Message::Ready) => return init_pid.context("init reported ready before its pid"),
+            Some(Message::Error(e)) => return Err(anyhow!(e)),
+            Some(m) => bail!("sync channel: unexpected {m:?} during create"),
+            None => bail!("container setup exited without reporting an error"),
+        }
+    }
+}
+
+/// The child: cgroup, user namespace (mapped by the parent), the other namespaces, then init.
+fn child_main(cfg: &SetupConfig, chan: Channel) -> ! {
+    if let Err(e) = enter_namespaces(cfg, &chan) {
+        fail(&chan, e);
+    }
+    if cfg.namespaces.needs_fork() {
+        // SAFETY: single-threaded, as above.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => init::run(cfg, chan),
+            Ok(ForkResult::Parent { child }) => {
+                let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
+                std::process::exit(code);
+            }
+            Err(e) => fail(&chan, anyhow!("fork the container's init: {e}")),
+        }
+    }
+    if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
+        fail(&chan, e);
+    }
+    init::run(cfg, chan)
+}
+
+fn enter_namespaces(cfg: &SetupConfig, chan: &Channel) -> Result<()> {
+    // `run` blocks signals to relay them; the container starts with none blocked.
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .context("reset the signal mask")?;
+    cgroups::join_self(&cfg.cgroup_dirs)?;
+    let ns = &cfg.namespaces;
+    ns.join_paths(|t| t == LinuxNamespaceType::User)?;
+    if ns.is_new(LinuxNamespaceType::User) {
+        Namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        chan.send(&Message::UsernsCreated)?;
+        chan.expect(&Message::UsernsMapped)?;
+        let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
+        nix::unistd::setresgid(root_gid, root_gid, root_gid)
+            .context("become gid 0 in the user namespace")?;
+        nix::unistd::setresuid(root_uid, root_uid, root_uid)
+            .context("become uid 0 in the user namespace")?;
+    }
+    ns.join_paths(|t| t != LinuxNamespaceType::User)?;
+    Namespaces::unshare(ns.new - nix::sched::CloneFlags::CLONE_NEWUSER)?;
+    if ns.is_new(LinuxNamespaceType::Time) {
+        namespaces::write_time_offsets(&cfg.bundle.spec)?;
+    }
+    Ok(())
+}
+
+/// Reports `err` to the parent and exits; used by every setup process.
+fn fail(chan: &Channel, err: anyhow::Error) -> ! {
+    let _ = chan.send(&Message::Error(format!("{err:#}")));
+    std::process::exit(1);
+}
+
+fn format_maps(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn write_id_maps(child: Pid, bundle: &Bundle) -> Result<()> {
+    let linux = bundle.spec.linux().as_ref();
+    let proc = PathBuf::from(format!("/proc/{child}"));
+    if let Some(maps) = linux
+        .and_then(|l| l.uid_mappings().as_ref())
+        .filter(|m| !m.is_empty())
+    {
+        sys::write_file(&proc.join("uid_map"), &format_maps(maps)).context("linux.uidMappings")?;
+    }
+    if let Some(maps) = linux
+        .and_then(|l| l.gid_mappings().as_ref())
+        .filter(|m| !m.is_empty())
+    {
+        sys::write_file(&proc.join("gid_map"), &format_maps(maps)).context("linux.gidMappings")?;
+    }
+    Ok(())
+}
+
+/// The host uid and gid that container root maps to (0 without a user namespace).
+fn container_root_ids(bundle: &Bundle) -> (u32, u32) {
+    let host_of = |maps: Option<&Vec<LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+            .unwrap_or(0)
+    };
+    let linux = bundle.spec.linux().as_ref();
+    (
+        host_of(linux.and_then(|l| l.uid_mappings().as_ref())),
+        host_of(linux.and_then(|l| l.gid_mappings().as_ref())),
+    )
+}
+
+/// The start gate. Writable by container root even when it maps to an unprivileged host user.
+fn make_exec_fifo(dir: &Path, bundle: &Bundle) -> Result<OwnedFd> {
+    let path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o622)).context("create the exec fifo")?;
+    let (uid, gid) = container_root_ids(bundle);
+    nix::unistd::chown(&path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .context("chown the exec fifo")?;
+    // Non-blocking O_PATH: no open of the fifo itself happens here.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&path)
+        .context("open the exec fifo")?;
+    Ok(f.into())
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Undoes a failed create: kills what was forked, removes the cgroup and the state dir.
+struct Cleanup {
+    dir: PathBuf,
+    cgroup_dirs: Vec<PathBuf>,
+    pids: Vec<Pid>,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for pid in &self.pids {
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+        for pid in &self.pids {
+            // Reaps our own children; init (a grandchild) is waited for through the cgroup.
+            let _ = waitpid(*pid, None);
+        }
+        if let Err(e) = container::kill_cgroup_processes(&self.cgroup_dirs)
+            .and_then(|_| cgroups::remove(&self.cgroup_dirs))
+        {
+            log::warn!("cleanup after failed create: {e:#}");
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

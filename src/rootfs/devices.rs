@@ -1,0 +1,168 @@
+//! Device nodes in the container's /dev: the defaults every container gets, the config's
+//! `linux.devices`, and the standard symlinks.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use nix::unistd::{fchownat, Gid, Uid};
+use oci_spec::runtime::{LinuxDeviceType, Spec};
+
+use super::paths::{self, Kind};
+use crate::sys::fd_path;
+
+/// A device node to create: path inside the container, type, numbers, mode and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    pub path: String,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn char_dev(path: &str, major: u64, minor: u64) -> DeviceNode {
+    DeviceNode {
+        path: path.into(),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+/// The devices runc gives every container.
+pub fn default_devices() -> Vec<DeviceNode> {
+    vec![
+        char_dev("/dev/null", 1, 3),
+        char_dev("/dev/zero", 1, 5),
+        char_dev("/dev/full", 1, 7),
+        char_dev("/dev/random", 1, 8),
+        char_dev("/dev/urandom", 1, 9),
+        char_dev("/dev/tty", 5, 0),
+    ]
+}
+
+pub fn create_defaults(root: &impl std::os::fd::AsFd, in_userns: bool) -> Result<()> {
+    for dev in default_devices() {
+        create(root, &dev, in_userns).with_context(|| format!("default device {}", dev.path))?;
+    }
+    let mut links = vec![
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+        ("pts/ptmx", "/dev/ptmx"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "/dev/core"));
+    }
+    let dev = paths::create_in_root(root, Path::new("/dev"), Kind::Dir)?;
+    for (target, link) in links {
+        let name = &link["/dev/".len()..];
+        // An existing entry (e.g. from the image) is replaced, as runc does for ptmx.
+        let _ = nix::unistd::unlinkat(
+            Some(dev.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
+            .with_context(|| format!("symlink {link} -> {target}"))?;
+    }
+    Ok(())
+}
+
+pub fn create_configured(
+    root: &impl std::os::fd::AsFd,
+    spec: &Spec,
+    in_userns: bool,
+) -> Result<()> {
+    let devices = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    for (i, d) in devices.iter().enumerate() {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            other => bail!("linux.devices[{i}]: type {other:?} cannot be created"),
+        };
+        let path = d.path().to_string_lossy().into_owned();
+        if !d.path().is_absolute() {
+            bail!("linux.devices[{i}]: path {path:?} is not absolute");
+        }
+        let node = DeviceNode {
+            path,
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        };
+        create(root, &node, in_userns)
+            .with_context(|| format!("linux.devices[{i}] ({})", node.path))?;
+    }
+    Ok(())
+}
+
+/// Creates one node with mknod, or in a user namespace (where mknod is refused) bind-mounts
+/// the host's node onto an empty file.
+fn create(root: &impl std::os::fd::AsFd, dev: &DeviceNode, in_userns: bool) -> Result<()> {
+    let path = Path::new(&dev.path);
+    let parent = path.parent().context("device path has no parent")?;
+    let name = path.file_name().context("device path has no name")?;
+    if in_userns {
+        let target = paths::create_in_root(root, path, Kind::File)?;
+        return mount(
+            Some(path),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind the host's {}", dev.path));
+    }
+    let dir: OwnedFd = paths::create_in_root(root, parent, Kind::Dir)?;
+    let _ = nix::unistd::unlinkat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
+    mknodat(
+        Some(dir.as_raw_fd()),
+        name,
+        dev.kind,
+        Mode::from_bits_truncate(dev.mode),
+        makedev(dev.major, dev.minor),
+    )
+    .context("mknod")?;
+    fchownat(
+        Some(dir.as_raw_fd()),
+        name,
+        Some(Uid::from_raw(dev.uid)),
+        Some(Gid::from_raw(dev.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .context("chown")?;
+    Ok(())
+}
+
+/// Refuses to use `path` as the null device unless it really is char device 1:3, so an image
+/// cannot turn masking into a bind of something else.
+pub fn check_is_null(path: &str) -> Result<()> {
+    let st = nix::sys::stat::stat(path).with_context(|| format!("stat {path}"))?;
+    let is_chr = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR;
+    if !is_chr || st.st_rdev != makedev(1, 3) {
+        bail!("{path} is not the null device");
+    }
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The container's filesystem view, built inside its new mount namespace: the rootfs bind,
+//! the config's mounts in order, /dev, pivot_root, then masked and read-only paths.
+
+pub mod devices;
+pub mod options;
+pub mod paths;
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{stat, SFlag};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::sys::fd_path;
+use paths::Kind;
+
+/// What the rootfs setup needs besides the spec.
+pub struct RootfsContext<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    /// The container's cgroup directories on the host, for `cgroup` mounts.
+    pub cgroup_dirs: &'a [PathBuf],
+    /// In a new user namespace device nodes cannot be created; they are bind-mounted instead.
+    pub in_userns: bool,
+    pub no_pivot: bool,
+}
+
+/// Everything up to and including the switch into the new root. Runs in the new mount
+/// namespace before the process setup.
+pub fn prepare(ctx: &RootfsContext) -> Result<()> {
+    let linux = ctx.spec.linux().as_ref();
+    // Nothing mounted below this point may propagate back to the host.
+    let propagation = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .map(|p| {
+            options::propagation(p)
+                .with_context(|| format!("linux.rootfsPropagation: unknown value {p:?}"))
+        })
+        .transpose()?
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        propagation | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("make / a slave mount in the new mount namespace")?;
+    mount(
+        Some(ctx.rootfs),
+        ctx.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind mount the rootfs {} onto itself", ctx.rootfs.display()))?;
+
+    let root =
+        File::open(ctx.rootfs).with_context(|| format!("open rootfs {}", ctx.rootfs.display()))?;
+    let mounts = ctx.spec.mounts().clone().unwrap_or_default();
+    for (i, m) in mounts.iter().enumerate() {
+        mount_entry(ctx, &root, m)
+            .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
+    }
+    let dev_is_host_bind = mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && options::parse(m.options().as_deref().unwrap_or(&[])).is_bind()
+    });
+    if !dev_is_host_bind {
+        devices::create_defaults(&root, ctx.in_userns)?;
+    }
+    devices::create_configured(&root, ctx.spec, ctx.in_userns)?;
+    drop(root);
+
+    if ctx.no_pivot {
+        move_root(ctx.rootfs)
+    } else {
+        switch_root(ctx.rootfs)
+    }
+}
+
+/// After the switch: masked and read-only paths, then a read-only root if asked.
+pub fn finalize(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for (i, p) in linux
+        .and_then(|l| l.readonly_paths().clone())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        make_readonly(Path::new(p)).with_context(|| format!("linux.readonlyPaths[{i}] ({p})"))?;
+    }
+    for (i, p) in linux
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        mask(Path::new(p)).with_context(|| format!("linux.maskedPaths[{i}] ({p})"))?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false))
+    {
+        remount_readonly(Path::new("/")).context("root.readonly: remount / read-only")?;
+    }
+    Ok(())
+}
+
+fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
+    let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+    let fstype = m.typ().as_deref().unwrap_or("");
+    let dest = m.destination();
+    if fstype == "cgroup" || fstype == "cgroup2" {
+        return mount_cgroup(ctx, root, dest, &opts);
+    }
+    if opts.is_bind() || fstype == "bind" {
+        let source = m.source().as_ref().context("bind mount without a source")?;
+        let source = if source.is_absolute() {
+            source.clone()
+        } else {
+            ctx.bundle.join(source)
+        };
+        let meta = std::fs::metadata(&source)
+            .with_context(|| format!("bind source {}", source.display()))?;
+        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+        let target = paths::create_in_root(root, dest, kind)?;
+        let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        mount(
+            Some(&source),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind mount {}", source.display()))?;
+        if !opts.remount_flags().is_empty() {
+            // Reopen: the bind covers the old dentry, the remount must act on the new mount.
+            let target = paths::open_in_root(root, dest).context("reopen the bind mount")?;
+            let locked = locked_flags(&fd_path(&target));
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags() | locked;
+            mount(
+                None::<&str>,
+                fd_path(&target).as_str(),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .with_context(|| format!("remount bind with {:?}", opts.remount_flags()))?;
+        }
+    } else {
+        let target = paths::create_in_root(root, dest, Kind::Dir)?;
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| fstype.to_string());
+        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        mount(
+            Some(source.as_str()),
+            fd_path(&target).as_str(),
+            Some(fstype),
+            opts.flags & !MsFlags::MS_REMOUNT,
+            data,
+        )
+        .with_context(|| format!("mount {fstype}"))?;
+    }
+    apply_propagation(root, dest, &opts.propagation)
+}
+
+fn apply_propagation(root: &File, dest: &Path, propagation: &[MsFlags]) -> Result<()> {
+    if propagation.is_empty() {
+        return Ok(());
+    }
+    let target = paths::open_in_root(root, dest).context("reopen for propagation")?;
+    for p in propagation {
+        mount(
+            None::<&str>,
+            fd_path(&target).as_str(),
+            None::<&str>,
+            *p,
+            None::<&str>,
+        )
+        .with_context(|| format!("set propagation {p:?}"))?;
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount: the container's own cgroup directories bound under a tmpfs, one per v1
+/// hierarchy (the layout runc gives), or the single cgroup2 directory on a v2 host.
+fn mount_cgroup(
+    ctx: &RootfsContext,
+    root: &File,
+    dest: &Path,
+    opts: &options::MountOptions,
+) -> Result<()> {
+    let bind_flags = opts.flags
+        & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let v2_only = ctx.cgroup_dirs.len() == 1 && is_cgroup2_root();
+    let target = paths::create_in_root(root, dest, Kind::Dir)?;
+    if v2_only {
+        return bind_cgroup_dir(root, &ctx.cgroup_dirs[0], dest, bind_flags);
+    }
+    let tmpfs_flags = opts.flags & !MsFlags::MS_RDONLY;
+    mount(
+        Some("tmpfs"),
+        fd_path(&target).as_str(),
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755"),
+    )
+    .context("mount tmpfs for the cgroup hierarchies")?;
+    for dir in ctx.cgroup_dirs {
+        let Some(name) = hierarchy_name(dir) else {
+            continue;
+        };
+        paths::create_in_root(root, &dest.join(&name), Kind::Dir)?;
+        bind_cgroup_dir(root, dir, &dest.join(&name), bind_flags)?;
+        // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name.
+        if name.contains(',') {
+            for single in name.split(',') {
+                let link = paths::open_in_root(root, dest).context("open cgroup mount")?;
+                let _ = nix::unistd::symlinkat(
+                    name.as_str(),
+                    Some(std::os::fd::AsRawFd::as_raw_fd(&link)),
+                    single,
+                );
+            }
+        }
+    }
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        let target = paths::open_in_root(root, dest).context("reopen cgroup tmpfs")?;
+        mount(
+            None::<&str>,
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | tmpfs_flags,
+            Some("mode=755"),
+        )
+        .context("remount the cgroup tmpfs read-only")?;
+    }
+    Ok(())
+}
+
+fn is_cgroup2_root() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// The hierarchy's directory name under /sys/fs/cgroup ("memory", "unified", "systemd").
+fn hierarchy_name(dir: &Path) -> Option<String> {
+    let rel = dir.strip_prefix("/sys/fs/cgroup").ok()?;
+    rel.components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+}
+
+fn bind_cgroup_dir(root: &File, source: &Path, dest: &Path, flags: MsFlags) -> Result<()> {
+    let target = paths::create_in_root(root, dest, Kind::Dir)?;
+    mount(
+        Some(source),
+        fd_path(&target).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind cgroup {}", source.display()))?;
+    if !flags.is_empty() {
+        // The bind covers the old dentry: remount through a fresh lookup.
+        let target = paths::open_in_root(root, dest).context("reopen cgroup bind")?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
+        mount(
+            None::<&str>,
+            fd_path(&target).as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .with_context(|| format!("remount cgroup {}", source.display()))?;
+    }
+    Ok(())
+}
+
+/// Flags a bind remount must keep: in a user namespace the kernel refuses to drop them.
+fn locked_flags(path: &str) -> MsFlags {
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// pivot_root into the rootfs and detach the old root, as runc does: pivot onto itself and
+/// unmount the old root from under the new one, so no directory for it is needed.
+fn switch_root(rootfs: &Path) -> Result<()> {
+    let old_root: OwnedFd = File::open("/").context("open old root")?.into();
+    let new_root: OwnedFd = File::open(rootfs).context("open new root")?.into();
+    fchdir(new_root.as_raw_fd()).context("chdir to the rootfs")?;
+    pivot_root(".", ".").context("pivot_root")?;
+    fchdir(old_root.as_raw_fd()).context("chdir to the old root")?;
+    // The old root must not propagate its unmount to the host.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("make the old root a slave")?;
+    umount2(".", MntFlags::MNT_DETACH).context("detach the old root")?;
+    chdir("/").context("chdir to the new root")
+}
+
+/// `--no-pivot`: move the rootfs over / and chroot into it (for roots on ramfs).
+fn move_root(rootfs: &Path) -> Result<()> {
+    chdir(rootfs).context("chdir to the rootfs")?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .context("move the rootfs to /")?;
+    chroot(".").context("chroot into the rootfs")?;
+    chdir("/").context("chdir to the new root")
+}
+
+fn make_readonly(path: &Path) -> Result<()> {
+    match mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        Err(Errno::ENOENT) => return Ok(()),
+        r => r.context("bind onto itself")?,
+    }
+    remount_readonly(path)
+}
+
+fn remount_readonly(path: &Path) -> Result<()> {
+    let locked = locked_flags(&path.to_string_lossy());
+    let flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>).context("remount read-only")
+}
+
+/// Directories are covered by an empty read-only tmpfs, anything else by /dev/null.
+fn mask(path: &Path) -> Result<()> {
+    let st = match stat(path) {
+        Err(Errno::ENOENT) => return Ok(()),
+        r => r.context("stat")?,
+    };
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .context("mount read-only tmpfs")
+    } else {
+        devices::check_is_null("/dev/null")?;
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .context("bind /dev/null")
+    }
+}

@@ -1,0 +1,125 @@
+//! fstab-style mount options as runc reads them: flags to set, flags to clear, propagation
+//! changes, and everything else passed to the filesystem as data.
+
+use nix::mount::MsFlags;
+
+/// A mount entry's options, split the way mount(2) needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// Propagation changes, applied one by one after the mount.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options, comma-joined.
+    pub data: String,
+}
+
+impl MountOptions {
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+
+    /// Flags beyond the bind itself, which need a remount to take effect on a bind mount.
+    pub fn remount_flags(&self) -> MsFlags {
+        self.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
+    }
+}
+
+const MS_NOSYMFOLLOW: u64 = 256;
+
+/// Parses `options`; `clear` options (rw, suid, ...) cancel flags set before them.
+pub fn parse(options: &[String]) -> MountOptions {
+    let mut out = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        data: String::new(),
+    };
+    let mut data = Vec::new();
+    for opt in options {
+        let (clear, flag) = match opt.as_str() {
+            "defaults" => (false, MsFlags::empty()),
+            "ro" => (false, MsFlags::MS_RDONLY),
+            "rw" => (true, MsFlags::MS_RDONLY),
+            "suid" => (true, MsFlags::MS_NOSUID),
+            "nosuid" => (false, MsFlags::MS_NOSUID),
+            "dev" => (true, MsFlags::MS_NODEV),
+            "nodev" => (false, MsFlags::MS_NODEV),
+            "exec" => (true, MsFlags::MS_NOEXEC),
+            "noexec" => (false, MsFlags::MS_NOEXEC),
+            "sync" => (false, MsFlags::MS_SYNCHRONOUS),
+            "async" => (true, MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (false, MsFlags::MS_DIRSYNC),
+            "remount" => (false, MsFlags::MS_REMOUNT),
+            "mand" => (false, MsFlags::MS_MANDLOCK),
+            "nomand" => (true, MsFlags::MS_MANDLOCK),
+            "atime" => (true, MsFlags::MS_NOATIME),
+            "noatime" => (false, MsFlags::MS_NOATIME),
+            "diratime" => (true, MsFlags::MS_NODIRATIME),
+            "nodiratime" => (false, MsFlags::MS_NODIRATIME),
+            "relatime" => (false, MsFlags::MS_RELATIME),
+            "norelatime" => (true, MsFlags::MS_RELATIME),
+            "strictatime" => (false, MsFlags::MS_STRICTATIME),
+            "nostrictatime" => (true, MsFlags::MS_STRICTATIME),
+            "nosymfollow" => (false, MsFlags::from_bits_retain(MS_NOSYMFOLLOW)),
+            "symfollow" => (true, MsFlags::from_bits_retain(MS_NOSYMFOLLOW)),
+            "bind" => (false, MsFlags::MS_BIND),
+            "rbind" => (false, MsFlags::MS_BIND | MsFlags::MS_REC),
+            other => {
+                if let Some(p) = propagation(other) {
+                    out.propagation.push(p);
+                } else {
+                    data.push(other.to_string());
+                }
+                continue;
+            }
+        };
+        if clear {
+            out.flags.remove(flag);
+        } else {
+            out.flags.insert(flag);
+        }
+    }
+    out.data = data.join(",");
+    out
+}
+
+/// The mount(2) flags of a propagation option (`rslave`, `private`, ...).
+pub fn propagation(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(opts: &[&str]) -> MountOptions {
+        parse(&opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags_data_and_propagation() {
+        let o = p(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, "mode=755,size=65536k");
+        let o = p(&["rbind", "ro", "rprivate"]);
+        assert!(o.is_bind());
+        assert_eq!(o.remount_flags(), MsFlags::MS_RDONLY);
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn later_options_override_earlier() {
+        assert_eq!(p(&["ro", "rw"]).flags, MsFlags::empty());
+        assert_eq!(p(&["rw", "ro"]).flags, MsFlags::MS_RDONLY);
+        assert_eq!(p(&["nosuid", "suid", "nodev"]).flags, MsFlags::MS_NODEV);
+    }
+}

@@ -1,0 +1,172 @@
+//! Resolving paths inside the container's root so that a hostile image cannot redirect them:
+//! every lookup goes through openat2(RESOLVE_IN_ROOT), so a symlink such as `/etc -> /host/etc`
+//! or `/proc -> /` stays inside the root. Callers act on the returned O_PATH fd (through its
+//! /proc/self/fd path), never on a re-resolved string.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::readlinkat;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{mkdirat, Mode};
+
+/// What to create at a missing path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// Opens `path` (absolute or relative, always taken inside `root`) as O_PATH.
+pub fn open_in_root(root: &impl AsFd, path: &Path) -> nix::Result<OwnedFd> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(root.as_fd().as_raw_fd(), rel, how)?;
+    // SAFETY: openat2 returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `path` inside `root`, creating it (and missing parent directories) as `kind`.
+/// A dangling symlink on the way is followed inside the root and its target created, as
+/// runc's MkdirAllInRoot does.
+pub fn create_in_root(root: &impl AsFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    create_in_root_depth(root, path, kind, 0)
+}
+
+const MAX_SYMLINKS: u32 = 40;
+
+fn create_in_root_depth(root: &impl AsFd, path: &Path, kind: Kind, depth: u32) -> Result<OwnedFd> {
+    match open_in_root(root, path) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => bail!("open {} in the container's root: {e}", path.display()),
+    }
+    if depth > MAX_SYMLINKS {
+        bail!(
+            "create {} in the container: too many levels of symbolic links",
+            path.display()
+        );
+    }
+    let mut current = open_in_root(root, Path::new("/"))
+        .with_context(|| format!("open the container's root for {}", path.display()))?;
+    let mut so_far = PathBuf::from("/");
+    let parts: Vec<_> = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        so_far.push(part);
+        let last = i + 1 == parts.len();
+        match open_in_root(root, &so_far) {
+            Ok(fd) => {
+                current = fd;
+                continue;
+            }
+            Err(Errno::ENOENT) => {}
+            Err(e) => bail!("open {} in the container's root: {e}", so_far.display()),
+        }
+        if let Ok(target) = readlinkat(Some(current.as_raw_fd()), part.as_os_str()) {
+            // A dangling symlink: create what it points to, still inside the root.
+            let mut redirected = so_far.parent().unwrap_or(Path::new("/")).join(target);
+            for rest in &parts[i + 1..] {
+                redirected.push(rest);
+            }
+            return create_in_root_depth(root, &redirected, kind, depth + 1);
+        }
+        if last && kind == Kind::File {
+            create_file_at(&current, part.as_os_str())
+                .with_context(|| format!("create file {} in the container", so_far.display()))?;
+        } else {
+            match mkdirat(
+                Some(current.as_raw_fd()),
+                part.as_os_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => bail!(
+                    "create directory {} in the container: {e}",
+                    so_far.display()
+                ),
+            }
+        }
+        current = open_in_root(root, &so_far).with_context(|| {
+            format!(
+                "open {} in the container after creating it",
+                so_far.display()
+            )
+        })?;
+    }
+    Ok(current)
+}
+
+fn create_file_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> nix::Result<()> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    // SAFETY: openat returned a fresh fd that nothing else owns; dropping it closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn root_fd(dir: &Path) -> OwnedFd {
+        fs::File::open(dir).unwrap().into()
+    }
+
+    fn real_path(fd: &OwnedFd) -> std::path::PathBuf {
+        fs::read_link(crate::sys::fd_path(fd)).unwrap()
+    }
+
+    #[test]
+    fn absolute_symlinks_stay_inside_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        symlink(outside.path(), root.path().join("escape")).unwrap();
+        symlink("/", root.path().join("slash")).unwrap();
+        symlink("../../../../..", root.path().join("up")).unwrap();
+        let r = root_fd(root.path());
+        for link in ["escape/x/y", "slash/x/y", "up/x/y"] {
+            let fd = create_in_root(&r, Path::new(link), Kind::Dir).unwrap();
+            assert!(
+                real_path(&fd).starts_with(root.path()),
+                "{link} escaped to {:?}",
+                real_path(&fd)
+            );
+        }
+        assert_eq!(
+            fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "something was created outside"
+        );
+    }
+
+    #[test]
+    fn creates_files_and_dirs() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root_fd(root.path());
+        create_in_root(&r, Path::new("/a/b/file"), Kind::File).unwrap();
+        assert!(root.path().join("a/b/file").is_file());
+        create_in_root(&r, Path::new("/c/d"), Kind::Dir).unwrap();
+        assert!(root.path().join("c/d").is_dir());
+        // Existing paths are opened, not recreated.
+        let fd = create_in_root(&r, Path::new("/a/b/file"), Kind::Dir).unwrap();
+        assert_eq!(real_path(&fd), root.path().join("a/b/file"));
+    }
+}

@@ -1,0 +1,286 @@
+//! Loading config.json into oci-spec types and checking it before anything is created.
+//! Every error names the file and the JSON path of the bad field.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+/// A bundle whose config.json has been read and checked.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Absolute path of the bundle directory.
+    pub dir: PathBuf,
+    /// Absolute path of the root filesystem.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+/// Reads `<bundle>/config.json`, parses it and validates it.
+pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
+    let dir = fs::canonicalize(bundle)
+        .with_context(|| format!("bundle {}: cannot open", bundle.display()))?;
+    if !dir.is_dir() {
+        bail!("bundle {}: not a directory", bundle.display());
+    }
+    let config_path = dir.join("config.json");
+    let text = fs::read_to_string(&config_path)
+        .with_context(|| format!("config.json: cannot read {}", config_path.display()))?;
+    let spec = parse(&text)?;
+    let rootfs = validate(&spec, &dir)?;
+    Ok(Bundle { dir, rootfs, spec })
+}
+
+/// Parses config.json text; errors carry the JSON path, line and column.
+pub fn parse(text: &str) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path.is_empty() || path == "." {
+            anyhow::anyhow!("config.json: {inner}")
+        } else {
+            anyhow::anyhow!("config.json: {path}: {inner}")
+        }
+    })
+}
+
+/// Checks what must hold before a container can be created; returns the absolute rootfs path.
+pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
+    check_version(spec.version())?;
+
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process: must be set")?;
+    check_process(process)?;
+
+    let root = spec
+        .root()
+        .as_ref()
+        .context("config.json: root: must be set")?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle_dir.join(root.path())
+    };
+    if !rootfs.is_dir() {
+        bail!(
+            "config.json: root.path: {} is not a directory",
+            rootfs.display()
+        );
+    }
+
+    let linux = spec.linux().as_ref();
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref());
+    let mut seen = HashSet::new();
+    for (i, ns) in namespaces.into_iter().flatten().enumerate() {
+        if !seen.insert(ns.typ()) {
+            bail!(
+                "config.json: linux.namespaces[{i}]: duplicate namespace type {}",
+                ns.typ()
+            );
+        }
+        if let Some(path) = ns.path() {
+            if !path.is_absolute() {
+                bail!(
+                    "config.json: linux.namespaces[{i}].path: {} is not absolute",
+                    path.display()
+                );
+            }
+            if !path.exists() {
+                bail!(
+                    "config.json: linux.namespaces[{i}].path: {} does not exist",
+                    path.display()
+                );
+            }
+        }
+    }
+    let new_userns = namespaces
+        .into_iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    let has_mappings = linux.is_some_and(|l| {
+        l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+    });
+    if new_userns && !has_mappings {
+        bail!("config.json: linux.uidMappings: must be set when a new user namespace is created");
+    }
+    if has_mappings && !new_userns {
+        bail!("config.json: linux.uidMappings: set, but no new user namespace is created");
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(&LinuxNamespaceType::Uts)
+    {
+        bail!("config.json: hostname: cannot be set without a UTS namespace in linux.namespaces");
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            bail!(
+                "config.json: mounts[{i}].destination: {:?} is not absolute",
+                m.destination().display().to_string()
+            );
+        }
+    }
+    Ok(rootfs)
+}
+
+fn check_version(version: &str) -> Result<()> {
+    let major = version.split('.').next().unwrap_or("");
+    if major != "1" {
+        bail!("config.json: ociVersion: {version:?} is not supported (berth supports 1.x)");
+    }
+    Ok(())
+}
+
+fn check_process(process: &Process) -> Result<()> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!("config.json: process.args: must not be empty");
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "config.json: process.cwd: {} is not absolute",
+            process.cwd().display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
+                "process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}}{extra}}}"#
+        )
+    }
+
+    fn bundle_with(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("rootfs")).unwrap();
+        fs::write(dir.path().join("config.json"), config).unwrap();
+        dir
+    }
+
+    fn err_of(config: &str) -> String {
+        let dir = bundle_with(config);
+        format!("{:#}", load_bundle(dir.path()).unwrap_err())
+    }
+
+    #[test]
+    fn loads_minimal_bundle() {
+        let dir = bundle_with(&minimal(""));
+        let b = load_bundle(dir.path()).unwrap();
+        assert_eq!(
+            b.rootfs,
+            fs::canonicalize(dir.path()).unwrap().join("rootfs")
+        );
+        assert_eq!(
+            b.spec.process().as_ref().unwrap().args().as_ref().unwrap()[0],
+            "sh"
+        );
+    }
+
+    #[test]
+    fn missing_bundle_names_it() {
+        let e = format!(
+            "{:#}",
+            load_bundle(Path::new("/nonexistent/bundle")).unwrap_err()
+        );
+        assert!(
+            e.starts_with("bundle /nonexistent/bundle: cannot open"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_config_names_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = format!("{:#}", load_bundle(dir.path()).unwrap_err());
+        assert!(
+            e.contains("config.json: cannot read") && e.contains("No such file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn invalid_json_has_line_and_column() {
+        let e = err_of("{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}");
+        assert!(
+            e.starts_with("config.json:") && e.contains("line 3 column 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_path() {
+        let e = err_of(r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":"sh"}}"#);
+        assert!(e.contains("process.args"), "{e}");
+        let e = err_of(&minimal(r#","hostname":5"#));
+        assert!(e.starts_with("config.json: hostname:"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_version() {
+        let e = err_of(&minimal("").replace("1.0.2", "2.0.0"));
+        assert!(e.contains("ociVersion: \"2.0.0\" is not supported"), "{e}");
+    }
+
+    #[test]
+    fn empty_args() {
+        let e = err_of(&minimal("").replace(r#"["sh"]"#, "[]"));
+        assert_eq!(e, "config.json: process.args: must not be empty");
+    }
+
+    #[test]
+    fn missing_root_path() {
+        let e = err_of(&minimal("").replace("\"rootfs\"", "\"nope\""));
+        assert!(
+            e.starts_with("config.json: root.path:") && e.contains("nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_process() {
+        let e = err_of(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#);
+        assert_eq!(e, "config.json: process: must be set");
+    }
+
+    #[test]
+    fn relative_cwd() {
+        let e = err_of(&minimal("").replace(r#""cwd":"/""#, r#""cwd":"tmp""#));
+        assert!(e.starts_with("config.json: process.cwd:"), "{e}");
+    }
+
+    #[test]
+    fn namespace_rules() {
+        let dup = r#","linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}"#;
+        assert!(err_of(&minimal(dup)).contains("linux.namespaces[1]: duplicate"));
+        let nopath = r#","linux":{"namespaces":[{"type":"network","path":"/no/such/ns"}]}"#;
+        assert!(err_of(&minimal(nopath))
+            .contains("linux.namespaces[0].path: /no/such/ns does not exist"));
+        let user = r#","linux":{"namespaces":[{"type":"user"}]}"#;
+        assert!(err_of(&minimal(user)).contains("linux.uidMappings: must be set"));
+        let maps = r#","linux":{"uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#;
+        assert!(err_of(&minimal(maps)).contains("no new user namespace"));
+        let host = r#","hostname":"h""#;
+        assert!(err_of(&minimal(host)).contains("hostname: cannot be set without a UTS namespace"));
+        let bad = r#","linux":{"namespaces":[{"type":"bogus"}]}"#;
+        assert!(err_of(&minimal(bad)).contains("linux.namespaces[0].type"));
+    }
+
+    #[test]
+    fn relative_mount_destination() {
+        let m = r#","mounts":[{"destination":"tmp","type":"tmpfs","source":"tmpfs"}]"#;
+        assert_eq!(
+            err_of(&minimal(m)),
+            "config.json: mounts[0].destination: \"tmp\" is not absolute"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Thin wrappers around the OS calls that nix does not cover (or covers awkwardly), each
+//! returning an error that says what was attempted.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::Pid;
+
+/// Opens a pidfd for `pid`, so the process can be waited on or signalled without pid reuse.
+pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Blocks until the process behind `pidfd` has exited (it may still be a zombie).
+pub fn pidfd_wait_exit(pidfd: &OwnedFd) -> Result<()> {
+    loop {
+        let mut fds = [PollFd::new(pidfd_borrow(pidfd), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(anyhow!("wait for process exit: {e}")),
+        }
+    }
+}
+
+fn pidfd_borrow(fd: &OwnedFd) -> std::os::fd::BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    fd.as_fd()
+}
+
+/// Sends `signal` through a pidfd.
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> nix::Result<()> {
+    // SAFETY: pidfd_send_signal with a null siginfo behaves like kill(2) on the pidfd's process.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// What /proc/PID/stat says about a process that berth needs: its state letter and the start
+/// time (clock ticks since boot), which together with the pid identifies it across pid reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub start_time: u64,
+}
+
+/// Reads /proc/PID/stat; `None` when the process does not exist.
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&text)
+}
+
+/// Parses the fields after the command name, which may itself contain spaces and parentheses.
+pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After "(comm) " the state is field 3 and starttime is field 22 of stat(5).
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Marks every fd from `first` on close-on-exec, so none of berth's fds reach the container.
+pub fn cloexec_from(first: u32) -> Result<()> {
+    // SAFETY: close_range only changes flags on this process's own descriptors.
+    let r = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    Errno::result(r).map(drop).context("close_range(CLOEXEC)")
+}
+
+/// Writes `data` to an existing file (procfs and cgroupfs files), naming it in the error.
+pub fn write_file(path: &Path, data: &str) -> Result<()> {
+    fs::write(path, data).with_context(|| format!("write {:?} to {}", data, path.display()))
+}
+
+/// The /proc/self/fd path of an fd, for calls that only take paths (mount, reopen).
+pub fn fd_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+pub fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_spaces_in_comm() {
+        let line =
+            "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(
+            parse_proc_stat(line),
+            Some(ProcStat {
+                state: 'S',
+                start_time: 987654
+            })
+        );
+    }
+
+    #[test]
+    fn own_stat_is_readable_and_stable() {
+        let me = std::process::id() as i32;
+        let a = proc_stat(me).unwrap();
+        assert_eq!(proc_stat(me).unwrap().start_time, a.start_time);
+        assert!(proc_stat(i32::MAX).is_none());
+    }
+}
