@@ -237,6 +237,24 @@ pub fn kill_cgroup_processes(dirs: &[PathBuf]) -> Result<()> {
     bail!("processes in the container's cgroup keep appearing; gave up killing them")
 }
 
+/// Removes `<root>/<id>` if it exists without a state.json: what a `create` killed before its
+/// first save leaves. Holding the lock proves no `create` is still working in it.
+pub fn remove_stateless_dir(root: &Path, id: &str) -> Result<()> {
+    let dir = root.join(id);
+    let Ok(_lock) = lock_dir(&dir) else {
+        return Ok(());
+    };
+    if dir.join(state::STATE_FILE).exists() {
+        bail!("container {id:?} appeared while being deleted; try again");
+    }
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("remove state dir {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Every container ID under `root` (directories holding a state.json).
 pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(root) {

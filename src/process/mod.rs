@@ -266,6 +266,10 @@ fn container_root_ids(bundle: &Bundle) -> (u32, u32) {
 fn make_exec_fifo(dir: &Path, bundle: &Bundle) -> Result<OwnedFd> {
     let path = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o622)).context("create the exec fifo")?;
+    // Explicitly, since mkfifo's mode is filtered by the umask: a non-root container user
+    // must be able to open the gate for writing.
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .context("chmod the exec fifo")?;
     let (uid, gid) = container_root_ids(bundle);
     nix::unistd::chown(&path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
         .context("chown the exec fifo")?;

@@ -1,0 +1,260 @@
+//! Every lifecycle transition, checked from the host: create → created (pid file, init alive
+//! and blocked), start → running (the user process execs), stop → stopped, delete → gone.
+
+use std::fs;
+
+use crate::harness::{self, alive, stderr, stdout, Bundle, Runtime};
+
+#[test]
+fn create_start_kill_delete() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("lifecycle");
+    let pid_file = b.path().join("init.pid");
+    let out = rt.create(&b, &id, &["--pid-file", pid_file.to_str().unwrap()]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+
+    // The pid file exists when create returns, and names a live process blocked at the gate.
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let state = rt.state(&id);
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(
+        state["bundle"],
+        fs::canonicalize(b.path()).unwrap().to_str().unwrap()
+    );
+    assert!(state["created"].as_str().unwrap().ends_with('Z'));
+    assert!(alive(pid));
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_ne!(comm.trim(), "sleep", "init must not exec before start");
+
+    let out = rt.berth(&["start", &id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    assert_eq!(rt.status(&id), "running");
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep", "start must exec process.args");
+
+    let out = rt.berth(&["kill", &id, "KILL"]);
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    harness::reap(pid);
+    assert_eq!(rt.status(&id), "stopped");
+    assert_eq!(rt.state(&id)["pid"], 0);
+
+    let out = rt.berth(&["delete", &id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    let out = rt.berth(&["state", &id]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("container \"{id}\" does not exist")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn process_exits_by_itself_and_status_follows() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let id = harness::unique_id("exits");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &id]).status.success());
+    harness::reap(pid);
+    assert_eq!(rt.status(&id), "stopped");
+    assert!(rt.berth(&["delete", &id]).status.success());
+}
+
+#[test]
+fn delete_of_a_created_container_kills_it() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("delcreated");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let out = rt.berth(&["delete", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    harness::reap(pid);
+    assert!(!alive(pid));
+}
+
+#[test]
+fn delete_force_kills_a_running_container() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("delforce");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    assert!(rt.berth(&["start", &id]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let out = rt.berth(&["delete", &id]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("that is not stopped: running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(alive(pid));
+    rt.delete_force(&id);
+    assert!(!alive(pid));
+}
+
+#[test]
+fn run_returns_the_exit_status() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "echo out; exit 3"]);
+    let id = harness::unique_id("runexit");
+    let out = rt.run(&b, &id);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out\n");
+
+    // Without a PID namespace the shell is not an init, which would ignore SIGKILL from inside.
+    b.edit(|c| {
+        c["process"]["args"] = serde_json::json!(["sh", "-c", "kill -9 $$"]);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid");
+    });
+    let id = harness::unique_id("runsig");
+    let out = rt.run(&b, &id);
+    assert_eq!(out.status.code(), Some(128 + 9), "{}", stderr(&out));
+}
+
+#[test]
+fn run_keep_leaves_a_stopped_container() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let id = harness::unique_id("keep");
+    let out = rt
+        .cmd()
+        .args(["run", "--keep", "-b"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rt.status(&id), "stopped");
+    assert!(rt.berth(&["delete", &id]).status.success());
+}
+
+#[test]
+fn init_is_pid_1_and_hostname_is_set() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo $$; hostname; cat /proc/self/status | grep NoNewPrivs",
+    ]);
+    b.edit(|c| c["hostname"] = serde_json::json!("box-under-test"));
+    let out = rt.run(&b, &harness::unique_id("pid1"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\nbox-under-test\nNoNewPrivs:\t1\n");
+}
+
+#[test]
+fn process_user_cwd_env_and_rlimits() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "id -u; id -g; id -G; pwd; echo $GREETING; ulimit -n; umask",
+    ]);
+    b.edit(|c| {
+        c["process"]["user"] =
+            serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [1002, 1003]});
+        c["process"]["cwd"] = serde_json::json!("/tmp");
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("GREETING=hi"));
+        c["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]);
+    });
+    let out = rt.run(&b, &harness::unique_id("user"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "1000\n1001\n1001 1002 1003\n/tmp\nhi\n256\n0022\n"
+    );
+}
+
+#[test]
+fn readonly_root_and_masked_paths() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo rw || echo ro; cat /proc/kcore | wc -c; touch /proc/sys/x 2>/dev/null || echo sysro",
+    ]);
+    let out = rt.run(&b, &harness::unique_id("ro"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).split_whitespace().collect::<Vec<_>>(),
+        ["ro", "0", "sysro"]
+    );
+}
+
+#[test]
+fn list_shows_containers() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("list");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let out = rt.berth(&["list"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&id) && l.contains("created")),
+        "{text}"
+    );
+    let out = rt.berth(&["list", "-q"]);
+    assert_eq!(stdout(&out), format!("{id}\n"));
+    let out = rt.berth(&["list", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["id"], id.as_str());
+    assert_eq!(v[0]["status"], "created");
+    rt.delete_force(&id);
+}
+
+#[test]
+fn json_log_has_runc_shape() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let out = rt
+        .cmd()
+        .args([
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "state",
+            "no-such-container",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert_eq!(
+        last["msg"],
+        "container \"no-such-container\" does not exist"
+    );
+    assert!(last["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn version_has_three_lines() {
+    let out = std::process::Command::new(harness::BERTH)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("berth version "));
+    assert!(lines[1].starts_with("commit: "));
+    assert!(lines[2].starts_with("spec: 1."));
+}

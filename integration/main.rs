@@ -1,0 +1,9 @@
+//! berth's integration tests. They need root (namespaces, mounts, cgroups), run the real
+//! binary on real busybox bundles and check the effects from the host.
+
+mod harness;
+
+mod bad_input;
+mod lifecycle;
+mod namespaces;
+mod robustness;

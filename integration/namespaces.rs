@@ -1,0 +1,188 @@
+//! Namespaces new and joined, compared through /proc/PID/ns links on the host; user
+//! namespace mappings seen from the host.
+
+use std::fs;
+
+use serde_json::json;
+
+use crate::harness::{self, ns_link, stderr, stdout, Bundle, Runtime};
+
+const KINDS: [&str; 6] = ["pid", "net", "ipc", "uts", "mnt", "cgroup"];
+
+#[test]
+fn new_namespaces_differ_from_the_host() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("nsnew");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].to_string();
+    for kind in KINDS {
+        assert_ne!(
+            ns_link(&pid, kind),
+            ns_link("self", kind),
+            "{kind} namespace not new"
+        );
+    }
+    // Namespaces not listed are shared with the host.
+    assert_eq!(ns_link(&pid, "user"), ns_link("self", "user"));
+    assert_eq!(ns_link(&pid, "time"), ns_link("self", "time"));
+    rt.delete_force(&id);
+}
+
+#[test]
+fn namespaces_joined_by_path() {
+    let rt = Runtime::new();
+    let first = Bundle::new(&["sleep", "100"]);
+    let a = harness::unique_id("nsa");
+    assert!(rt.create(&first, &a, &[]).status.success());
+    let a_pid = rt.state(&a)["pid"].to_string();
+
+    let mut second = Bundle::new(&["sleep", "100"]);
+    second.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            let kind = match ns["type"].as_str().unwrap() {
+                "network" => "net",
+                "ipc" => "ipc",
+                "uts" => "uts",
+                _ => continue,
+            };
+            ns["path"] = json!(format!("/proc/{a_pid}/ns/{kind}"));
+        }
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let b = harness::unique_id("nsb");
+    let out = rt.create(&second, &b, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b_pid = rt.state(&b)["pid"].to_string();
+    for kind in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns_link(&b_pid, kind),
+            ns_link(&a_pid, kind),
+            "{kind} not joined"
+        );
+    }
+    for kind in ["pid", "mnt", "cgroup"] {
+        assert_ne!(
+            ns_link(&b_pid, kind),
+            ns_link(&a_pid, kind),
+            "{kind} should be new"
+        );
+    }
+    rt.delete_force(&b);
+    rt.delete_force(&a);
+}
+
+#[test]
+fn joining_a_path_of_the_wrong_type_fails() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        let net = ns.iter_mut().find(|n| n["type"] == "network").unwrap();
+        net["path"] = json!("/proc/self/ns/uts");
+    });
+    let id = harness::unique_id("nswrong");
+    let out = rt.create(&b, &id, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("join net namespace /proc/self/ns/uts"),
+        "{}",
+        stderr(&out)
+    );
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn user_namespace_with_mappings() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    // The rootfs must be reachable by the mapped root: hand it to the mapped ids.
+    let st = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.path().join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        // sysfs cannot be mounted in a user namespace without owning the network namespace's
+        // sysfs the way the kernel wants; a recursive bind is what runc's rootless spec uses.
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys" {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+        }
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["type"] != "cgroup");
+    });
+    let id = harness::unique_id("userns");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = rt.state(&id)["pid"].to_string();
+    assert_ne!(ns_link(&pid, "user"), ns_link("self", "user"));
+    let uid_map = fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    let gid_map = fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap();
+    assert_eq!(
+        gid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    // From the host, container root is host uid 100000.
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().nth(1),
+        Some("100000"),
+        "{uid_line}"
+    );
+    assert!(rt.berth(&["start", &id]).status.success());
+    rt.delete_force(&id);
+}
+
+#[test]
+fn user_namespace_process_sees_itself_as_root() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let st = std::process::Command::new("chown")
+        .args(["-R", "200000:200000"])
+        .arg(b.path().join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys" {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
+                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+        }
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "cgroup");
+    });
+    let out = rt.run(&b, &harness::unique_id("usernsid"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("0"));
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "1000"]
+    );
+}
