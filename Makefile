@@ -1,0 +1,40 @@
+# berth: build, install, test, lint, and run the example container.
+PREFIX ?= /usr/local
+CARGO ?= cargo
+EXAMPLE_BUNDLE ?= target/example-bundle
+BERTH_RELEASE := target/release/berth
+
+.PHONY: all build install test unit-test integration-test lint example clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+install: build
+	install -D -m 0755 $(BERTH_RELEASE) $(DESTDIR)$(PREFIX)/bin/berth
+
+# Everything: unit tests (any user) and integration tests (root: namespaces, mounts, cgroups).
+test: lint
+	$(CARGO) test --all-targets
+
+unit-test:
+	$(CARGO) test --bins
+
+integration-test:
+	$(CARGO) test --test integration
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Builds berth and a local busybox bundle from config.json.example, runs it, deletes it.
+example: build
+	rm -rf $(EXAMPLE_BUNDLE)
+	mkdir -p $(EXAMPLE_BUNDLE)
+	hack/make-rootfs.sh $(EXAMPLE_BUNDLE)/rootfs
+	cp config.json.example $(EXAMPLE_BUNDLE)/config.json
+	$(BERTH_RELEASE) run --bundle $(EXAMPLE_BUNDLE) berth-example-$$$$
+
+clean:
+	$(CARGO) clean
