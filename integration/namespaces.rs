@@ -186,3 +186,31 @@ fn user_namespace_process_sees_itself_as_root() {
         ["0", "200000", "1000"]
     );
 }
+
+#[test]
+fn time_namespace_with_offsets() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "cut -d. -f1 /proc/uptime"]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 864000, "nanosecs": 0},
+                                           "boottime": {"secs": 864000, "nanosecs": 0}});
+    });
+    let out = rt.run(&b, &harness::unique_id("timens"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inside: u64 = stdout(&out).trim().parse().unwrap();
+    let host: u64 = fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        inside >= host + 864000 - 5,
+        "uptime inside {inside}, host {host}"
+    );
+}

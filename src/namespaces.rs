@@ -109,14 +109,16 @@ pub fn write_time_offsets(spec: &Spec) -> Result<()> {
     else {
         return Ok(());
     };
-    let mut text = String::new();
-    for (clock, value) in offsets {
-        // The runtime-spec gives each clock as "secs" and "nanosecs"; accept "S" or "S N".
-        let mut parts = value.split_whitespace();
-        let secs = parts.next().unwrap_or("0");
-        let nanos = parts.next().unwrap_or("0");
-        text.push_str(&format!("{clock} {secs} {nanos}\n"));
-    }
+    let text: String = offsets
+        .iter()
+        .map(|(clock, off)| {
+            format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            )
+        })
+        .collect();
     crate::sys::write_file(std::path::Path::new("/proc/self/timens_offsets"), &text)
         .context("linux.timeOffsets")
 }

@@ -206,11 +206,31 @@ impl Container {
             }
             sys::pidfd_wait_exit(&pidfd)?;
         }
-        kill_cgroup_processes(&self.state.cgroup_dirs)?;
-        cgroups::remove(&self.state.cgroup_dirs)?;
+        remove_cgroups(&self.state.cgroup_dirs)?;
         fs::remove_dir_all(&self.dir)
             .with_context(|| format!("remove state dir {}", self.dir.display()))
     }
+}
+
+/// Empties and removes the container's cgroups. A setup process orphaned by a killed
+/// `create` may join between the kill and the rmdir (EBUSY): then kill and try again.
+pub fn remove_cgroups(dirs: &[PathBuf]) -> Result<()> {
+    const ATTEMPTS: u32 = 10;
+    for attempt in 1..=ATTEMPTS {
+        kill_cgroup_processes(dirs)?;
+        match cgroups::remove(dirs) {
+            Err(e) if attempt < ATTEMPTS && is_busy(&e) => continue,
+            r => return r,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EBUSY))
+    })
 }
 
 /// SIGKILLs every process in the cgroup and waits until each has exited. Repeats while new

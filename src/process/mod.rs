@@ -56,6 +56,15 @@ pub struct SetupConfig {
 pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
     container::id::validate(id)?;
     let bundle = spec::load_bundle(&opts.bundle)?;
+    if bundle
+        .spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal() == Some(true))
+    {
+        // Said plainly rather than running without the terminal the config asks for.
+        bail!("config.json: process.terminal: terminal mode is not supported yet; set it to false");
+    }
     let namespaces = Namespaces::from_spec(&bundle.spec);
     if !namespaces.is_listed(LinuxNamespaceType::Mount) {
         bail!("config.json: linux.namespaces: a mount namespace is required");
@@ -241,6 +250,10 @@ fn write_id_maps(child: Pid, bundle: &Bundle) -> Result<()> {
         .and_then(|l| l.gid_mappings().as_ref())
         .filter(|m| !m.is_empty())
     {
+        if !nix::unistd::geteuid().is_root() {
+            // An unprivileged writer may only map gids once setgroups is denied.
+            sys::write_file(&proc.join("setgroups"), "deny")?;
+        }
         sys::write_file(&proc.join("gid_map"), &format_maps(maps)).context("linux.gidMappings")?;
     }
     Ok(())
@@ -311,9 +324,7 @@ impl Drop for Cleanup {
             // Reaps our own children; init (a grandchild) is waited for through the cgroup.
             let _ = waitpid(*pid, None);
         }
-        if let Err(e) = container::kill_cgroup_processes(&self.cgroup_dirs)
-            .and_then(|_| cgroups::remove(&self.cgroup_dirs))
-        {
+        if let Err(e) = container::remove_cgroups(&self.cgroup_dirs) {
             log::warn!("cleanup after failed create: {e:#}");
         }
         let _ = fs::remove_dir_all(&self.dir);
