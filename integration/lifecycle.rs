@@ -258,3 +258,103 @@ fn version_has_three_lines() {
     assert!(lines[1].starts_with("commit: "));
     assert!(lines[2].starts_with("spec: 1."));
 }
+
+#[test]
+fn no_pivot_moves_the_root() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", "head -1 /proc/self/mountinfo; ls /bin/busybox"]);
+    let id = harness::unique_id("nopivot");
+    let out = rt
+        .cmd()
+        .args(["run", "--no-pivot", "-b"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // The root mount is the bundle's rootfs, moved (not pivoted) to /.
+    let first = text.lines().next().unwrap();
+    assert!(first.contains("/rootfs / "), "{first}");
+    assert!(text.contains("/bin/busybox"));
+}
+
+#[test]
+fn default_devices_and_dev_symlinks() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "for d in null zero full random urandom tty; do stat -c '%n %F %t:%T %a' /dev/$d; done; \
+         for l in fd stdin stdout stderr ptmx; do echo /dev/$l $(readlink /dev/$l); done",
+    ]);
+    let out = rt.run(&b, &harness::unique_id("devices"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = "\
+/dev/null character special file 1:3 666
+/dev/zero character special file 1:5 666
+/dev/full character special file 1:7 666
+/dev/random character special file 1:8 666
+/dev/urandom character special file 1:9 666
+/dev/tty character special file 5:0 666
+/dev/fd /proc/self/fd
+/dev/stdin /proc/self/fd/0
+/dev/stdout /proc/self/fd/1
+/dev/stderr /proc/self/fd/2
+/dev/ptmx pts/ptmx
+";
+    assert_eq!(stdout(&out), want);
+}
+
+#[test]
+fn capabilities_oom_score_adj_and_domainname() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["process"]["oomScoreAdj"] = serde_json::json!(421);
+        c["domainname"] = serde_json::json!("example.org");
+        c["process"]["capabilities"] = serde_json::json!({
+            "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"],
+            "permitted": ["CAP_KILL", "CAP_CHOWN"],
+            "effective": ["CAP_KILL"],
+            "inheritable": ["CAP_CHOWN"],
+            "ambient": ["CAP_CHOWN"],
+        });
+    });
+    let id = harness::unique_id("caps");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rt.berth(&["start", &id]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    // Read from the host: the exec'd process, not berth's word.
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let (chown, kill, net_raw) = (1u64 << 0, 1u64 << 5, 1u64 << 13);
+    assert_eq!(field("CapBnd:"), chown | kill | net_raw);
+    assert_eq!(field("CapPrm:"), chown | kill);
+    // For uid 0 the kernel raises effective to the whole permitted set at exec (runc alike).
+    assert_eq!(field("CapEff:"), chown | kill);
+    assert_eq!(field("CapInh:"), chown);
+    assert_eq!(field("CapAmb:"), chown);
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "421"
+    );
+    let ns_domain = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-u",
+            "cat",
+            "/proc/sys/kernel/domainname",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&ns_domain).trim(), "example.org");
+    rt.delete_force(&id);
+}
