@@ -66,15 +66,23 @@ fn process_exits_by_itself_and_status_follows() {
 }
 
 #[test]
-fn delete_of_a_created_container_kills_it() {
+fn delete_of_a_created_container_needs_force() {
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "100"]);
     let id = harness::unique_id("delcreated");
     assert!(rt.create(&b, &id, &[]).status.success());
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    // The runtime-spec: deleting a container that is not stopped is an error with no effect.
     let out = rt.berth(&["delete", &id]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    harness::reap(pid);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("that is not stopped: created"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(alive(pid));
+    assert_eq!(rt.status(&id), "created");
+    rt.delete_force(&id);
     assert!(!alive(pid));
 }
 
@@ -357,4 +365,86 @@ fn capabilities_oom_score_adj_and_domainname() {
         .unwrap();
     assert_eq!(stdout(&ns_domain).trim(), "example.org");
     rt.delete_force(&id);
+}
+
+#[test]
+fn namespaced_sysctls_are_set_inside() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni",
+    ]);
+    b.edit(|c| {
+        c["linux"]["sysctl"] =
+            serde_json::json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"})
+    });
+    let out = rt.run(&b, &harness::unique_id("sysctl"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\n1234\n");
+    // The host's values are untouched.
+    assert_ne!(
+        fs::read_to_string("/proc/sys/kernel/shmmni")
+            .unwrap()
+            .trim(),
+        "1234"
+    );
+}
+
+#[test]
+fn rootfs_propagation_shared_is_applied_after_pivot() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "head -1 /proc/self/mountinfo"]);
+    b.edit(|c| c["linux"]["rootfsPropagation"] = serde_json::json!("shared"));
+    let out = rt.run(&b, &harness::unique_id("propshared"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let root_line = stdout(&out);
+    assert!(
+        root_line.contains(" / ") && root_line.contains("shared:"),
+        "{root_line}"
+    );
+}
+
+#[test]
+fn without_a_mount_namespace_host_mounts_are_removed_on_delete() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);
+        c.as_object_mut().unwrap().remove("hostname");
+        c["linux"].as_object_mut().unwrap().remove("maskedPaths");
+        c["linux"].as_object_mut().unwrap().remove("readonlyPaths");
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "cgroup" && m["type"] != "sysfs");
+    });
+    let rootfs = fs::canonicalize(b.path().join("rootfs")).unwrap();
+    let mounted = |p: &std::path::Path| {
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        mi.lines()
+            .filter(|l| {
+                l.split(' ')
+                    .nth(4)
+                    .is_some_and(|m| m.starts_with(p.to_str().unwrap()))
+            })
+            .count()
+    };
+    assert_eq!(mounted(&rootfs), 0);
+    let id = harness::unique_id("nomntns");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    // Shares the host's mount namespace, chrooted into the rootfs, with its mounts on the host.
+    assert_eq!(
+        harness::ns_link(&pid.to_string(), "mnt"),
+        harness::ns_link("self", "mnt")
+    );
+    assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), rootfs);
+    assert!(
+        mounted(&rootfs) >= 2,
+        "rootfs bind and /proc expected on the host"
+    );
+    rt.delete_force(&id);
+    assert_eq!(mounted(&rootfs), 0, "host mounts left after delete");
 }

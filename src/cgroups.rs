@@ -8,6 +8,7 @@ use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use oci_spec::runtime::LinuxResources;
 
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +185,47 @@ fn fill_cpuset(dir: &Path) -> Result<()> {
                 .with_context(|| format!("read {}", parent.display()))?;
             crate::sys::write_file(&path, value.trim())?;
         }
+    }
+    Ok(())
+}
+
+/// Writes the resource limits berth supports so far. Limits it cannot apply yet are refused
+/// by name rather than silently ignored. Device rules are not enforced yet (README says so).
+pub fn apply_resources(dirs: &[PathBuf], resources: Option<&LinuxResources>) -> Result<()> {
+    let Some(r) = resources else { return Ok(()) };
+    let unsupported = [
+        ("memory", r.memory().is_some()),
+        ("cpu", r.cpu().is_some()),
+        ("blockIO", r.block_io().is_some()),
+        (
+            "hugepageLimits",
+            r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        ("network", r.network().is_some()),
+        ("rdma", r.rdma().as_ref().is_some_and(|m| !m.is_empty())),
+        (
+            "unified",
+            r.unified().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
+        bail!("config.json: linux.resources.{name}: not supported by berth yet");
+    }
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        log::debug!("linux.resources.devices: device cgroup rules are not enforced yet");
+    }
+    if let Some(pids) = r.pids() {
+        let dir = dirs
+            .iter()
+            .find(|d| d.join("pids.max").exists())
+            .context("linux.resources.pids: no pids controller on this host")?;
+        let limit = if pids.limit() > 0 {
+            pids.limit().to_string()
+        } else {
+            "max".to_string()
+        };
+        crate::sys::write_file(&dir.join("pids.max"), &limit)
+            .context("linux.resources.pids.limit")?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod rootfs;
 mod signals;
 mod spec;
 mod sys;
+mod sysctl;
 
 use std::path::PathBuf;
 

@@ -72,6 +72,9 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
             rootfs.display()
         );
     }
+    // Canonical, so that "." or symlinks name the same mount point the kernel reports.
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .with_context(|| format!("config.json: root.path: resolve {}", rootfs.display()))?;
 
     let linux = spec.linux().as_ref();
     let namespaces = linux.and_then(|l| l.namespaces().as_ref());
@@ -184,6 +187,13 @@ mod tests {
             b.spec.process().as_ref().unwrap().args().as_ref().unwrap()[0],
             "sh"
         );
+    }
+
+    #[test]
+    fn rootfs_dot_is_the_canonical_bundle_dir() {
+        let dir = bundle_with(&minimal("").replace("\"rootfs\"", "\".\""));
+        let b = load_bundle(dir.path()).unwrap();
+        assert_eq!(b.rootfs, fs::canonicalize(dir.path()).unwrap());
     }
 
     #[test]

@@ -182,11 +182,12 @@ impl Container {
         }
     }
 
-    /// Removes the container; a running one only with `force`. A created one is killed first,
-    /// as runc does.
+    /// Removes a stopped container; a created, running or paused one only with `force`
+    /// (the runtime-spec: deleting a container that is not stopped MUST be an error; runc
+    /// differs for created containers).
     pub fn delete(&self, force: bool) -> Result<()> {
         match self.status() {
-            Status::Running | Status::Paused if !force => {
+            Status::Created | Status::Running | Status::Paused if !force => {
                 bail!(
                     "cannot delete container {} that is not stopped: {}",
                     self.id(),
@@ -207,6 +208,9 @@ impl Container {
             sys::pidfd_wait_exit(&pidfd)?;
         }
         remove_cgroups(&self.state.cgroup_dirs)?;
+        if let Some(before) = self.state.host_rootfs_mounts {
+            crate::rootfs::unmount_from_host(&self.state.rootfs, before)?;
+        }
         fs::remove_dir_all(&self.dir)
             .with_context(|| format!("remove state dir {}", self.dir.display()))
     }

@@ -57,6 +57,10 @@ pub struct State {
     /// The container's cgroup directories, as resolved at create time.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// Set when the container shares the host's mount namespace: how many mounts were stacked
+    /// on the rootfs before create, so delete can take off exactly the ones berth added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rootfs_mounts: Option<usize>,
     /// Whether init is PID 1 of its own PID namespace (then its death ends every process).
     #[serde(default)]
     pub own_pid_namespace: bool,
@@ -153,6 +157,7 @@ mod tests {
             init_start_time: 777,
             cgroup_dirs: vec!["/sys/fs/cgroup/c1".into()],
             own_pid_namespace: true,
+            host_rootfs_mounts: None,
         }
     }
 

@@ -64,6 +64,7 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
         bundle: &cfg.bundle.dir,
         cgroup_dirs: &cfg.cgroup_dirs,
         in_userns: cfg.namespaces.is_new(LinuxNamespaceType::User),
+        new_mount_ns: cfg.namespaces.is_listed(LinuxNamespaceType::Mount),
         no_pivot: cfg.no_pivot,
     };
     rootfs::prepare(&ctx)?;
@@ -74,6 +75,10 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
         if let Some(d) = spec.domainname().as_deref() {
             set_domainname(d).with_context(|| format!("domainname: setdomainname {d:?}"))?;
         }
+    }
+    // Before finalize: /proc/sys is usually among the read-only paths.
+    if let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        crate::sysctl::apply(sysctls)?;
     }
     rootfs::finalize(spec)?;
 

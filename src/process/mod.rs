@@ -66,8 +66,13 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         bail!("config.json: process.terminal: terminal mode is not supported yet; set it to false");
     }
     let namespaces = Namespaces::from_spec(&bundle.spec);
-    if !namespaces.is_listed(LinuxNamespaceType::Mount) {
-        bail!("config.json: linux.namespaces: a mount namespace is required");
+    if let Some(sysctls) = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+    {
+        crate::sysctl::validate(sysctls, &namespaces)?;
     }
     let cgroups_path = bundle
         .spec
@@ -93,6 +98,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         dir: dir.clone(),
         cgroup_dirs: cgroup_dirs.clone(),
         pids: vec![],
+        host_rootfs_mounts: None,
         armed: true,
     };
     let lock = container::lock_dir(&dir)?;
@@ -110,10 +116,22 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         init_start_time: 0,
         cgroup_dirs: cgroup_dirs.clone(),
         own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
+        host_rootfs_mounts: None,
     };
+    if !namespaces.is_listed(LinuxNamespaceType::Mount) {
+        let before = crate::rootfs::mounts_at(&bundle.rootfs)?;
+        state.host_rootfs_mounts = Some(before);
+        guard.host_rootfs_mounts = Some((bundle.rootfs.clone(), before));
+    }
     // Saved before anything else exists, so `delete --force` can always find what to undo.
     state.save(&dir)?;
     cgroups::create(&cgroup_dirs)?;
+    let resources = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    cgroups::apply_resources(&cgroup_dirs, resources)?;
     let exec_fifo = make_exec_fifo(&dir, &bundle)?;
 
     let cfg = SetupConfig {
@@ -309,6 +327,8 @@ struct Cleanup {
     dir: PathBuf,
     cgroup_dirs: Vec<PathBuf>,
     pids: Vec<Pid>,
+    /// Rootfs and mount count before create, when mounting on the host's namespace.
+    host_rootfs_mounts: Option<(PathBuf, usize)>,
     armed: bool,
 }
 
@@ -326,6 +346,11 @@ impl Drop for Cleanup {
         }
         if let Err(e) = container::remove_cgroups(&self.cgroup_dirs) {
             log::warn!("cleanup after failed create: {e:#}");
+        }
+        if let Some((rootfs, before)) = &self.host_rootfs_mounts {
+            if let Err(e) = crate::rootfs::unmount_from_host(rootfs, *before) {
+                log::warn!("cleanup after failed create: {e:#}");
+            }
         }
         let _ = fs::remove_dir_all(&self.dir);
     }

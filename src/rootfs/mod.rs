@@ -29,30 +29,27 @@ pub struct RootfsContext<'a> {
     pub cgroup_dirs: &'a [PathBuf],
     /// In a new user namespace device nodes cannot be created; they are bind-mounted instead.
     pub in_userns: bool,
+    /// False when the container shares the host's mount namespace (no `mount` entry in
+    /// linux.namespaces): then everything is mounted on the host and the root is a chroot.
+    pub new_mount_ns: bool,
     pub no_pivot: bool,
 }
 
 /// Everything up to and including the switch into the new root. Runs in the new mount
 /// namespace before the process setup.
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
-    let linux = ctx.spec.linux().as_ref();
-    // Nothing mounted below this point may propagate back to the host.
-    let propagation = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .map(|p| {
-            options::propagation(p)
-                .with_context(|| format!("linux.rootfsPropagation: unknown value {p:?}"))
-        })
-        .transpose()?
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        propagation | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .context("make / a slave mount in the new mount namespace")?;
+    if ctx.new_mount_ns {
+        // Nothing mounted below this point may propagate back to the host. Slave (not the
+        // configured propagation) until after pivot_root, which refuses shared mounts.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .context("make / a slave mount in the new mount namespace")?;
+    }
     mount(
         Some(ctx.rootfs),
         ctx.rootfs,
@@ -79,11 +76,51 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     devices::create_configured(&root, ctx.spec, ctx.in_userns)?;
     drop(root);
 
-    if ctx.no_pivot {
-        move_root(ctx.rootfs)
-    } else {
-        switch_root(ctx.rootfs)
+    if !ctx.new_mount_ns {
+        // The host's mount namespace: pivot_root or a move would replace the host's root.
+        chdir(ctx.rootfs).context("chdir to the rootfs")?;
+        chroot(".").context("chroot into the rootfs")?;
+        return chdir("/").context("chdir to the new root");
     }
+    if ctx.no_pivot {
+        move_root(ctx.rootfs)?;
+    } else {
+        switch_root(ctx.rootfs)?;
+    }
+    if let Some(p) = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        let flags = options::propagation(p)
+            .with_context(|| format!("linux.rootfsPropagation: unknown value {p:?}"))?;
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .with_context(|| format!("linux.rootfsPropagation: make / {p}"))?;
+    }
+    Ok(())
+}
+
+/// How many mounts are stacked on `path` in this mount namespace.
+pub fn mounts_at(path: &Path) -> Result<usize> {
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    Ok(text
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .count())
+}
+
+/// For a container that shared the host's mount namespace: detaches the mounts berth stacked
+/// on its rootfs (each carrying everything mounted below it), leaving the ones that were
+/// there before create (e.g. an overlay from the engine).
+pub fn unmount_from_host(rootfs: &Path, before: usize) -> Result<()> {
+    while mounts_at(rootfs)? > before {
+        umount2(rootfs, MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmount {} from the host", rootfs.display()))?;
+    }
+    Ok(())
 }
 
 /// After the switch: masked and read-only paths, then a read-only root if asked.
