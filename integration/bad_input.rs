@@ -1,0 +1,294 @@
+//! Bad input: one clear line naming the field or path, a non-zero exit, and nothing left
+//! behind (no state dir, no cgroup, no mount, no process).
+
+use std::fs;
+use std::process::Stdio;
+
+use serde_json::json;
+
+use crate::harness::{self, alive, stderr, Bundle, Runtime};
+
+/// Creates `id` from `b`, expects failure with `want` in the message and nothing left.
+fn create_fails(rt: &Runtime, b: &Bundle, id: &str, want: &str) {
+    let out = rt.create(b, id, &[]);
+    assert!(!out.status.success(), "create of {id} succeeded");
+    let err = stderr(&out);
+    assert!(err.contains(want), "expected {want:?} in: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one error line expected: {err}"
+    );
+    rt.assert_nothing_left(id);
+}
+
+#[test]
+fn missing_bundle_and_config() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("nobundle");
+    let out = rt.berth(&["create", "--bundle", "/nonexistent/bundle", &id]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bundle /nonexistent/bundle: cannot open"),
+        "{}",
+        stderr(&out)
+    );
+    rt.assert_nothing_left(&id);
+
+    let b = Bundle::new(&["true"]);
+    fs::remove_file(b.path().join("config.json")).unwrap();
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("noconfig"),
+        "config.json: cannot read",
+    );
+}
+
+#[test]
+fn invalid_json_and_wrong_types() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    fs::write(
+        b.path().join("config.json"),
+        "{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}",
+    )
+    .unwrap();
+    create_fails(&rt, &b, &harness::unique_id("badjson"), "line 3 column 3");
+
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["process"]["args"] = json!("true"));
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("badtype"),
+        "config.json: process.args:",
+    );
+}
+
+#[test]
+fn unsupported_version_empty_args_missing_root() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["ociVersion"] = json!("2.0.0"));
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("version"),
+        "ociVersion: \"2.0.0\" is not supported",
+    );
+
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["process"]["args"] = json!([]));
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("noargs"),
+        "config.json: process.args: must not be empty",
+    );
+
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["root"]["path"] = json!("no-such-rootfs"));
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("noroot"),
+        "config.json: root.path:",
+    );
+}
+
+#[test]
+fn executable_not_found_fails_create() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["/no/such/binary"]);
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("noexe"),
+        "process.args[0]: exec \"/no/such/binary\"",
+    );
+    let b = Bundle::new(&["no-such-cmd"]);
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("nocmd"),
+        "executable file not found in $PATH",
+    );
+}
+
+#[test]
+fn a_mount_failing_inside_init_names_the_entry() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt/x", "type": "nosuchfs", "source": "none"}))
+    });
+    let index = b.config["mounts"].as_array().unwrap().len() - 1;
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("badmount"),
+        &format!("mounts[{index}] (/mnt/x): mount nosuchfs"),
+    );
+}
+
+#[test]
+fn host_wide_sysctl_is_refused() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}));
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("sysctl"),
+        "linux.sysctl: \"vm.swappiness\" is not namespaced",
+    );
+}
+
+#[test]
+fn invalid_ids() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    for id in ["", "..", "a/b", "a b", "../escape"] {
+        let out = rt
+            .cmd()
+            .args(["create", "--bundle"])
+            .arg(b.path())
+            .arg(id)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "id {id:?} accepted");
+        assert!(
+            stderr(&out).contains("invalid container ID"),
+            "{id:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        fs::read_dir(rt.root.path()).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+    assert!(!b.path().parent().unwrap().join("escape").exists());
+}
+
+#[test]
+fn duplicate_id_leaves_the_first_untouched() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("dup");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let out = rt.create(&b, &id, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("container \"{id}\" already exists")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rt.status(&id), "created");
+    assert_eq!(rt.state(&id)["pid"], pid);
+    assert!(alive(pid));
+    assert!(
+        !harness::cgroup_dirs_named(&id).is_empty(),
+        "the first container's cgroup was removed"
+    );
+    rt.delete_force(&id);
+}
+
+#[test]
+fn start_of_a_container_that_is_not_created() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("startrunning");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    assert!(rt.berth(&["start", &id]).status.success());
+    let out = rt.berth(&["start", &id]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("it is running, not created"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rt.status(&id), "running");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["kill", &id, "9"]).status.success());
+    harness::reap(pid);
+    let out = rt.berth(&["start", &id]);
+    assert!(
+        stderr(&out).contains("it is stopped, not created"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(rt.berth(&["delete", &id]).status.success());
+}
+
+#[test]
+fn start_fails_at_once_when_init_died() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("initdied");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill(2) on the container's init pid, which the test just read from state.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    harness::reap(pid);
+    let out = rt.berth(&["start", &id]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("it is stopped, not created"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(rt.berth(&["delete", &id]).status.success());
+}
+
+#[test]
+fn kill_with_unknown_signal_and_of_stopped_container() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("killsig");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    for sig in ["SIGBOGUS", "0", "99"] {
+        let out = rt.berth(&["kill", &id, sig]);
+        assert!(!out.status.success(), "signal {sig} accepted");
+        assert!(stderr(&out).contains("unknown signal"), "{}", stderr(&out));
+    }
+    assert_eq!(rt.status(&id), "created");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
+    harness::reap(pid);
+    let out = rt.berth(&["kill", &id, "KILL"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("container not running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(rt.berth(&["delete", &id]).status.success());
+}
+
+#[test]
+fn unknown_container_wording() {
+    let rt = Runtime::new();
+    let id = "berth-test-never-created";
+    for args in [
+        vec!["state", id],
+        vec!["start", id],
+        vec!["kill", id, "9"],
+        vec!["delete", id],
+    ] {
+        let out = rt.berth(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&out).contains(&format!("container \"{id}\" does not exist")),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // runc: delete --force of a container that is already gone is not an error.
+    assert!(rt.berth(&["delete", "--force", id]).status.success());
+}
