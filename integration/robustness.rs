@@ -164,3 +164,35 @@ fn kill_all_empties_the_cgroup() {
     assert_eq!(rt.status(&id), "stopped");
     assert!(rt.berth(&["delete", &id]).status.success());
 }
+
+#[test]
+fn racing_deletes_and_kill_are_safe() {
+    let rt = Runtime::new();
+    for i in 0..5 {
+        let b = Bundle::new(&["sleep", "100"]);
+        let id = harness::unique_id("race");
+        assert!(rt.create(&b, &id, &[]).status.success());
+        assert!(rt.berth(&["start", &id]).status.success());
+        let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+        // Two force-deletes and a kill at once: the lock serialises them, so every one either
+        // does its work or finds the container already gone — never a half-removed state.
+        let outs: Vec<_> = std::thread::scope(|s| {
+            let a = s.spawn(|| rt.berth(&["delete", "--force", &id]));
+            let b = s.spawn(|| rt.berth(&["delete", "--force", &id]));
+            let k = s.spawn(|| rt.berth(&["kill", &id, "KILL"]));
+            vec![a.join().unwrap(), b.join().unwrap(), k.join().unwrap()]
+        });
+        assert!(outs[0].status.success(), "round {i}: {}", stderr(&outs[0]));
+        assert!(outs[1].status.success(), "round {i}: {}", stderr(&outs[1]));
+        if !outs[2].status.success() {
+            let e = stderr(&outs[2]);
+            assert!(
+                e.contains("does not exist") || e.contains("container not running"),
+                "round {i}: {e}"
+            );
+        }
+        harness::reap(pid);
+        assert!(!alive(pid));
+        rt.assert_nothing_left(&id);
+    }
+}
