@@ -4,7 +4,7 @@
 use std::fs;
 use std::process::Stdio;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{self, alive, stderr, Bundle, Runtime};
 
@@ -45,8 +45,21 @@ fn missing_bundle_and_config() {
     );
 }
 
+/// A bundle running `args` whose config `edit` breaks; create must fail with `want`.
+fn config_fails(
+    rt: &Runtime,
+    name: &str,
+    args: &[&str],
+    edit: impl FnOnce(&mut Value),
+    want: &str,
+) {
+    let mut b = Bundle::new(args);
+    b.edit(edit);
+    create_fails(rt, &b, &harness::unique_id(name), want);
+}
+
 #[test]
-fn invalid_json_and_wrong_types() {
+fn invalid_json() {
     let rt = Runtime::new();
     let b = Bundle::new(&["true"]);
     fs::write(
@@ -55,63 +68,64 @@ fn invalid_json_and_wrong_types() {
     )
     .unwrap();
     create_fails(&rt, &b, &harness::unique_id("badjson"), "line 3 column 3");
-
-    let mut b = Bundle::new(&["true"]);
-    b.edit(|c| c["process"]["args"] = json!("true"));
-    create_fails(
-        &rt,
-        &b,
-        &harness::unique_id("badtype"),
-        "config.json: process.args:",
-    );
 }
 
 #[test]
-fn unsupported_version_empty_args_missing_root() {
+fn bad_config_fields_are_named() {
     let rt = Runtime::new();
-    let mut b = Bundle::new(&["true"]);
-    b.edit(|c| c["ociVersion"] = json!("2.0.0"));
-    create_fails(
+    let t = &["true"];
+    config_fails(
         &rt,
-        &b,
-        &harness::unique_id("version"),
+        "badtype",
+        t,
+        |c| c["process"]["args"] = json!("true"),
+        "config.json: process.args:",
+    );
+    config_fails(
+        &rt,
+        "version",
+        t,
+        |c| c["ociVersion"] = json!("2.0.0"),
         "ociVersion: \"2.0.0\" is not supported",
     );
-
-    let mut b = Bundle::new(&["true"]);
-    b.edit(|c| c["process"]["args"] = json!([]));
-    create_fails(
+    config_fails(
         &rt,
-        &b,
-        &harness::unique_id("noargs"),
+        "noargs",
+        t,
+        |c| c["process"]["args"] = json!([]),
         "config.json: process.args: must not be empty",
     );
-
-    let mut b = Bundle::new(&["true"]);
-    b.edit(|c| c["root"]["path"] = json!("no-such-rootfs"));
-    create_fails(
+    config_fails(
         &rt,
-        &b,
-        &harness::unique_id("noroot"),
+        "noroot",
+        t,
+        |c| c["root"]["path"] = json!("no-such-rootfs"),
         "config.json: root.path:",
+    );
+    config_fails(
+        &rt,
+        "sysctl",
+        t,
+        |c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}),
+        "linux.sysctl: \"vm.swappiness\" is not namespaced",
     );
 }
 
 #[test]
 fn executable_not_found_fails_create() {
     let rt = Runtime::new();
-    let b = Bundle::new(&["/no/such/binary"]);
-    create_fails(
+    config_fails(
         &rt,
-        &b,
-        &harness::unique_id("noexe"),
+        "noexe",
+        &["/no/such/binary"],
+        |_| {},
         "process.args[0]: exec \"/no/such/binary\"",
     );
-    let b = Bundle::new(&["no-such-cmd"]);
-    create_fails(
+    config_fails(
         &rt,
-        &b,
-        &harness::unique_id("nocmd"),
+        "nocmd",
+        &["no-such-cmd"],
+        |_| {},
         "executable file not found in $PATH",
     );
 }
@@ -132,19 +146,6 @@ fn a_mount_failing_inside_init_names_the_entry() {
         &b,
         &harness::unique_id("badmount"),
         &format!("mounts[{index}] (/mnt/x): mount nosuchfs"),
-    );
-}
-
-#[test]
-fn host_wide_sysctl_is_refused() {
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&["true"]);
-    b.edit(|c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}));
-    create_fails(
-        &rt,
-        &b,
-        &harness::unique_id("sysctl"),
-        "linux.sysctl: \"vm.swappiness\" is not namespaced",
     );
 }
 

@@ -92,13 +92,14 @@ fn joining_a_path_of_the_wrong_type_fails() {
     rt.assert_nothing_left(&id);
 }
 
-#[test]
-fn user_namespace_with_mappings() {
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&["sleep", "100"]);
-    // The rootfs must be reachable by the mapped root: hand it to the mapped ids.
+/// A bundle with a new user namespace mapping container ids 0..size to host_id..: the rootfs
+/// is handed to the mapped root, and /sys is bound (sysfs cannot be mounted there without
+/// owning the network namespace) as runc's rootless spec does.
+fn userns_bundle(args: &[&str], host_id: u32, size: u32) -> Bundle {
+    let mut b = Bundle::new(args);
     let st = std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
+        .arg("-R")
+        .arg(format!("{host_id}:{host_id}"))
         .arg(b.path().join("rootfs"))
         .status()
         .unwrap();
@@ -108,19 +109,26 @@ fn user_namespace_with_mappings() {
             .as_array_mut()
             .unwrap()
             .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        // sysfs cannot be mounted in a user namespace without owning the network namespace's
-        // sysfs the way the kernel wants; a recursive bind is what runc's rootless spec uses.
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
         for m in c["mounts"].as_array_mut().unwrap() {
             if m["destination"] == "/sys" {
                 *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
             }
         }
-        let mounts = c["mounts"].as_array_mut().unwrap();
-        mounts.retain(|m| m["type"] != "cgroup");
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "cgroup");
     });
+    b
+}
+
+#[test]
+fn user_namespace_with_mappings() {
+    let rt = Runtime::new();
+    let b = userns_bundle(&["sleep", "100"], 100000, 65536);
     let id = harness::unique_id("userns");
     let out = rt.create(&b, &id, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -151,31 +159,7 @@ fn user_namespace_with_mappings() {
 #[test]
 fn user_namespace_process_sees_itself_as_root() {
     let rt = Runtime::new();
-    let mut b = Bundle::new(&["sh", "-c", "id -u; cat /proc/self/uid_map"]);
-    let st = std::process::Command::new("chown")
-        .args(["-R", "200000:200000"])
-        .arg(b.path().join("rootfs"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
-        for m in c["mounts"].as_array_mut().unwrap() {
-            if m["destination"] == "/sys" {
-                *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
-                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-            }
-        }
-        c["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|m| m["type"] != "cgroup");
-    });
+    let b = userns_bundle(&["sh", "-c", "id -u; cat /proc/self/uid_map"], 200000, 1000);
     let out = rt.run(&b, &harness::unique_id("usernsid"));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
