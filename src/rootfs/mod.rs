@@ -41,14 +41,8 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     if ctx.new_mount_ns {
         // Nothing mounted below this point may propagate back to the host. Slave (not the
         // configured propagation) until after pivot_root, which refuses shared mounts.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .context("make / a slave mount in the new mount namespace")?;
+        change_mount("/", MsFlags::MS_SLAVE | MsFlags::MS_REC)
+            .context("make / a slave mount in the new mount namespace")?;
     }
     mount(
         Some(ctx.rootfs),
@@ -95,10 +89,14 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     {
         let flags = options::propagation(p)
             .with_context(|| format!("linux.rootfsPropagation: unknown value {p:?}"))?;
-        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
-            .with_context(|| format!("linux.rootfsPropagation: make / {p}"))?;
+        change_mount("/", flags).with_context(|| format!("linux.rootfsPropagation: make / {p}"))?;
     }
     Ok(())
+}
+
+/// mount(2) without source, type or data: propagation changes and remounts of `target`.
+fn change_mount<P: ?Sized + nix::NixPath>(target: &P, flags: MsFlags) -> nix::Result<()> {
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
 }
 
 /// How many mounts are stacked on `path` in this mount namespace.
@@ -184,14 +182,8 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
             let target = paths::open_in_root(root, dest).context("reopen the bind mount")?;
             let locked = locked_flags(&fd_path(&target));
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags() | locked;
-            mount(
-                None::<&str>,
-                fd_path(&target).as_str(),
-                None::<&str>,
-                flags,
-                None::<&str>,
-            )
-            .with_context(|| format!("remount bind with {:?}", opts.remount_flags()))?;
+            change_mount(fd_path(&target).as_str(), flags)
+                .with_context(|| format!("remount bind with {:?}", opts.remount_flags()))?;
         }
     } else {
         let target = paths::create_in_root(root, dest, Kind::Dir)?;
@@ -219,14 +211,8 @@ fn apply_propagation(root: &File, dest: &Path, propagation: &[MsFlags]) -> Resul
     }
     let target = paths::open_in_root(root, dest).context("reopen for propagation")?;
     for p in propagation {
-        mount(
-            None::<&str>,
-            fd_path(&target).as_str(),
-            None::<&str>,
-            *p,
-            None::<&str>,
-        )
-        .with_context(|| format!("set propagation {p:?}"))?;
+        change_mount(fd_path(&target).as_str(), *p)
+            .with_context(|| format!("set propagation {p:?}"))?;
     }
     Ok(())
 }
@@ -314,14 +300,8 @@ fn bind_cgroup_dir(root: &File, source: &Path, dest: &Path, flags: MsFlags) -> R
         // The bind covers the old dentry: remount through a fresh lookup.
         let target = paths::open_in_root(root, dest).context("reopen cgroup bind")?;
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
-        mount(
-            None::<&str>,
-            fd_path(&target).as_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .with_context(|| format!("remount cgroup {}", source.display()))?;
+        change_mount(fd_path(&target).as_str(), flags)
+            .with_context(|| format!("remount cgroup {}", source.display()))?;
     }
     Ok(())
 }
@@ -357,14 +337,7 @@ fn switch_root(rootfs: &Path) -> Result<()> {
     pivot_root(".", ".").context("pivot_root")?;
     fchdir(old_root.as_raw_fd()).context("chdir to the old root")?;
     // The old root must not propagate its unmount to the host.
-    mount(
-        None::<&str>,
-        ".",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .context("make the old root a slave")?;
+    change_mount(".", MsFlags::MS_SLAVE | MsFlags::MS_REC).context("make the old root a slave")?;
     umount2(".", MntFlags::MNT_DETACH).context("detach the old root")?;
     chdir("/").context("chdir to the new root")
 }
@@ -402,7 +375,7 @@ fn remount_readonly(path: &Path) -> Result<()> {
     let locked = locked_flags(&path.to_string_lossy());
     let flags =
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked;
-    mount(None::<&str>, path, None::<&str>, flags, None::<&str>).context("remount read-only")
+    change_mount(path, flags).context("remount read-only")
 }
 
 /// Directories are covered by an empty read-only tmpfs, anything else by /dev/null.
