@@ -4,6 +4,7 @@
 mod harness;
 
 mod bad_input;
+mod filesystem;
 mod lifecycle;
 mod namespaces;
 mod robustness;

@@ -54,6 +54,29 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
+/// mount_setattr(2) on the mount at `fd` and, with `recursive`, every mount below it.
+pub fn mount_setattr(fd: &impl AsRawFd, set: u64, clear: u64, recursive: bool) -> nix::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: the path is an empty C string, `attr` is a valid mount_attr whose size we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 /// What /proc/PID/stat says about a process that berth needs: its state letter and the start
 /// time (clock ticks since boot), which together with the pid identifies it across pid reuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

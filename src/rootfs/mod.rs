@@ -1,6 +1,7 @@
 //! The container's filesystem view, built inside its new mount namespace: the rootfs bind,
 //! the config's mounts in order, /dev, pivot_root, then masked and read-only paths.
 
+mod copy;
 pub mod devices;
 pub mod options;
 pub mod paths;
@@ -17,8 +18,9 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
-use crate::sys::fd_path;
+use crate::sys::{self, fd_path};
 use paths::Kind;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// What the rootfs setup needs besides the spec.
 pub struct RootfsContext<'a> {
@@ -158,51 +160,93 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
         return mount_cgroup(ctx, root, dest, &opts);
     }
     if opts.is_bind() || fstype == "bind" {
-        let source = m.source().as_ref().context("bind mount without a source")?;
-        let source = if source.is_absolute() {
-            source.clone()
-        } else {
-            ctx.bundle.join(source)
-        };
-        let meta = std::fs::metadata(&source)
-            .with_context(|| format!("bind source {}", source.display()))?;
-        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
-        let target = paths::create_in_root(root, dest, kind)?;
-        let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mount(
-            Some(&source),
-            fd_path(&target).as_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .with_context(|| format!("bind mount {}", source.display()))?;
-        if !opts.remount_flags().is_empty() {
-            // Reopen: the bind covers the old dentry, the remount must act on the new mount.
-            let target = paths::open_in_root(root, dest).context("reopen the bind mount")?;
-            let locked = locked_flags(&fd_path(&target));
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags() | locked;
-            change_mount(fd_path(&target).as_str(), flags)
-                .with_context(|| format!("remount bind with {:?}", opts.remount_flags()))?;
-        }
+        bind_entry(ctx, root, m, &opts)?;
     } else {
         let target = paths::create_in_root(root, dest, Kind::Dir)?;
+        // tmpcopyup copies from what the tmpfs is about to cover: keep a real fd to it.
+        let covered = match opts.tmpcopyup {
+            true => Some(reopen_dir(&target).context("tmpcopyup: open the destination")?),
+            false => None,
+        };
         let source = m
             .source()
             .as_ref()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| fstype.to_string());
+            .map(|s| s.to_string_lossy().into_owned());
+        let source = source.unwrap_or_else(|| fstype.to_string());
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        let flags = opts.flags & !MsFlags::MS_REMOUNT;
         mount(
             Some(source.as_str()),
             fd_path(&target).as_str(),
             Some(fstype),
-            opts.flags & !MsFlags::MS_REMOUNT,
+            flags,
             data,
         )
-        .with_context(|| format!("mount {fstype}"))?;
+        .with_context(|| match data {
+            Some(d) => format!("mount {fstype} with options {d:?}"),
+            None => format!("mount {fstype}"),
+        })?;
+        if let Some(covered) = covered {
+            let new = paths::open_in_root(root, dest).context("tmpcopyup: reopen the tmpfs")?;
+            copy::tree(&covered, &reopen_dir(&new)?).context("tmpcopyup")?;
+        }
+    }
+    if !opts.recursive.is_empty() {
+        let target = paths::open_in_root(root, dest).context("reopen for recursive attributes")?;
+        sys::mount_setattr(&target, opts.recursive.set, opts.recursive.clear, true)
+            .context("mount_setattr for the recursive options")?;
     }
     apply_propagation(root, dest, &opts.propagation)
+}
+
+fn bind_entry(
+    ctx: &RootfsContext,
+    root: &File,
+    m: &Mount,
+    opts: &options::MountOptions,
+) -> Result<()> {
+    let dest = m.destination();
+    let source = m.source().as_ref().context("bind mount without a source")?;
+    let source = if source.is_absolute() {
+        source.clone()
+    } else {
+        ctx.bundle.join(source)
+    };
+    let meta =
+        std::fs::metadata(&source).with_context(|| format!("bind source {}", source.display()))?;
+    let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+    let target = paths::create_in_root(root, dest, kind)?;
+    let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+    mount(
+        Some(&source),
+        fd_path(&target).as_str(),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind mount {}", source.display()))?;
+    if opts.remount_flags().is_empty() {
+        return Ok(());
+    }
+    // Reopen: the bind covers the old dentry, the remount must act on the new mount.
+    let target = paths::open_in_root(root, dest).context("reopen the bind mount")?;
+    let path = fd_path(&target);
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
+    match change_mount(path.as_str(), flags) {
+        // In a user namespace the flags the source had are locked: keep them and retry.
+        Err(Errno::EPERM) => change_mount(path.as_str(), flags | locked_flags(&path)),
+        r => r,
+    }
+    .with_context(|| format!("remount bind with {:?}", opts.remount_flags()))
+}
+
+/// An O_PATH fd reopened as a directory fd that can be read (for copying).
+fn reopen_dir(fd: &OwnedFd) -> Result<OwnedFd> {
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(fd_path(fd))?;
+    Ok(f.into())
 }
 
 fn apply_propagation(root: &File, dest: &Path, propagation: &[MsFlags]) -> Result<()> {

@@ -9,8 +9,68 @@ pub struct MountOptions {
     pub flags: MsFlags,
     /// Propagation changes, applied one by one after the mount.
     pub propagation: Vec<MsFlags>,
+    /// The recursive (`rro`, `rnosuid`, ...) attributes, applied with mount_setattr.
+    pub recursive: RecursiveAttrs,
+    /// `tmpcopyup`: a tmpfs starts with a copy of what was at its destination.
+    pub tmpcopyup: bool,
     /// Filesystem-specific options, comma-joined.
     pub data: String,
+}
+
+/// MOUNT_ATTR_* bits to set and to clear on a whole mount tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecursiveAttrs {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl RecursiveAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
+}
+
+/// runc's recursive options: (name, clear?, MOUNT_ATTR bits). The atime ones replace the
+/// whole atime field, as the kernel requires.
+fn recursive(name: &str) -> Option<RecursiveAttrs> {
+    use libc::{
+        MOUNT_ATTR_NOATIME as NOATIME, MOUNT_ATTR_NODEV as NODEV,
+        MOUNT_ATTR_NODIRATIME as NODIRATIME, MOUNT_ATTR_NOEXEC as NOEXEC,
+        MOUNT_ATTR_NOSUID as NOSUID, MOUNT_ATTR_NOSYMFOLLOW as NOSYMFOLLOW,
+        MOUNT_ATTR_RDONLY as RDONLY, MOUNT_ATTR_RELATIME as RELATIME,
+        MOUNT_ATTR_STRICTATIME as STRICTATIME, MOUNT_ATTR__ATIME as ATIME,
+    };
+    let set = |bits| RecursiveAttrs {
+        set: bits,
+        clear: 0,
+    };
+    let clear = |bits| RecursiveAttrs {
+        set: 0,
+        clear: bits,
+    };
+    let atime = |bits| RecursiveAttrs {
+        set: bits,
+        clear: ATIME,
+    };
+    Some(match name {
+        "rro" => set(RDONLY),
+        "rrw" => clear(RDONLY),
+        "rnosuid" => set(NOSUID),
+        "rsuid" => clear(NOSUID),
+        "rnodev" => set(NODEV),
+        "rdev" => clear(NODEV),
+        "rnoexec" => set(NOEXEC),
+        "rexec" => clear(NOEXEC),
+        "rnodiratime" => set(NODIRATIME),
+        "rdiratime" => clear(NODIRATIME),
+        "rnosymfollow" => set(NOSYMFOLLOW),
+        "rsymfollow" => clear(NOSYMFOLLOW),
+        "rrelatime" => atime(RELATIME),
+        "rnoatime" => atime(NOATIME),
+        "rstrictatime" => atime(STRICTATIME),
+        "ratime" | "rnorelatime" | "rnostrictatime" => atime(RELATIME),
+        _ => return None,
+    })
 }
 
 impl MountOptions {
@@ -31,6 +91,8 @@ pub fn parse(options: &[String]) -> MountOptions {
     let mut out = MountOptions {
         flags: MsFlags::empty(),
         propagation: Vec::new(),
+        recursive: RecursiveAttrs::default(),
+        tmpcopyup: false,
         data: String::new(),
     };
     let mut data = Vec::new();
@@ -63,9 +125,16 @@ pub fn parse(options: &[String]) -> MountOptions {
             "symfollow" => (true, MsFlags::from_bits_retain(MS_NOSYMFOLLOW)),
             "bind" => (false, MsFlags::MS_BIND),
             "rbind" => (false, MsFlags::MS_BIND | MsFlags::MS_REC),
+            "tmpcopyup" => {
+                out.tmpcopyup = true;
+                continue;
+            }
             other => {
                 if let Some(p) = propagation(other) {
                     out.propagation.push(p);
+                } else if let Some(r) = recursive(other) {
+                    out.recursive.set = (out.recursive.set & !r.clear) | r.set;
+                    out.recursive.clear = (out.recursive.clear & !r.set) | r.clear;
                 } else {
                     data.push(other.to_string());
                 }
@@ -114,6 +183,28 @@ mod tests {
         assert!(o.is_bind());
         assert_eq!(o.remount_flags(), MsFlags::MS_RDONLY);
         assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn recursive_attributes_and_tmpcopyup() {
+        let o = p(&["rbind", "rro", "rnosuid", "rnoatime", "tmpcopyup"]);
+        assert_eq!(
+            o.recursive.set,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(o.recursive.clear, libc::MOUNT_ATTR__ATIME);
+        assert!(o.tmpcopyup);
+        assert_eq!(o.data, "");
+        let o = p(&["rro", "rrw"]);
+        assert_eq!(
+            (o.recursive.set, o.recursive.clear),
+            (0, libc::MOUNT_ATTR_RDONLY)
+        );
+    }
+
+    #[test]
+    fn unknown_options_are_filesystem_data() {
+        assert_eq!(p(&["size=1m", "bogus"]).data, "size=1m,bogus");
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! The container's filesystem: mount types and options as seen in its mountinfo, tmpcopyup,
+//! propagation both ways, devices, masked and read-only paths, and a hostile rootfs whose
+//! symlinks try to make mounts and device nodes land on the host.
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::{self, stderr, stdout, Bundle, Runtime};
+
+/// Detaches a mount the test made on the host, also when the test fails.
+struct LazyUnmount(std::path::PathBuf);
+
+impl Drop for LazyUnmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The mountinfo line (inside the container) of the mount at `dest`.
+fn mount_line<'a>(mountinfo: &'a str, dest: &str) -> &'a str {
+    mountinfo
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(dest))
+        .unwrap_or_else(|| panic!("{dest} not mounted:\n{mountinfo}"))
+}
+
+/// The per-mount options (field 6) of a mountinfo line.
+fn mount_opts(line: &str) -> Vec<&str> {
+    line.split(' ').nth(5).unwrap().split(',').collect()
+}
+
+#[test]
+fn mount_types_and_options_inside() {
+    let rt = Runtime::new();
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("file"), "content").unwrap();
+    fs::create_dir(src.path().join("sub")).unwrap();
+    let mut b = Bundle::new(&["cat", "/proc/self/mountinfo"]);
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(
+            json!({"destination": "/mnt/tmp", "type": "tmpfs", "source": "tmpfs",
+                      "options": ["nosuid", "nodev", "noexec", "ro", "size=1m", "mode=700"]}),
+        );
+        m.push(
+            json!({"destination": "/mnt/bind", "type": "bind", "source": src.path(),
+                      "options": ["bind", "ro", "nosuid"]}),
+        );
+        m.push(
+            json!({"destination": "/mnt/file", "type": "bind", "source": src.path().join("file"),
+                      "options": ["bind"]}),
+        );
+        m.push(
+            json!({"destination": "/mnt/atime", "type": "tmpfs", "source": "tmpfs",
+                      "options": ["noatime", "nodiratime"]}),
+        );
+    });
+    let out = rt.run(&b, &harness::unique_id("mountopts"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mi = stdout(&out);
+    let tmp = mount_line(&mi, "/mnt/tmp");
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(mount_opts(tmp).contains(&o), "/mnt/tmp lacks {o}: {tmp}");
+    }
+    assert!(
+        tmp.contains(" - tmpfs ") && tmp.contains("size=1024k") && tmp.contains("mode=700"),
+        "{tmp}"
+    );
+    let bind = mount_line(&mi, "/mnt/bind");
+    assert!(
+        mount_opts(bind).contains(&"ro") && mount_opts(bind).contains(&"nosuid"),
+        "{bind}"
+    );
+    mount_line(&mi, "/mnt/file");
+    let atime = mount_line(&mi, "/mnt/atime");
+    assert!(
+        mount_opts(atime).contains(&"noatime") && mount_opts(atime).contains(&"nodiratime"),
+        "{atime}"
+    );
+}
+
+#[test]
+fn bind_file_content_and_recursive_read_only() {
+    let rt = Runtime::new();
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("file"), "content").unwrap();
+    fs::create_dir(src.path().join("sub")).unwrap();
+    // A submount in the source: `rro` must make it read-only too, plain `ro` would not.
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(src.path().join("sub"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /mnt/file; touch /mnt/r/sub/x 2>/dev/null && echo sub-rw || echo sub-ro",
+    ]);
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/mnt/file", "type": "bind", "source": src.path().join("file"), "options": ["bind"]}));
+        m.push(json!({"destination": "/mnt/r", "type": "bind", "source": src.path(), "options": ["rbind", "rro"]}));
+    });
+    let out = rt.run(&b, &harness::unique_id("rro"));
+    let _ = Command::new("umount").arg(src.path().join("sub")).status();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "contentsub-ro\n");
+}
+
+#[test]
+fn tmpcopyup_keeps_the_image_content() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "cat /etc/hostname; echo new > /etc/extra; cat /etc/extra; grep ' /etc ' /proc/self/mountinfo | cut -d' ' -f9"]);
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}));
+    });
+    let out = rt.run(&b, &harness::unique_id("copyup"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "berth\nnew\ntmpfs\n");
+    // The image itself was not written to.
+    assert!(!b.path().join("rootfs/etc/extra").exists());
+}
+
+#[test]
+fn propagation_host_to_container_and_never_back() {
+    let rt = Runtime::new();
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir(src.path().join("later")).unwrap();
+    // The host's / may be private: make the source a shared mount of its own.
+    let mount = |args: &[&str], path: &Path| {
+        Command::new("mount")
+            .args(args)
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(mount(&["--bind", src.path().to_str().unwrap()], src.path()));
+    let _unmount_src = LazyUnmount(src.path().to_path_buf());
+    assert!(mount(&["--make-shared"], src.path()));
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt/shared", "type": "bind", "source": src.path(), "options": ["rbind", "rslave"]}));
+    });
+    let id = harness::unique_id("prop");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].to_string();
+    let host_mounts_before = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+
+    // Host → container: a mount made on the host under the source shows up inside.
+    let later = src.path().join("later");
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "hostmade"])
+        .arg(&later)
+        .status()
+        .unwrap()
+        .success());
+    let _unmount_later = LazyUnmount(later.clone());
+    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert!(
+        inside.contains("/mnt/shared/later"),
+        "host mount did not propagate in"
+    );
+
+    // Container → host: a mount made inside never reaches the host.
+    let st = Command::new("nsenter")
+        .args([
+            "-t",
+            &pid,
+            "-m",
+            "mount",
+            "-t",
+            "tmpfs",
+            "inside",
+            "/proc/1/root/mnt/shared",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !host.contains(" inside "),
+        "container mount propagated to the host"
+    );
+    assert_eq!(
+        host.lines().count(),
+        host_mounts_before + 1,
+        "only the host's own mount is new"
+    );
+    rt.delete_force(&id);
+}
+
+#[test]
+fn configured_devices_with_type_numbers_mode_and_owner() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["linux"]["devices"] = json!([
+            {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 1000, "gid": 1001},
+            {"path": "/dev/sub/myloop", "type": "b", "major": 7, "minor": 200, "fileMode": 0o640},
+            {"path": "/dev/myfifo", "type": "p", "fileMode": 0o620},
+        ]);
+    });
+    let id = harness::unique_id("devices");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let root = format!("/proc/{}/root", rt.state(&id)["pid"]);
+    let meta = |p: &str| fs::symlink_metadata(format!("{root}{p}")).unwrap();
+    let null = meta("/dev/mynull");
+    assert_eq!(null.mode() & 0o170000, libc::S_IFCHR);
+    assert_eq!(
+        (null.rdev(), null.mode() & 0o7777, null.uid(), null.gid()),
+        (libc::makedev(1, 3), 0o600, 1000, 1001)
+    );
+    let lp = meta("/dev/sub/myloop");
+    assert_eq!(lp.mode() & 0o170000, libc::S_IFBLK);
+    assert_eq!(
+        (lp.rdev(), lp.mode() & 0o7777),
+        (libc::makedev(7, 200), 0o640)
+    );
+    let fifo = meta("/dev/myfifo");
+    assert_eq!(
+        (fifo.mode() & 0o170000, fifo.mode() & 0o7777),
+        (libc::S_IFIFO, 0o620)
+    );
+    rt.delete_force(&id);
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "wc -c < /proc/version; ls /proc/acpi | wc -l; echo x > /proc/acpi/y 2>/dev/null || echo acpi-ro; \
+         echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo sys-ro; cat /proc/no-such >/dev/null 2>&1 || echo skipped",
+    ]);
+    b.edit(|c| {
+        c["linux"]["maskedPaths"] = json!(["/proc/version", "/proc/acpi", "/proc/no-such"]);
+        c["linux"]["readonlyPaths"] = json!(["/proc/sys", "/proc/no-such-either"]);
+    });
+    let out = rt.run(&b, &harness::unique_id("masked"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "acpi-ro", "sys-ro", "skipped"]
+    );
+}
+
+/// A rootfs whose symlinks point at a host directory, absolutely and by climbing.
+fn hostile_bundle(host_dir: &Path) -> Bundle {
+    let b = Bundle::new(&["true"]);
+    let rootfs = b.path().join("rootfs");
+    symlink(host_dir, rootfs.join("abs")).unwrap();
+    symlink(
+        format!("../../../../../../../..{}", host_dir.display()),
+        rootfs.join("climb"),
+    )
+    .unwrap();
+    symlink("/", rootfs.join("slash")).unwrap();
+    b
+}
+
+#[test]
+fn hostile_symlinks_cannot_reach_the_host() {
+    let rt = Runtime::new();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("keep"), "host file").unwrap();
+    let mut b = hostile_bundle(host.path());
+    let host_dest = host.path().display().to_string();
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/abs/m1", "type": "tmpfs", "source": "tmpfs"}));
+        m.push(json!({"destination": "/climb/m2", "type": "tmpfs", "source": "tmpfs"}));
+        m.push(json!({"destination": format!("/slash{host_dest}/m3"), "type": "tmpfs", "source": "tmpfs"}));
+        c["linux"]["devices"] = json!([
+            {"path": "/abs/dev-null", "type": "c", "major": 1, "minor": 3},
+            {"path": "/climb/dev-zero", "type": "c", "major": 1, "minor": 5},
+        ]);
+        c["linux"]["maskedPaths"] = json!(["/abs/keep"]);
+        c["process"]["args"] = json!(["sh", "-c", "ls /abs/ /climb/ | sort -u | tr '\\n' ' '"]);
+    });
+    let mounts_before = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let out = rt.run(&b, &harness::unique_id("hostile"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Everything landed inside the rootfs …
+    let inside = b
+        .path()
+        .join("rootfs")
+        .join(host.path().strip_prefix("/").unwrap());
+    for name in ["m1", "m2", "m3", "dev-null", "dev-zero"] {
+        assert!(
+            inside.join(name).exists(),
+            "{name} not created inside the rootfs"
+        );
+    }
+    // … and nothing on the host: no new entries, no mounts, no device nodes.
+    let names: Vec<_> = fs::read_dir(host.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["keep"], "the host directory was written to");
+    assert_eq!(
+        fs::read_to_string(host.path().join("keep")).unwrap(),
+        "host file"
+    );
+    let mounts_after = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts_before, mounts_after, "mounts changed on the host");
+    assert!(!mounts_after.contains(&host_dest));
+}
+
+#[test]
+fn bad_mount_entries_name_the_entry() {
+    let rt = Runtime::new();
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (
+            json!({"destination": "/mnt/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}),
+            "bind source /no/such/source",
+        ),
+        (
+            json!({"destination": "/mnt/x", "type": "tmpfs", "source": "tmpfs", "options": ["bogus-option"]}),
+            "mount tmpfs with options \"bogus-option\"",
+        ),
+        (
+            json!({"destination": "mnt/x", "type": "tmpfs", "source": "tmpfs"}),
+            "destination: \"mnt/x\" is not absolute",
+        ),
+    ];
+    for (entry, want) in cases {
+        let mut b = Bundle::new(&["true"]);
+        let index = b.config["mounts"].as_array().unwrap().len();
+        b.edit(|c| c["mounts"].as_array_mut().unwrap().push(entry.clone()));
+        let id = harness::unique_id("badmount");
+        let out = rt.create(&b, &id, &[]);
+        assert!(!out.status.success(), "{entry} accepted");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("mounts[{index}]")) && err.contains(want),
+            "{entry}: {err}"
+        );
+        rt.assert_nothing_left(&id);
+    }
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["linux"]["devices"] = json!([{"path": "/dev/x", "type": "q", "major": 1, "minor": 1}])
+    });
+    let out = rt.create(&b, &harness::unique_id("baddev"), &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("linux.devices[0].type"),
+        "{}",
+        stderr(&out)
+    );
+}
