@@ -198,3 +198,54 @@ fn time_namespace_with_offsets() {
         "uptime inside {inside}, host {host}"
     );
 }
+
+#[test]
+fn user_namespace_with_the_default_mounts_and_devices() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c '%t:%T' /dev/null /dev/zero; ls /sys/kernel >/dev/null && echo sys; ls /sys/fs/cgroup/pids/pids.max",
+    ]);
+    let st = std::process::Command::new("chown")
+        .args(["-R", "300000:300000"])
+        .arg(b.path().join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        // Without its own network namespace the kernel refuses a sysfs mount here.
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    });
+    // runc's default mounts unchanged: sysfs falls back to a bind of /sys, devices are bound
+    // from the host since mknod is refused in a user namespace.
+    let out = rt.run(&b, &harness::unique_id("usernsdefault"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "1:3\n1:5\nsys\n/sys/fs/cgroup/pids/pids.max\n"
+    );
+}
+
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max; grep pids /proc/self/cgroup",
+    ]);
+    b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 77}));
+    let out = rt.run(&b, &harness::unique_id("cgmount"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The limit berth wrote, seen through the container's own cgroup mount, at its cgroup
+    // namespace root.
+    let text = stdout(&out);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines[0], "77");
+    assert!(lines[1].ends_with(":pids:/"), "{text}");
+}

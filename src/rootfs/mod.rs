@@ -175,13 +175,34 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
         let source = source.unwrap_or_else(|| fstype.to_string());
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         let flags = opts.flags & !MsFlags::MS_REMOUNT;
-        mount(
+        let path = fd_path(&target);
+        match mount(
             Some(source.as_str()),
-            fd_path(&target).as_str(),
+            path.as_str(),
             Some(fstype),
             flags,
             data,
-        )
+        ) {
+            // A user namespace that does not own the network namespace may not mount sysfs:
+            // bind the host's /sys instead, as runc does.
+            Err(Errno::EPERM) if fstype == "sysfs" && ctx.in_userns => {
+                let rbind = MsFlags::MS_BIND | MsFlags::MS_REC;
+                mount(
+                    Some("/sys"),
+                    path.as_str(),
+                    None::<&str>,
+                    rbind,
+                    None::<&str>,
+                )
+                .and_then(|_| {
+                    let bound = paths::open_in_root(root, dest)?;
+                    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
+                    let bound_path = fd_path(&bound);
+                    change_mount(bound_path.as_str(), remount | locked_flags(&bound_path))
+                })
+            }
+            r => r,
+        }
         .with_context(|| match data {
             Some(d) => format!("mount {fstype} with options {d:?}"),
             None => format!("mount {fstype}"),
