@@ -38,3 +38,8 @@ example: build
 
 clean:
 	$(CARGO) clean
+
+# Side-by-side benchmark with crun and runc (root; not part of `make test`).
+.PHONY: bench
+bench: build
+	hack/bench.sh $(BERTH_RELEASE)
