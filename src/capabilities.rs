@@ -7,10 +7,16 @@ use anyhow::{Context, Result};
 use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
+/// The capabilities this kernel knows: one read of /proc/sys/kernel/cap_last_cap, or a probe
+/// of each (a prctl per capability) where /proc is not mounted.
+fn kernel_supported() -> CapsHashSet {
+    caps::runtime::procfs_all_supported(None)
+        .unwrap_or_else(|_| caps::runtime::thread_all_supported())
+}
+
 /// Converts oci-spec capability names to the caps crate's. Names this kernel does not know
 /// are skipped with a warning, as runc does.
-fn convert(set: Option<&Capabilities>, which: &str) -> CapsHashSet {
-    let supported = caps::runtime::thread_all_supported();
+fn convert(set: Option<&Capabilities>, which: &str, supported: &CapsHashSet) -> CapsHashSet {
     let mut out = HashSet::new();
     for cap in set.into_iter().flatten() {
         let name = serde_json::to_value(cap)
@@ -31,6 +37,7 @@ fn convert(set: Option<&Capabilities>, which: &str) -> CapsHashSet {
 
 /// The sets to apply, resolved once before the user switch.
 pub struct CapabilitySets {
+    supported: CapsHashSet,
     bounding: CapsHashSet,
     effective: CapsHashSet,
     permitted: CapsHashSet,
@@ -40,21 +47,26 @@ pub struct CapabilitySets {
 
 impl CapabilitySets {
     pub fn from_spec(caps: Option<&LinuxCapabilities>) -> CapabilitySets {
+        let supported = kernel_supported();
+        let set = |f: fn(&LinuxCapabilities) -> &Option<Capabilities>, which| {
+            convert(caps.and_then(|c| f(c).as_ref()), which, &supported)
+        };
         CapabilitySets {
-            bounding: convert(caps.and_then(|c| c.bounding().as_ref()), "bounding"),
-            effective: convert(caps.and_then(|c| c.effective().as_ref()), "effective"),
-            permitted: convert(caps.and_then(|c| c.permitted().as_ref()), "permitted"),
-            inheritable: convert(caps.and_then(|c| c.inheritable().as_ref()), "inheritable"),
-            ambient: convert(caps.and_then(|c| c.ambient().as_ref()), "ambient"),
+            bounding: set(LinuxCapabilities::bounding, "bounding"),
+            effective: set(LinuxCapabilities::effective, "effective"),
+            permitted: set(LinuxCapabilities::permitted, "permitted"),
+            inheritable: set(LinuxCapabilities::inheritable, "inheritable"),
+            ambient: set(LinuxCapabilities::ambient, "ambient"),
+            supported,
         }
     }
 
     /// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it
     /// runs before the user switch.
     pub fn apply_bounding(&self) -> Result<()> {
-        for cap in caps::runtime::thread_all_supported() {
-            if !self.bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap)
+        for cap in &self.supported {
+            if !self.bounding.contains(cap) {
+                caps::drop(None, CapSet::Bounding, *cap)
                     .with_context(|| format!("drop {cap} from the bounding set"))?;
             }
         }

@@ -67,13 +67,10 @@ pub fn create_defaults(root: &impl std::os::fd::AsFd, in_userns: bool) -> Result
     for (target, link) in links {
         let name = &link["/dev/".len()..];
         // An existing entry (e.g. from the image) is replaced, as runc does for ptmx.
-        let _ = nix::unistd::unlinkat(
-            Some(dev.as_raw_fd()),
-            name,
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
-        nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
-            .with_context(|| format!("symlink {link} -> {target}"))?;
+        replace_existing(&dev, name.as_ref(), || {
+            nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
+        })
+        .with_context(|| format!("symlink {link} -> {target}"))?;
     }
     Ok(())
 }
@@ -132,18 +129,11 @@ fn create(root: &impl std::os::fd::AsFd, dev: &DeviceNode, in_userns: bool) -> R
         .with_context(|| format!("bind the host's {}", dev.path));
     }
     let dir: OwnedFd = paths::create_in_root(root, parent, Kind::Dir)?;
-    let _ = nix::unistd::unlinkat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    );
-    mknodat(
-        Some(dir.as_raw_fd()),
-        name,
-        dev.kind,
-        Mode::from_bits_truncate(dev.mode),
-        makedev(dev.major, dev.minor),
-    )
+    let mode = Mode::from_bits_truncate(dev.mode);
+    let devno = makedev(dev.major, dev.minor);
+    replace_existing(&dir, name, || {
+        mknodat(Some(dir.as_raw_fd()), name, dev.kind, mode, devno)
+    })
     .context("mknod")?;
     fchownat(
         Some(dir.as_raw_fd()),
@@ -154,6 +144,22 @@ fn create(root: &impl std::os::fd::AsFd, dev: &DeviceNode, in_userns: bool) -> R
     )
     .context("chown")?;
     Ok(())
+}
+
+/// Runs `create`; if the name is taken (an entry from the image), removes it and runs again.
+fn replace_existing(
+    dir: &OwnedFd,
+    name: &std::ffi::OsStr,
+    create: impl Fn() -> nix::Result<()>,
+) -> nix::Result<()> {
+    match create() {
+        Err(nix::errno::Errno::EEXIST) => {
+            let flags = nix::unistd::UnlinkatFlags::NoRemoveDir;
+            nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, flags)?;
+            create()
+        }
+        r => r,
+    }
 }
 
 /// Refuses to use `path` as the null device unless it really is char device 1:3, so an image

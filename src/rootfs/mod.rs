@@ -310,7 +310,6 @@ fn mount_cgroup(
         let Some(name) = hierarchy_name(dir) else {
             continue;
         };
-        paths::create_in_root(root, &dest.join(&name), Kind::Dir)?;
         bind_cgroup_dir(root, dir, &dest.join(&name), bind_flags)?;
         // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name.
         if name.contains(',') {

@@ -4,7 +4,7 @@
 //! /proc/self/fd path), never on a re-resolved string.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
@@ -56,56 +56,32 @@ fn create_in_root_depth(root: &impl AsFd, path: &Path, kind: Kind, depth: u32) -
             path.display()
         );
     }
-    let mut current = open_in_root(root, Path::new("/"))
-        .with_context(|| format!("open the container's root for {}", path.display()))?;
-    let mut so_far = PathBuf::from("/");
-    let parts: Vec<_> = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    for (i, part) in parts.iter().enumerate() {
-        so_far.push(part);
-        let last = i + 1 == parts.len();
-        match open_in_root(root, &so_far) {
-            Ok(fd) => {
-                current = fd;
-                continue;
-            }
-            Err(Errno::ENOENT) => {}
-            Err(e) => bail!("open {} in the container's root: {e}", so_far.display()),
-        }
-        if let Ok(target) = readlinkat(Some(current.as_raw_fd()), part.as_os_str()) {
-            // A dangling symlink: create what it points to, still inside the root.
-            let mut redirected = so_far.parent().unwrap_or(Path::new("/")).join(target);
-            for rest in &parts[i + 1..] {
-                redirected.push(rest);
-            }
-            return create_in_root_depth(root, &redirected, kind, depth + 1);
-        }
-        if last && kind == Kind::File {
-            create_file_at(&current, part.as_os_str())
-                .with_context(|| format!("create file {} in the container", so_far.display()))?;
-        } else {
-            match mkdirat(
-                Some(current.as_raw_fd()),
-                part.as_os_str(),
-                Mode::from_bits_truncate(0o755),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => bail!(
-                    "create directory {} in the container: {e}",
-                    so_far.display()
-                ),
-            }
-        }
-        current = open_in_root(root, &so_far).with_context(|| {
-            format!(
-                "open {} in the container after creating it",
-                so_far.display()
-            )
-        })?;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        bail!(
+            "create {} in the container: no such directory",
+            path.display()
+        );
+    };
+    // Only what is missing is walked: the parent first (created as needed), then the name.
+    let parent_fd = create_in_root_depth(root, parent, Kind::Dir, depth)?;
+    if let Ok(target) = readlinkat(Some(parent_fd.as_raw_fd()), name) {
+        // A dangling symlink: create what it points to, still inside the root.
+        return create_in_root_depth(root, &parent.join(target), kind, depth + 1);
     }
-    Ok(current)
+    match kind {
+        Kind::File => create_file_at(&parent_fd, name)
+            .with_context(|| format!("create file {} in the container", path.display()))?,
+        Kind::Dir => match mkdirat(
+            Some(parent_fd.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => bail!("create directory {} in the container: {e}", path.display()),
+        },
+    }
+    open_in_root(root, path)
+        .with_context(|| format!("open {} in the container after creating it", path.display()))
 }
 
 fn create_file_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> nix::Result<()> {
