@@ -8,3 +8,4 @@ mod filesystem;
 mod lifecycle;
 mod namespaces;
 mod robustness;
+mod security;

@@ -10,6 +10,7 @@ mod namespaces;
 mod process;
 mod rlimits;
 mod rootfs;
+mod seccomp;
 mod signals;
 mod spec;
 mod sys;

@@ -43,6 +43,8 @@ pub fn run(cfg: &SetupConfig, chan: Channel) -> ! {
 
 /// What setup resolved for the final exec.
 struct Prepared {
+    /// A seccomp filter still to be loaded just before execve.
+    seccomp: Option<libseccomp::ScmpFilterContext>,
     exe: CString,
     args: Vec<CString>,
     env: Vec<CString>,
@@ -52,6 +54,10 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     let spec = &cfg.bundle.spec;
     let process = spec.process().as_ref().context("process: must be set")?;
     setsid().context("setsid")?;
+    // No fd of berth's may reach the container (CVE-2024-21626): everything past stdio and
+    // the preserved fds is close-on-exec from here on. Done before a seccomp profile is
+    // loaded, since profiles often do not allow close_range.
+    sys::cloexec_from(3 + cfg.preserve_fds)?;
     if !cfg.no_new_keyring {
         join_new_session_keyring();
     }
@@ -88,6 +94,19 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     }
     crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
 
+    // Built now so a bad profile fails `create`. Loading it needs CAP_SYS_ADMIN unless
+    // no_new_privs is set: then it goes in before the capabilities are dropped (as runc),
+    // otherwise as late as possible, right before execve.
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(crate::seccomp::build(profile)?),
+        None => None,
+    };
+    if !no_new_privs {
+        if let Some(filter) = &seccomp {
+            crate::seccomp::load(filter)?;
+        }
+    }
     let caps = CapabilitySets::from_spec(process.capabilities().as_ref());
     caps.apply_bounding()?;
     switch_user(process)?;
@@ -101,10 +120,11 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let exe = lookup_executable(&args[0], &env)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges: prctl")?;
     }
     Ok(Prepared {
+        seccomp: seccomp.filter(|_| no_new_privs),
         exe: sys::cstring(&exe.to_string_lossy())?,
         args: args
             .iter()
@@ -124,8 +144,10 @@ fn wait_and_exec(cfg: &SetupConfig, p: Prepared) -> anyhow::Error {
     if let Err(e) = released {
         return anyhow::anyhow!("open the exec fifo: {e}");
     }
-    if let Err(e) = sys::cloexec_from(3 + cfg.preserve_fds) {
-        return e;
+    if let Some(filter) = &p.seccomp {
+        if let Err(e) = crate::seccomp::load(filter) {
+            return e;
+        }
     }
     match execve(&p.exe, &p.args, &p.env) {
         Err(e) => anyhow::anyhow!("exec {:?}: {e}", p.exe),

@@ -1,0 +1,131 @@
+//! Process security seen from outside: seccomp filters that make a syscall fail with the
+//! configured errno or kill the process, with and without no_new_privs.
+
+use serde_json::json;
+
+use crate::harness::{self, stderr, stdout, Bundle, Runtime};
+
+fn errno_profile() -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+    })
+}
+
+/// Runs `mkdir` in a writable tmpfs under `profile`, with no_new_privs as given.
+fn mkdir_under(profile: serde_json::Value, no_new_privs: bool) -> (Option<i32>, String) {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /mnt/w/dir && echo made; ls /mnt/w | wc -l",
+    ]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = profile;
+        c["process"]["noNewPrivileges"] = json!(no_new_privs);
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt/w", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    let out = rt.run(&b, &harness::unique_id("seccomp"));
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+#[test]
+fn seccomp_errno_rule_fails_the_syscall_with_the_configured_errno() {
+    let (code, text) = mkdir_under(errno_profile(), true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Function not implemented"), "{text}");
+    assert!(!text.contains("made") && text.contains('0'), "{text}");
+}
+
+#[test]
+fn seccomp_is_loaded_without_no_new_privs_too() {
+    let (code, text) = mkdir_under(errno_profile(), false);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Function not implemented"), "{text}");
+}
+
+#[test]
+fn without_a_profile_the_syscall_works() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /mnt/w/dir && echo made"]);
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt/w", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    let out = rt.run(&b, &harness::unique_id("noseccomp"));
+    assert_eq!(stdout(&out), "made\n", "{}", stderr(&out));
+}
+
+#[test]
+fn seccomp_kill_rule_kills_the_process() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["uname"]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"}]
+        });
+    });
+    let out = rt.run(&b, &harness::unique_id("seccompkill"));
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGSYS),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn unsupported_notify_action_fails_create_cleanly() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let id = harness::unique_id("notify");
+    let out = rt.create(&b, &id, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("SCMP_ACT_NOTIFY"), "{}", stderr(&out));
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn a_profile_that_denies_close_range_still_starts_the_container() {
+    // Without no_new_privs the filter is loaded early; berth's fd hygiene must not depend on
+    // syscalls that common profiles deny.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "echo ok"]);
+    b.edit(|c| {
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    let out = rt.run(&b, &harness::unique_id("closerange"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ok\n");
+}
+
+#[test]
+fn only_stdio_reaches_the_container_process() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"]);
+    let out = rt.run(&b, &harness::unique_id("fds"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 0, 1, 2, and the fd ls itself opens to read the directory.
+    assert_eq!(stdout(&out), "0 1 2 3 ");
+}
