@@ -129,3 +129,38 @@ fn only_stdio_reaches_the_container_process() {
     // 0, 1, 2, and the fd ls itself opens to read the directory.
     assert_eq!(stdout(&out), "0 1 2 3 ");
 }
+
+#[test]
+fn init_is_not_dumpable_until_it_execs() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
+    let id = harness::unique_id("dumpable");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let owner = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}/environ"))
+            .unwrap()
+            .uid()
+    };
+    let uid_line = |_: ()| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    // Waiting at the start gate as uid 1000, yet its /proc files belong to root: not dumpable.
+    assert_eq!(uid_line(()), "1000");
+    assert_eq!(owner(), 0, "init at the start gate is dumpable");
+    assert!(rt.berth(&["start", &id]).status.success());
+    // After execve the user process is an ordinary, dumpable uid-1000 process.
+    assert_eq!(owner(), 1000);
+    rt.delete_force(&id);
+}

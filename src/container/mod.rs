@@ -152,6 +152,16 @@ impl Container {
             ),
             Err(e) => bail!("read the exec fifo: {e}"),
         }
+        // Init keeps its end open until execve closes it (close-on-exec): wait for that, so the
+        // user process is running when `start` returns.
+        loop {
+            let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => bail!("wait for the container process to exec: {e}"),
+                Ok(_) => break,
+            }
+        }
         fs::remove_file(self.dir.join(EXEC_FIFO)).context("remove the exec fifo")?;
         Ok(())
     }

@@ -88,10 +88,6 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     }
     rootfs::finalize(spec)?;
 
-    if let Some(adj) = process.oom_score_adj() {
-        sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
-            .context("process.oomScoreAdj")?;
-    }
     crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
 
     // Built now so a bad profile fails `create`. Loading it needs CAP_SYS_ADMIN unless
@@ -140,10 +136,12 @@ fn wait_and_exec(cfg: &SetupConfig, p: Prepared) -> anyhow::Error {
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(sys::fd_path(&cfg.exec_fifo));
-    let released = gate.and_then(|mut f| f.write_all(b"0"));
-    if let Err(e) = released {
-        return anyhow::anyhow!("open the exec fifo: {e}");
-    }
+    // The gate stays open (close-on-exec): `start` sees it close when execve succeeds or
+    // init dies, so it returns only once the user process runs.
+    let _gate = match gate.and_then(|mut f| f.write_all(b"0").map(|_| f)) {
+        Ok(f) => f,
+        Err(e) => return anyhow::anyhow!("open the exec fifo: {e}"),
+    };
     if let Some(filter) = &p.seccomp {
         if let Err(e) = crate::seccomp::load(filter) {
             return e;

@@ -222,6 +222,25 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel) -> Result<()> {
     // `run` blocks signals to relay them; the container starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
+    // Until the user process is exec'd this process runs berth's own binary: nothing in the
+    // container (e.g. a process of a shared PID namespace) may ptrace it or open its
+    // /proc/PID/exe, fds or memory. execve makes the user process dumpable again.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    // Written here, as root on the host side: once non-dumpable (and in a user namespace)
+    // the process could no longer write its own /proc files. Inherited by init.
+    if let Some(adj) = cfg
+        .bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj())
+    {
+        sys::write_file(
+            std::path::Path::new("/proc/self/oom_score_adj"),
+            &adj.to_string(),
+        )
+        .context("process.oomScoreAdj")?;
+    }
     cgroups::join_self(&cfg.cgroup_dirs)?;
     let ns = &cfg.namespaces;
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
