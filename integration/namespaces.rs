@@ -92,11 +92,9 @@ fn joining_a_path_of_the_wrong_type_fails() {
     rt.assert_nothing_left(&id);
 }
 
-/// A bundle with a new user namespace mapping container ids 0..size to host_id..: the rootfs
-/// is handed to the mapped root, and /sys is bound (sysfs cannot be mounted there without
-/// owning the network namespace) as runc's rootless spec does.
-fn userns_bundle(args: &[&str], host_id: u32, size: u32) -> Bundle {
-    let mut b = Bundle::new(args);
+/// Gives `b` a new user namespace mapping container ids 0..size to host_id.., with the
+/// rootfs handed to the mapped root.
+fn add_user_namespace(b: &mut Bundle, host_id: u32, size: u32) {
     let st = std::process::Command::new("chown")
         .arg("-R")
         .arg(format!("{host_id}:{host_id}"))
@@ -111,6 +109,15 @@ fn userns_bundle(args: &[&str], host_id: u32, size: u32) -> Bundle {
             .push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
+    });
+}
+
+/// A user-namespace bundle whose /sys is bound from the host and without a cgroup mount, as
+/// runc's rootless spec has it.
+fn userns_bundle(args: &[&str], host_id: u32, size: u32) -> Bundle {
+    let mut b = Bundle::new(args);
+    add_user_namespace(&mut b, host_id, size);
+    b.edit(|c| {
         for m in c["mounts"].as_array_mut().unwrap() {
             if m["destination"] == "/sys" {
                 *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
@@ -207,20 +214,12 @@ fn user_namespace_with_the_default_mounts_and_devices() {
         "-c",
         "stat -c '%t:%T' /dev/null /dev/zero; ls /sys/kernel >/dev/null && echo sys; ls /sys/fs/cgroup/pids/pids.max",
     ]);
-    let st = std::process::Command::new("chown")
-        .args(["-R", "300000:300000"])
-        .arg(b.path().join("rootfs"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    // Without its own network namespace the kernel refuses a sysfs mount here.
     b.edit(|c| {
         let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
-        // Without its own network namespace the kernel refuses a sysfs mount here.
         ns.retain(|n| n["type"] != "network");
-        ns.push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
     });
+    add_user_namespace(&mut b, 300000, 65536);
     // runc's default mounts unchanged: sysfs falls back to a bind of /sys, devices are bound
     // from the host since mknod is refused in a user namespace.
     let out = rt.run(&b, &harness::unique_id("usernsdefault"));
