@@ -164,3 +164,65 @@ fn init_is_not_dumpable_until_it_execs() {
     assert_eq!(owner(), 1000);
     rt.delete_force(&id);
 }
+
+#[test]
+fn scheduler_io_priority_and_personality() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    let id = harness::unique_id("sched");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rt.berth(&["start", &id]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    // From the host: /proc/PID/stat fields 19 (nice) and 41 (policy), ionice, personality.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    assert_eq!((fields[16], fields[38]), ("7", "3"), "nice and SCHED_BATCH");
+    let ionice = std::process::Command::new("ionice")
+        .args(["-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&ionice).trim(), "idle");
+    let personality = std::fs::read_to_string(format!("/proc/{pid}/personality")).unwrap();
+    assert_eq!(personality.trim(), "00000008", "PER_LINUX32");
+    rt.delete_force(&id);
+}
+
+#[test]
+fn lsm_settings_this_host_cannot_apply_are_refused() {
+    let rt = Runtime::new();
+    for (field, value, want) in [
+        ("apparmorProfile", "berth-test", "AppArmor is not enabled"),
+        (
+            "selinuxLabel",
+            "system_u:system_r:container_t:s0",
+            "SELinux is disabled",
+        ),
+    ] {
+        let enabled = match field {
+            "apparmorProfile" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|s| s.starts_with('Y')),
+            _ => std::path::Path::new("/sys/fs/selinux/enforce").exists(),
+        };
+        if enabled {
+            eprintln!("{field}: this host has the LSM, so the refusal cannot be shown here");
+            continue;
+        }
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| c["process"][field] = json!(value));
+        let id = harness::unique_id("lsm");
+        let out = rt.create(&b, &id, &[]);
+        assert!(!out.status.success(), "{field} accepted");
+        assert!(
+            stderr(&out).contains(want) && stderr(&out).contains(field),
+            "{}",
+            stderr(&out)
+        );
+        rt.assert_nothing_left(&id);
+    }
+}

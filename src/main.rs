@@ -8,6 +8,7 @@ mod container;
 mod logging;
 mod namespaces;
 mod process;
+mod process_attrs;
 mod rlimits;
 mod rootfs;
 mod seccomp;

@@ -89,6 +89,26 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     rootfs::finalize(spec)?;
 
     crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    // While still privileged: real-time policies need CAP_SYS_NICE.
+    if let Some(s) = process.scheduler() {
+        crate::process_attrs::set_scheduler(s)?;
+    }
+    if let Some(p) = process.io_priority() {
+        crate::process_attrs::set_io_priority(p)?;
+    }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        crate::process_attrs::set_personality(p)?;
+    }
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        crate::process_attrs::apparmor_exec_profile(profile)?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        crate::process_attrs::selinux_exec_label(label)?;
+    }
 
     // Built now so a bad profile fails `create`. Loading it needs CAP_SYS_ADMIN unless
     // no_new_privs is set: then it goes in before the capabilities are dropped (as runc),

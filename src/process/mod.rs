@@ -65,6 +65,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         // Said plainly rather than running without the terminal the config asks for.
         bail!("config.json: process.terminal: terminal mode is not supported yet; set it to false");
     }
+    crate::process_attrs::check_lsm(&bundle.spec)?;
     let namespaces = Namespaces::from_spec(&bundle.spec);
     if let Some(sysctls) = bundle
         .spec

@@ -1,0 +1,153 @@
+//! Per-process kernel attributes from the config: `process.scheduler` (sched_setattr),
+//! `process.ioPriority` (ioprio_set), `linux.personality`, and the LSM settings, which are
+//! refused where this host has no such LSM (as runc refuses a SELinux label then).
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use oci_spec::runtime::{
+    IOPriorityClass, LinuxIOPriority, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
+    LinuxSchedulerPolicy, Scheduler, Spec,
+};
+
+/// struct sched_attr (include/uapi/linux/sched/types.h), version 1 with utilization clamps.
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+fn policy(p: LinuxSchedulerPolicy) -> u32 {
+    match p {
+        LinuxSchedulerPolicy::SchedOther => 0,
+        LinuxSchedulerPolicy::SchedFifo => 1,
+        LinuxSchedulerPolicy::SchedRr => 2,
+        LinuxSchedulerPolicy::SchedBatch => 3,
+        LinuxSchedulerPolicy::SchedIso => 4,
+        LinuxSchedulerPolicy::SchedIdle => 5,
+        LinuxSchedulerPolicy::SchedDeadline => 6,
+    }
+}
+
+fn flag(f: &LinuxSchedulerFlag) -> u64 {
+    match f {
+        LinuxSchedulerFlag::SchedResetOnFork => 0x01,
+        LinuxSchedulerFlag::SchedFlagReclaim => 0x02,
+        LinuxSchedulerFlag::SchedFlagDLOverrun => 0x04,
+        LinuxSchedulerFlag::SchedFlagKeepPolicy => 0x08,
+        LinuxSchedulerFlag::SchedFlagKeepParams => 0x10,
+        LinuxSchedulerFlag::SchedFlagUtilClampMin => 0x20,
+        LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
+    }
+}
+
+pub fn set_scheduler(s: &Scheduler) -> Result<()> {
+    let mut attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: policy(*s.policy()),
+        flags: s.flags().iter().flatten().map(flag).fold(0, |a, b| a | b),
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        ..Default::default()
+    };
+    // SAFETY: sched_setattr reads `attr`, whose size field matches the struct we pass.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &mut attr as *mut SchedAttr, 0) };
+    Errno::result(r)
+        .map(drop)
+        .context("process.scheduler: sched_setattr")
+}
+
+pub fn set_io_priority(p: &LinuxIOPriority) -> Result<()> {
+    const IOPRIO_WHO_PROCESS: i32 = 1;
+    let class = match p.class() {
+        IOPriorityClass::IoprioClassRt => 1,
+        IOPriorityClass::IoprioClassBe => 2,
+        IOPriorityClass::IoprioClassIdle => 3,
+    };
+    if !(0..=7).contains(&p.priority()) {
+        bail!(
+            "config.json: process.ioPriority.priority: {} is not in 0..7",
+            p.priority()
+        );
+    }
+    let value = (class << 13) | p.priority() as i32;
+    // SAFETY: ioprio_set takes three integers and changes only this process's I/O priority.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    Errno::result(r)
+        .map(drop)
+        .context("process.ioPriority: ioprio_set")
+}
+
+pub fn set_personality(p: &LinuxPersonality) -> Result<()> {
+    if let Some(f) = p.flags().iter().flatten().next() {
+        bail!("config.json: linux.personality.flags: {f:?} is not supported (runc supports none either)");
+    }
+    let domain = match p.domain() {
+        LinuxPersonalityDomain::PerLinux => 0x0000,
+        LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality(2) takes a flag word; no memory is involved.
+    let r = unsafe { libc::personality(domain) };
+    Errno::result(r)
+        .map(drop)
+        .context("linux.personality: personality")
+}
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'))
+}
+
+fn selinux_enabled() -> bool {
+    std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok()
+}
+
+/// Refuses LSM settings this host cannot apply, before anything is created.
+pub fn check_lsm(spec: &Spec) -> Result<()> {
+    let process = spec.process().as_ref();
+    if let Some(profile) = process
+        .and_then(|p| p.apparmor_profile().as_deref())
+        .filter(|p| !p.is_empty())
+    {
+        if !apparmor_enabled() {
+            bail!("config.json: process.apparmorProfile: {profile:?} is set, but AppArmor is not enabled on this host");
+        }
+    }
+    if let Some(label) = process
+        .and_then(|p| p.selinux_label().as_deref())
+        .filter(|l| !l.is_empty())
+    {
+        if !selinux_enabled() {
+            bail!("config.json: process.selinuxLabel: {label:?} is set, but SELinux is disabled or not supported on this host");
+        }
+    }
+    Ok(())
+}
+
+/// Asks AppArmor to confine the next execve with `profile`.
+pub fn apparmor_exec_profile(profile: &str) -> Result<()> {
+    let modern = std::path::Path::new("/proc/self/attr/apparmor/exec");
+    let path = if modern.exists() {
+        modern
+    } else {
+        std::path::Path::new("/proc/self/attr/exec")
+    };
+    crate::sys::write_file(path, &format!("exec {profile}")).context("process.apparmorProfile")
+}
+
+/// Asks SELinux to label the next execve with `label`.
+pub fn selinux_exec_label(label: &str) -> Result<()> {
+    crate::sys::write_file(std::path::Path::new("/proc/self/attr/exec"), label)
+        .context("process.selinuxLabel")
+}
