@@ -226,3 +226,48 @@ fn lsm_settings_this_host_cannot_apply_are_refused() {
         rt.assert_nothing_left(&id);
     }
 }
+
+#[test]
+fn cve_2019_5736_the_host_binary_is_never_the_container_process() {
+    // Against a copy of the binary, so the real one is never at stake.
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("berth-copy");
+    std::fs::copy(harness::BERTH, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let mut b = Bundle::new(&["/proc/self/exe"]);
+    std::fs::write(b.path().join("rootfs/bin/evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        b.path().join("rootfs/bin/evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for args in [
+        json!(["/proc/self/exe"]),
+        json!(["/proc/1/exe", "--version"]),
+        json!(["/bin/evil"]),
+    ] {
+        b.edit(|c| c["process"]["args"] = args.clone());
+        let id = harness::unique_id("cve");
+        let out = std::process::Command::new(&copy)
+            .arg("--root")
+            .arg(rt.root.path())
+            .args(["create", "--bundle"])
+            .arg(b.path())
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{args} was allowed to run berth's own binary"
+        );
+        assert!(
+            stderr(&out).contains("is the berth binary itself"),
+            "{args}: {}",
+            stderr(&out)
+        );
+        rt.assert_nothing_left(&id);
+    }
+    assert_eq!(std::fs::read(&copy).unwrap(), before, "the binary changed");
+}

@@ -136,6 +136,7 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let exe = lookup_executable(&args[0], &env)?;
+    refuse_own_binary(&exe, cfg.own_binary, 0)?;
     if no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges: prctl")?;
     }
@@ -215,6 +216,38 @@ pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
         .with_context(|| {
             format!("process.args[0]: exec {name:?}: executable file not found in $PATH ({path})")
         })
+}
+
+/// CVE-2019-5736: until it execs, init *is* berth's binary, so `/proc/self/exe` (or a
+/// `#!` line naming it) would make the container process the host's berth binary, which a
+/// container could then overwrite once it exits. berth never re-executes itself into a
+/// container, so this is the one way in: refuse it, following `#!` interpreters as the
+/// kernel does (up to 4 levels).
+fn refuse_own_binary(exe: &Path, own: (u64, u64), depth: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let target = std::fs::metadata(exe).with_context(|| format!("stat {}", exe.display()))?;
+    if own == (target.dev(), target.ino()) {
+        bail!(
+            "process.args[0]: {} is the berth binary itself; running it in a container would expose the host's berth binary",
+            exe.display()
+        );
+    }
+    if depth >= 4 {
+        return Ok(());
+    }
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(exe)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let Some(line) = head[..n].strip_prefix(b"#!") else {
+        return Ok(());
+    };
+    let line = String::from_utf8_lossy(line.split(|b| *b == b'\n').next().unwrap_or_default())
+        .into_owned();
+    match line.split_whitespace().next() {
+        Some(interpreter) => refuse_own_binary(Path::new(interpreter), own, depth + 1),
+        None => Ok(()),
+    }
 }
 
 /// A fresh session keyring, so containers do not share the host's keys. Kernels or seccomp

@@ -49,6 +49,8 @@ pub struct SetupConfig {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Device and inode of berth's own binary, which the container process must never be.
+    pub own_binary: (u64, u64),
 }
 
 /// Creates container `id` from the bundle in `opts` under `root`. On error nothing is left:
@@ -143,6 +145,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
+        own_binary: own_binary()?,
     };
     let (parent_end, child_end) = channel::pair()?;
     // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
@@ -331,6 +334,12 @@ fn make_exec_fifo(dir: &Path, bundle: &Bundle) -> Result<OwnedFd> {
         .open(&path)
         .context("open the exec fifo")?;
     Ok(f.into())
+}
+
+fn own_binary() -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata("/proc/self/exe").context("stat berth's own binary")?;
+    Ok((m.dev(), m.ino()))
 }
 
 fn owner_name() -> String {
