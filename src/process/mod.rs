@@ -68,6 +68,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         bail!("config.json: process.terminal: terminal mode is not supported yet; set it to false");
     }
     crate::process_attrs::check_lsm(&bundle.spec)?;
+    if bundle.spec.hooks().is_some() {
+        log::warn!("config.json: hooks: berth does not run hooks yet; they are ignored");
+    }
     let namespaces = Namespaces::from_spec(&bundle.spec);
     if let Some(sysctls) = bundle
         .spec
