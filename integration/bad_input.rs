@@ -27,12 +27,7 @@ fn missing_bundle_and_config() {
     let rt = Runtime::new();
     let id = harness::unique_id("nobundle");
     let out = rt.berth(&["create", "--bundle", "/nonexistent/bundle", &id]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("bundle /nonexistent/bundle: cannot open"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "bundle /nonexistent/bundle: cannot open");
     rt.assert_nothing_left(&id);
 
     let b = Bundle::new(&["true"]);
@@ -184,12 +179,7 @@ fn duplicate_id_leaves_the_first_untouched() {
     assert!(rt.create(&b, &id, &[]).status.success());
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     let out = rt.create(&b, &id, &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(&format!("container \"{id}\" already exists")),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, &format!("container \"{id}\" already exists"));
     assert_eq!(rt.status(&id), "created");
     assert_eq!(rt.state(&id)["pid"], pid);
     assert!(alive(pid));
@@ -208,12 +198,7 @@ fn start_of_a_container_that_is_not_created() {
     assert!(rt.create(&b, &id, &[]).status.success());
     assert!(rt.berth(&["start", &id]).status.success());
     let out = rt.berth(&["start", &id]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("it is running, not created"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "it is running, not created");
     assert_eq!(rt.status(&id), "running");
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     assert!(rt.berth(&["kill", &id, "9"]).status.success());
@@ -238,12 +223,7 @@ fn start_fails_at_once_when_init_died() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     harness::reap(pid);
     let out = rt.berth(&["start", &id]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("it is stopped, not created"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "it is stopped, not created");
     assert!(rt.berth(&["delete", &id]).status.success());
 }
 
@@ -263,12 +243,7 @@ fn kill_with_unknown_signal_and_of_stopped_container() {
     assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
     harness::reap(pid);
     let out = rt.berth(&["kill", &id, "KILL"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("container not running"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "container not running");
     assert!(rt.berth(&["delete", &id]).status.success());
 }
 

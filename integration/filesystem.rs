@@ -353,10 +353,5 @@ fn bad_mount_entries_name_the_entry() {
         c["linux"]["devices"] = json!([{"path": "/dev/x", "type": "q", "major": 1, "minor": 1}])
     });
     let out = rt.create(&b, &harness::unique_id("baddev"), &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("linux.devices[0].type"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "linux.devices[0].type");
 }

@@ -287,6 +287,16 @@ pub fn reap(pid: i32) {
     }
 }
 
+/// Asserts that a berth command failed and its error says `want`.
+pub fn assert_fails_with(out: &Output, want: &str) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "succeeded, but an error with {want:?} was expected"
+    );
+    assert!(err.contains(want), "expected {want:?} in: {err}");
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

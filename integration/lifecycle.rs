@@ -44,12 +44,7 @@ fn create_start_kill_delete() {
     let out = rt.berth(&["delete", &id]);
     assert!(out.status.success(), "delete: {}", stderr(&out));
     let out = rt.berth(&["state", &id]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(&format!("container \"{id}\" does not exist")),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, &format!("container \"{id}\" does not exist"));
 }
 
 #[test]
@@ -74,12 +69,7 @@ fn delete_of_a_created_container_needs_force() {
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     // The runtime-spec: deleting a container that is not stopped is an error with no effect.
     let out = rt.berth(&["delete", &id]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("that is not stopped: created"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "that is not stopped: created");
     assert!(alive(pid));
     assert_eq!(rt.status(&id), "created");
     rt.delete_force(&id);
@@ -95,12 +85,7 @@ fn delete_force_kills_a_running_container() {
     assert!(rt.berth(&["start", &id]).status.success());
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     let out = rt.berth(&["delete", &id]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("that is not stopped: running"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "that is not stopped: running");
     assert!(alive(pid));
     rt.delete_force(&id);
     assert!(!alive(pid));

@@ -83,12 +83,7 @@ fn joining_a_path_of_the_wrong_type_fails() {
     });
     let id = harness::unique_id("nswrong");
     let out = rt.create(&b, &id, &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("join net namespace /proc/self/ns/uts"),
-        "{}",
-        stderr(&out)
-    );
+    harness::assert_fails_with(&out, "join net namespace /proc/self/ns/uts");
     rt.assert_nothing_left(&id);
 }
 

@@ -97,8 +97,7 @@ fn unsupported_notify_action_fails_create_cleanly() {
     });
     let id = harness::unique_id("notify");
     let out = rt.create(&b, &id, &[]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("SCMP_ACT_NOTIFY"), "{}", stderr(&out));
+    harness::assert_fails_with(&out, "SCMP_ACT_NOTIFY");
     rt.assert_nothing_left(&id);
 }
 
