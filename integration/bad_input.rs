@@ -6,38 +6,26 @@ use std::process::Stdio;
 
 use serde_json::{json, Value};
 
-use crate::harness::{self, alive, stderr, Bundle, Runtime};
+use crate::harness::{
+    self, alive, assert_no_mount_under, assert_no_process_of, fails_with_one_line,
+    reap_failed_inits, stderr, Bundle, Runtime,
+};
 
-/// Creates `id` from `b`, expects failure with `want` in the message and nothing left.
-fn create_fails(rt: &Runtime, b: &Bundle, id: &str, want: &str) {
-    let out = rt.create(b, id, &[]);
-    assert!(!out.status.success(), "create of {id} succeeded");
-    let err = stderr(&out);
-    assert!(err.contains(want), "expected {want:?} in: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one error line expected: {err}"
-    );
+/// Everything a failed create must not leave: state dir, cgroups, mounts (by id and under the
+/// bundle), processes.
+fn assert_nothing_left(rt: &Runtime, b: &Bundle, id: &str) {
     rt.assert_nothing_left(id);
+    assert_no_mount_under(b.path());
+    assert_no_process_of(id);
+    reap_failed_inits();
 }
 
-#[test]
-fn missing_bundle_and_config() {
-    let rt = Runtime::new();
-    let id = harness::unique_id("nobundle");
-    let out = rt.berth(&["create", "--bundle", "/nonexistent/bundle", &id]);
-    harness::assert_fails_with(&out, "bundle /nonexistent/bundle: cannot open");
-    rt.assert_nothing_left(&id);
-
-    let b = Bundle::new(&["true"]);
-    fs::remove_file(b.path().join("config.json")).unwrap();
-    create_fails(
-        &rt,
-        &b,
-        &harness::unique_id("noconfig"),
-        "config.json: cannot read",
-    );
+/// Creates `id` from `b`, expects one error line with `want` and nothing left.
+fn create_fails(rt: &Runtime, b: &Bundle, id: &str, want: &str) -> String {
+    let out = rt.create(b, id, &[]);
+    fails_with_one_line(&out, want);
+    assert_nothing_left(rt, b, id);
+    stderr(&out)
 }
 
 /// A bundle running `args` whose config `edit` breaks; create must fail with `want`.
@@ -47,14 +35,58 @@ fn config_fails(
     args: &[&str],
     edit: impl FnOnce(&mut Value),
     want: &str,
-) {
+) -> String {
     let mut b = Bundle::new(args);
     b.edit(edit);
-    create_fails(rt, &b, &harness::unique_id(name), want);
+    create_fails(rt, &b, &harness::unique_id(name), want)
+}
+
+fn pid_of(rt: &Runtime, id: &str) -> i32 {
+    rt.state(id)["pid"].as_i64().unwrap() as i32
 }
 
 #[test]
-fn invalid_json() {
+fn missing_bundle_dir() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("nobundle");
+    let out = rt.berth(&["create", "--bundle", "/nonexistent/bundle", &id]);
+    fails_with_one_line(&out, "bundle /nonexistent/bundle: cannot open");
+    rt.assert_nothing_left(&id);
+    assert_no_process_of(&id);
+
+    // A file where the bundle directory should be.
+    let b = Bundle::new(&["true"]);
+    let file = b.path().join("config.json");
+    let id = harness::unique_id("bundlefile");
+    let out = rt
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(&file)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    fails_with_one_line(&out, &format!("bundle {}: not a directory", file.display()));
+    rt.assert_nothing_left(&id);
+    assert_no_process_of(&id);
+}
+
+#[test]
+fn missing_config_json() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    fs::remove_file(b.path().join("config.json")).unwrap();
+    let err = create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("noconfig"),
+        "config.json: cannot read",
+    );
+    assert!(err.contains("No such file or directory"), "{err}");
+}
+
+#[test]
+fn invalid_json_has_line_and_column() {
     let rt = Runtime::new();
     let b = Bundle::new(&["true"]);
     fs::write(
@@ -62,11 +94,65 @@ fn invalid_json() {
         "{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}",
     )
     .unwrap();
-    create_fails(&rt, &b, &harness::unique_id("badjson"), "line 3 column 3");
+    let err = create_fails(&rt, &b, &harness::unique_id("badjson"), "line 3 column 3");
+    assert!(err.starts_with("berth: config.json: "), "{err}");
+
+    // Truncated JSON: the error is at the end, and names the array it was in.
+    fs::write(
+        b.path().join("config.json"),
+        "{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": [",
+    )
+    .unwrap();
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("truncjson"),
+        "config.json: process.args: EOF while parsing a list at line 1 column 45",
+    );
 }
 
 #[test]
-fn bad_config_fields_are_named() {
+fn json_syntax_errors_name_no_placeholder_path() {
+    // serde_path_to_error reports "?" for a position it cannot name (a syntax error where a
+    // key should be); "config.json: ?: ..." names no field, so it must not reach the user.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    for (name, text, want) in [
+        (
+            "badkey",
+            "{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}",
+            "line 3 column 3",
+        ),
+        (
+            "truncobj",
+            "{\"ociVersion\": \"1.0.2\",",
+            "line 1 column 23",
+        ),
+    ] {
+        fs::write(b.path().join("config.json"), text).unwrap();
+        let err = create_fails(&rt, &b, &harness::unique_id(name), want);
+        assert!(err.starts_with("berth: config.json: "), "{err}");
+        assert!(!err.contains(": ?:"), "placeholder path in: {err}");
+    }
+}
+
+#[test]
+fn unreadable_config_json() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    // A directory named config.json cannot be read as a file, not even by root.
+    fs::remove_file(b.path().join("config.json")).unwrap();
+    fs::create_dir(b.path().join("config.json")).unwrap();
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("dirconfig"),
+        "config.json: cannot read",
+    );
+}
+
+#[test]
+fn wrong_type_names_the_json_path() {
     let rt = Runtime::new();
     let t = &["true"];
     config_fails(
@@ -74,28 +160,111 @@ fn bad_config_fields_are_named() {
         "badtype",
         t,
         |c| c["process"]["args"] = json!("true"),
-        "config.json: process.args:",
+        "config.json: process.args: invalid type",
     );
+    config_fails(
+        &rt,
+        "badelem",
+        t,
+        |c| c["process"]["args"] = json!(["true", 1]),
+        "config.json: process.args[1]: invalid type",
+    );
+    config_fails(
+        &rt,
+        "baduid",
+        t,
+        |c| c["process"]["user"]["uid"] = json!("0"),
+        "config.json: process.user.uid: invalid type",
+    );
+    config_fails(
+        &rt,
+        "badhost",
+        t,
+        |c| c["hostname"] = json!(5),
+        "config.json: hostname: invalid type",
+    );
+    config_fails(
+        &rt,
+        "badns",
+        t,
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "bogus"}))
+        },
+        "config.json: linux.namespaces[",
+    );
+}
+
+#[test]
+fn unsupported_oci_version() {
+    let rt = Runtime::new();
     config_fails(
         &rt,
         "version",
-        t,
+        &["true"],
         |c| c["ociVersion"] = json!("2.0.0"),
-        "ociVersion: \"2.0.0\" is not supported",
+        "config.json: ociVersion: \"2.0.0\" is not supported",
     );
-    config_fails(
+}
+
+#[test]
+fn empty_process_args() {
+    let rt = Runtime::new();
+    let err = config_fails(
         &rt,
         "noargs",
-        t,
+        &["true"],
         |c| c["process"]["args"] = json!([]),
         "config.json: process.args: must not be empty",
     );
-    config_fails(
+    assert_eq!(err, "berth: config.json: process.args: must not be empty\n");
+}
+
+#[test]
+fn root_path_missing() {
+    let rt = Runtime::new();
+    let err = config_fails(
         &rt,
         "noroot",
-        t,
+        &["true"],
         |c| c["root"]["path"] = json!("no-such-rootfs"),
         "config.json: root.path:",
+    );
+    assert!(err.contains("no-such-rootfs"), "{err}");
+
+    // The configured rootfs directory removed from the bundle.
+    let b = Bundle::new(&["true"]);
+    fs::remove_dir_all(b.path().join("rootfs")).unwrap();
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("rootgone"),
+        "config.json: root.path:",
+    );
+
+    config_fails(
+        &rt,
+        "rootunset",
+        &["true"],
+        |c| {
+            c.as_object_mut().unwrap().remove("root");
+        },
+        "config.json: root: must be set",
+    );
+}
+
+#[test]
+fn other_config_fields_are_named() {
+    let rt = Runtime::new();
+    let t = &["true"];
+    config_fails(
+        &rt,
+        "relcwd",
+        t,
+        |c| c["process"]["cwd"] = json!("tmp"),
+        "config.json: process.cwd:",
     );
     config_fails(
         &rt,
@@ -103,6 +272,18 @@ fn bad_config_fields_are_named() {
         t,
         |c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}),
         "linux.sysctl: \"vm.swappiness\" is not namespaced",
+    );
+    config_fails(
+        &rt,
+        "relmount",
+        t,
+        |c| {
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": "rel", "type": "tmpfs", "source": "tmpfs"}))
+        },
+        "config.json: mounts[",
     );
 }
 
@@ -121,27 +302,65 @@ fn executable_not_found_fails_create() {
         "nocmd",
         &["no-such-cmd"],
         |_| {},
-        "executable file not found in $PATH",
+        "process.args[0]: exec \"no-such-cmd\": executable file not found in $PATH",
     );
 }
 
-#[test]
-fn a_mount_failing_inside_init_names_the_entry() {
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&["true"]);
+/// A mount entry that fails inside init, appended to the config's mounts; returns its index.
+fn add_bad_mount(b: &mut Bundle) -> usize {
     b.edit(|c| {
         c["mounts"]
             .as_array_mut()
             .unwrap()
             .push(json!({"destination": "/mnt/x", "type": "nosuchfs", "source": "none"}))
     });
-    let index = b.config["mounts"].as_array().unwrap().len() - 1;
+    b.config["mounts"].as_array().unwrap().len() - 1
+}
+
+#[test]
+fn a_mount_failing_inside_init_names_the_entry() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    let index = add_bad_mount(&mut b);
     create_fails(
         &rt,
         &b,
         &harness::unique_id("badmount"),
         &format!("mounts[{index}] (/mnt/x): mount nosuchfs"),
     );
+}
+
+#[test]
+fn a_mount_failing_without_a_mount_namespace_leaves_no_host_mount() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    // Without a mount namespace the earlier entries (proc, dev, ...) are mounted on the host
+    // before the bad one fails: create must take them down again.
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount")
+    });
+    let index = add_bad_mount(&mut b);
+    assert!(index > 0);
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("badmounthost"),
+        &format!("mounts[{index}] (/mnt/x): mount nosuchfs"),
+    );
+}
+
+#[test]
+fn unwritable_pid_file_fails_create() {
+    // The pid file is written after init is ready: create must still undo everything.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("pidfile");
+    let out = rt.create(&b, &id, &["--pid-file", "/nonexistent/dir/init.pid"]);
+    fails_with_one_line(&out, "/nonexistent/dir/init.pid");
+    assert_nothing_left(&rt, &b, &id);
 }
 
 #[test]
@@ -157,18 +376,25 @@ fn invalid_ids() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(!out.status.success(), "id {id:?} accepted");
-        assert!(
-            stderr(&out).contains("invalid container ID"),
-            "{id:?}: {}",
-            stderr(&out)
-        );
+        fails_with_one_line(&out, "invalid container ID");
+        // The same check guards every command that takes an ID.
+        for cmd in [
+            vec!["state", id],
+            vec!["start", id],
+            vec!["kill", id, "KILL"],
+            vec!["delete", "--force", id],
+        ] {
+            fails_with_one_line(&rt.berth(&cmd), "invalid container ID");
+        }
     }
     assert_eq!(
         fs::read_dir(rt.root.path()).map(|d| d.count()).unwrap_or(0),
-        0
+        0,
+        "something was created in the state root"
     );
+    assert!(!rt.root.path().parent().unwrap().join("escape").exists());
     assert!(!b.path().parent().unwrap().join("escape").exists());
+    assert_no_mount_under(b.path());
 }
 
 #[test]
@@ -177,17 +403,49 @@ fn duplicate_id_leaves_the_first_untouched() {
     let b = Bundle::new(&["sleep", "100"]);
     let id = harness::unique_id("dup");
     assert!(rt.create(&b, &id, &[]).status.success());
-    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
-    let out = rt.create(&b, &id, &[]);
-    harness::assert_fails_with(&out, &format!("container \"{id}\" already exists"));
+    let pid = pid_of(&rt, &id);
+    let state_before = fs::read(rt.root.path().join(&id).join("state.json")).unwrap();
+
+    let b2 = Bundle::new(&["true"]);
+    let out = rt.create(&b2, &id, &[]);
+    fails_with_one_line(&out, &format!("container \"{id}\" already exists"));
+    assert_no_mount_under(b2.path());
+
     assert_eq!(rt.status(&id), "created");
-    assert_eq!(rt.state(&id)["pid"], pid);
-    assert!(alive(pid));
+    assert_eq!(pid_of(&rt, &id), pid);
+    assert!(alive(pid), "the first container's init died");
+    assert_eq!(
+        fs::read(rt.root.path().join(&id).join("state.json")).unwrap(),
+        state_before,
+        "the first container's state changed"
+    );
+    let cgroups = harness::cgroup_dirs_named(&id);
     assert!(
-        !harness::cgroup_dirs_named(&id).is_empty(),
+        !cgroups.is_empty(),
         "the first container's cgroup was removed"
     );
+    for dir in &cgroups {
+        if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+            assert!(
+                procs.lines().any(|p| p.trim() == pid.to_string()),
+                "init {pid} no longer in {}: {procs:?}",
+                dir.display()
+            );
+        }
+    }
+    // The leak detector used by these tests sees the container's init.
+    assert!(
+        harness::live_processes_of(&id)
+            .iter()
+            .any(|(p, _)| *p == pid),
+        "init {pid} not found by live_processes_of"
+    );
+    // Still startable.
+    assert!(rt.berth(&["start", &id]).status.success());
+    assert_eq!(rt.status(&id), "running");
     rt.delete_force(&id);
+    assert!(!alive(pid));
+    assert_no_process_of(&id);
 }
 
 #[test]
@@ -197,19 +455,20 @@ fn start_of_a_container_that_is_not_created() {
     let id = harness::unique_id("startrunning");
     assert!(rt.create(&b, &id, &[]).status.success());
     assert!(rt.berth(&["start", &id]).status.success());
+    let pid = pid_of(&rt, &id);
     let out = rt.berth(&["start", &id]);
-    harness::assert_fails_with(&out, "it is running, not created");
+    fails_with_one_line(&out, "it is running, not created");
     assert_eq!(rt.status(&id), "running");
-    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(alive(pid));
+
     assert!(rt.berth(&["kill", &id, "9"]).status.success());
     harness::reap(pid);
+    assert_eq!(rt.status(&id), "stopped");
     let out = rt.berth(&["start", &id]);
-    assert!(
-        stderr(&out).contains("it is stopped, not created"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with_one_line(&out, "it is stopped, not created");
+    assert_eq!(rt.status(&id), "stopped");
     assert!(rt.berth(&["delete", &id]).status.success());
+    assert_no_process_of(&id);
 }
 
 #[test]
@@ -218,13 +477,14 @@ fn start_fails_at_once_when_init_died() {
     let b = Bundle::new(&["sleep", "100"]);
     let id = harness::unique_id("initdied");
     assert!(rt.create(&b, &id, &[]).status.success());
-    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let pid = pid_of(&rt, &id);
     // SAFETY: kill(2) on the container's init pid, which the test just read from state.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     harness::reap(pid);
     let out = rt.berth(&["start", &id]);
-    harness::assert_fails_with(&out, "it is stopped, not created");
+    fails_with_one_line(&out, "it is stopped, not created");
     assert!(rt.berth(&["delete", &id]).status.success());
+    assert_no_process_of(&id);
 }
 
 #[test]
@@ -233,38 +493,77 @@ fn kill_with_unknown_signal_and_of_stopped_container() {
     let b = Bundle::new(&["sleep", "100"]);
     let id = harness::unique_id("killsig");
     assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = pid_of(&rt, &id);
     for sig in ["SIGBOGUS", "0", "99"] {
         let out = rt.berth(&["kill", &id, sig]);
-        assert!(!out.status.success(), "signal {sig} accepted");
-        assert!(stderr(&out).contains("unknown signal"), "{}", stderr(&out));
+        fails_with_one_line(&out, &format!("unknown signal \"{sig}\""));
+        assert_eq!(rt.status(&id), "created", "after kill {sig}");
+        assert!(alive(pid), "init died after kill {sig}");
     }
-    assert_eq!(rt.status(&id), "created");
-    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &id]).status.success());
+    let out = rt.berth(&["kill", "--all", &id, "SIGBOGUS"]);
+    fails_with_one_line(&out, "unknown signal \"SIGBOGUS\"");
+    assert_eq!(rt.status(&id), "running");
+    assert!(alive(pid));
+
     assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
     harness::reap(pid);
+    assert_eq!(rt.status(&id), "stopped");
     let out = rt.berth(&["kill", &id, "KILL"]);
-    harness::assert_fails_with(&out, "container not running");
+    fails_with_one_line(&out, "container not running");
+    // (`kill --all` of a stopped container is not an error in runc: see robustness.rs.)
     assert!(rt.berth(&["delete", &id]).status.success());
+    assert_no_process_of(&id);
+}
+
+#[test]
+fn delete_of_a_running_container_needs_force() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("delrunning");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    assert!(rt.berth(&["start", &id]).status.success());
+    let pid = pid_of(&rt, &id);
+    let out = rt.berth(&["delete", &id]);
+    fails_with_one_line(&out, "not stopped");
+    assert_eq!(rt.status(&id), "running");
+    assert!(alive(pid), "delete without --force killed init");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
+    assert!(rt.root.path().join(&id).join("state.json").exists());
+    assert!(!harness::cgroup_dirs_named(&id).is_empty());
+    rt.delete_force(&id);
+    assert!(!alive(pid));
+    assert_no_process_of(&id);
 }
 
 #[test]
 fn unknown_container_wording() {
     let rt = Runtime::new();
-    let id = "berth-test-never-created";
+    let id = harness::unique_id("never-created");
+    let want = format!("container \"{id}\" does not exist");
     for args in [
-        vec!["state", id],
-        vec!["start", id],
-        vec!["kill", id, "9"],
-        vec!["delete", id],
+        vec!["state", &id],
+        vec!["start", &id],
+        vec!["kill", &id, "9"],
+        vec!["kill", "--all", &id, "9"],
+        vec!["delete", &id],
     ] {
         let out = rt.berth(&args);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(
-            stderr(&out).contains(&format!("container \"{id}\" does not exist")),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        fails_with_one_line(&out, &want);
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
     }
     // runc: delete --force of a container that is already gone is not an error.
-    assert!(rt.berth(&["delete", "--force", id]).status.success());
+    let out = rt.berth(&["delete", "--force", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    rt.assert_nothing_left(&id);
+    assert_eq!(
+        fs::read_dir(rt.root.path()).map(|d| d.count()).unwrap_or(0),
+        0
+    );
 }

@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -328,4 +330,97 @@ pub fn alive(pid: i32) -> bool {
             )
         })
         .unwrap_or(false)
+}
+
+/// Asserts a non-zero exit and exactly one error line, `berth: ...`, containing `want`.
+pub fn fails_with_one_line(out: &Output, want: &str) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "succeeded, but an error with {want:?} was expected (stderr: {err:?})"
+    );
+    assert!(err.contains(want), "expected {want:?} in: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got: {err:?}");
+    assert!(lines[0].starts_with("berth: "), "unprefixed error: {err:?}");
+}
+
+/// Live (non-zombie) processes that belong to container `id`: those with `id` as one of their
+/// arguments (create's setup process and init run berth's binary with create's argv until init
+/// execs the user process) and those in a cgroup with `id` as a path component.
+pub fn live_processes_of(id: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me || !alive(pid) {
+            continue;
+        }
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let in_argv = cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes());
+        let cgroup = fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        let in_cgroup = cgroup.lines().any(|l| {
+            l.splitn(3, ':')
+                .nth(2)
+                .is_some_and(|p| p.split('/').any(|c| c == id))
+        });
+        // Checked again: a process that exited while being looked at is not a leak.
+        if (in_argv || in_cgroup) && alive(pid) {
+            let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, args));
+        }
+    }
+    found
+}
+
+/// Asserts that no process of container `id` is alive. A setup process whose `create` died may
+/// still be on its way out (it exits on its own once it sees the channel closed), so allow it a
+/// moment; one that is still there after that is a leak.
+pub fn assert_no_process_of(id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = live_processes_of(id);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of {id} left behind: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reaps the zombies of failed inits that were reparented to the test process (a subreaper):
+/// children of ours, still named berth (they never exec'd), leading their own session.
+pub fn reap_failed_inits() {
+    let me = std::process::id().to_string();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let pid = stat.split(' ').next().unwrap_or("");
+        let rest = stat.rsplit(") ").next().unwrap_or("");
+        let fields: Vec<&str> = rest.split(' ').collect();
+        if fields.len() < 4 {
+            continue;
+        }
+        let (state, ppid, sid) = (fields[0], fields[1], fields[3]);
+        if state == "Z" && ppid == me && sid == pid && stat.contains("(berth)") {
+            reap(pid.parse().unwrap());
+        }
+    }
+}
+
+/// Asserts that no mount mentions `path` (a bundle's rootfs mounted on the host).
+pub fn assert_no_mount_under(path: &Path) {
+    let path = fs::canonicalize(path).unwrap();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(path.to_str().unwrap()))
+        .collect();
+    assert!(left.is_empty(), "mounts left behind: {left:?}");
 }

@@ -39,7 +39,8 @@ pub fn parse(text: &str) -> Result<Spec> {
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        if path.is_empty() || path == "." {
+        // "?" is what serde_path_to_error reports when a syntax error has no field yet.
+        if path.is_empty() || path == "." || path == "?" {
             anyhow::anyhow!("config.json: {inner}")
         } else {
             anyhow::anyhow!("config.json: {path}: {inner}")
