@@ -243,3 +243,28 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
     assert_eq!(lines[0], "77");
     assert!(lines[1].ends_with(":pids:/"), "{text}");
 }
+
+#[test]
+fn raising_a_hard_rlimit_without_cap_sys_resource_fails_clearly() {
+    // In a user namespace CAP_SYS_RESOURCE of the host is never held, on any machine.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let rt = Runtime::new();
+    let mut b = userns_bundle(&["true"], 100000, 65536);
+    b.edit(|c| {
+        c["process"]["rlimits"] =
+            json!([{"type": "RLIMIT_NOFILE", "soft": 64, "hard": lim.rlim_max + 1}]);
+    });
+    let id = harness::unique_id("rlimit");
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(
+        &out,
+        &format!("process.rlimits[0]: RLIMIT_NOFILE soft 64 hard {}: raising the hard limit above the current {} needs CAP_SYS_RESOURCE", lim.rlim_max + 1, lim.rlim_max),
+    );
+    harness::reap_failed_inits();
+    rt.assert_nothing_left(&id);
+}

@@ -86,7 +86,7 @@ fn seccomp_kill_rule_kills_the_process() {
 }
 
 #[test]
-fn unsupported_notify_action_fails_create_cleanly() {
+fn notify_without_a_listener_path_fails_create_cleanly() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
     b.edit(|c| {
@@ -97,8 +97,146 @@ fn unsupported_notify_action_fails_create_cleanly() {
     });
     let id = harness::unique_id("notify");
     let out = rt.create(&b, &id, &[]);
-    harness::assert_fails_with(&out, "SCMP_ACT_NOTIFY");
+    harness::fails_with_one_line(&out, "linux.seccomp.listenerPath: must be set");
     rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn notify_with_no_agent_listening_fails_create_cleanly() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    let sock = b.path().join("nobody.sock");
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let id = harness::unique_id("notifynone");
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(&out, "linux.seccomp.listenerPath: connect to");
+    harness::reap_failed_inits();
+    harness::assert_no_process_of(&id);
+    rt.assert_nothing_left(&id);
+}
+
+/// A minimal seccomp agent: takes one connection on `sock`, keeps the container process
+/// state it is sent, and answers every notified syscall with success without running it.
+/// Returns (state JSON, how many syscalls it answered) once the container's filter is gone.
+fn seccomp_agent(sock: &std::path::Path) -> std::thread::JoinHandle<(serde_json::Value, u32)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let raw = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("the notify fd comes with the state");
+        let len = msg.bytes;
+        // SAFETY: SCM_RIGHTS just gave this thread the fd.
+        let notify = unsafe { OwnedFd::from_raw_fd(raw) };
+        let state: serde_json::Value = serde_json::from_slice(&buf[..len]).unwrap();
+        let mut answered = 0;
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: notify.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 20_000) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+                break; // POLLHUP: every process under the filter is gone
+            }
+            // SAFETY: plain C structs the kernel fills and reads; zeroed as the ABI requires.
+            let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+            if unsafe { libc::ioctl(notify.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) }
+                != 0
+            {
+                continue; // the caller went away before we read it
+            }
+            let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
+            resp.id = req.id;
+            // SAFETY: as above.
+            if unsafe {
+                libc::ioctl(
+                    notify.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_SEND,
+                    &mut resp,
+                )
+            } == 0
+            {
+                answered += 1;
+            }
+        }
+        (state, answered)
+    })
+}
+
+#[test]
+fn notify_hands_the_fd_and_state_to_the_agent_which_answers_the_syscall() {
+    for no_new_privs in [true, false] {
+        let rt = Runtime::new();
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "mkdir /mnt/w/dir && echo mkdir-succeeded; ls /mnt/w | wc -l",
+        ]);
+        let sock = b.path().join("agent.sock");
+        b.edit(|c| {
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": sock,
+                "listenerMetadata": "answer=ok",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+            });
+            c["process"]["noNewPrivileges"] = json!(no_new_privs);
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": "/mnt/w", "type": "tmpfs", "source": "tmpfs"}));
+        });
+        let agent = seccomp_agent(&sock);
+        let id = harness::unique_id("notify");
+        let out = rt.create(&b, &id, &[]);
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        let pid = rt.state(&id)["pid"].as_i64().unwrap();
+        let out = rt.berth(&["start", &id]);
+        assert!(out.status.success(), "start: {}", stderr(&out));
+        harness::reap(pid as i32);
+        let (state, answered) = agent.join().unwrap();
+        let output = std::fs::read_to_string(b.path().join("stdout")).unwrap();
+        // The agent answered mkdir with success, so the kernel never made the directory.
+        assert_eq!(
+            output, "mkdir-succeeded\n0\n",
+            "nnp={no_new_privs}: {output}"
+        );
+        assert!(answered >= 1);
+        assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+        assert_eq!(state["pid"], json!(pid), "{state}");
+        assert_eq!(state["metadata"], json!("answer=ok"), "{state}");
+        assert_eq!(state["state"]["id"], json!(id), "{state}");
+        assert_eq!(state["state"]["pid"], json!(pid), "{state}");
+        assert_eq!(state["state"]["status"], json!("creating"), "{state}");
+        assert_eq!(state["state"]["bundle"], json!(b.path()), "{state}");
+        let out = rt.berth(&["delete", &id]);
+        assert!(out.status.success(), "delete: {}", stderr(&out));
+    }
 }
 
 #[test]
@@ -127,6 +265,74 @@ fn only_stdio_reaches_the_container_process() {
     assert!(out.status.success(), "{}", stderr(&out));
     // 0, 1, 2, and the fd ls itself opens to read the directory.
     assert_eq!(stdout(&out), "0 1 2 3 ");
+}
+
+/// `berth run` started by sh with `fd3` open on a host file as fd 3 and `env` set, `$$`
+/// standing for berth's own pid (LISTEN_PID must name the process it is meant for).
+fn run_with_fd3(
+    rt: &Runtime,
+    b: &Bundle,
+    id: &str,
+    env: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let fd3 = b.path().join("fd3");
+    std::fs::write(&fd3, "from-the-host\n").unwrap();
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(r#"f=$1; shift; exec 3<"$f"; {env} exec "$@""#))
+        .arg("sh")
+        .arg(&fd3)
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .args(extra)
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+const SHOW_FD3: &str =
+    "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo \"[$LISTEN_FDS $LISTEN_PID]\"; cat <&3";
+
+#[test]
+fn preserved_fds_reach_the_container_and_nothing_else_does() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", SHOW_FD3]);
+    let out = run_with_fd3(
+        &rt,
+        &b,
+        &harness::unique_id("preserve"),
+        "",
+        &["--preserve-fds", "1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 0-2, the preserved 3, and the fd ls opens to read the directory.
+    assert_eq!(stdout(&out), "0 1 2 3 4 [ ]\nfrom-the-host\n");
+    let out = run_with_fd3(&rt, &b, &harness::unique_id("nopreserve"), "", &[]);
+    assert_eq!(stdout(&out), "0 1 2 3 [ ]\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3"),
+        "cat <&3 must fail: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn socket_activation_fds_are_passed_on_with_listen_fds() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", SHOW_FD3]);
+    let env = "LISTEN_PID=$$ LISTEN_FDS=1";
+    let out = run_with_fd3(&rt, &b, &harness::unique_id("listen"), env, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "0 1 2 3 4 [1 1]\nfrom-the-host\n");
+    // LISTEN_FDS meant for another process is not berth's to pass on.
+    let env = "LISTEN_PID=1 LISTEN_FDS=1";
+    let out = run_with_fd3(&rt, &b, &harness::unique_id("notlisten"), env, &[]);
+    assert_eq!(stdout(&out), "0 1 2 3 [ ]\n", "{}", stderr(&out));
 }
 
 #[test]
@@ -269,4 +475,36 @@ fn cve_2019_5736_the_host_binary_is_never_the_container_process() {
         rt.assert_nothing_left(&id);
     }
     assert_eq!(std::fs::read(&copy).unwrap(), before, "the binary changed");
+}
+
+#[test]
+fn a_capability_outside_berths_own_bounding_set_is_refused_by_name() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = json!(["CAP_KILL", "CAP_SYS_NICE"]);
+        }
+    });
+    let id = harness::unique_id("capheld");
+    // berth itself started without CAP_SYS_NICE in its bounding set, as on hosts that
+    // withhold a capability from everything they run.
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-sys_nice", "--"])
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["create", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    harness::fails_with_one_line(
+        &out,
+        "process.capabilities.bounding: CAP_SYS_NICE is not in berth's own bounding set",
+    );
+    harness::reap_failed_inits();
+    harness::assert_no_process_of(&id);
+    rt.assert_nothing_left(&id);
 }

@@ -35,9 +35,23 @@ fn convert(set: Option<&Capabilities>, which: &str, supported: &CapsHashSet) -> 
     out
 }
 
+/// The first (set, capability) asked for that is not in `held`, in a stable order.
+fn outside<'a>(
+    sets: &[(&'a str, &CapsHashSet)],
+    held: &CapsHashSet,
+) -> Option<(&'a str, Capability)> {
+    sets.iter().find_map(|(which, set)| {
+        let mut missing: Vec<Capability> = set.difference(held).copied().collect();
+        missing.sort_by_key(|c| c.index());
+        missing.first().map(|c| (*which, *c))
+    })
+}
+
 /// The sets to apply, resolved once before the user switch.
 pub struct CapabilitySets {
     supported: CapsHashSet,
+    /// berth's own bounding set: no process it starts can hold anything outside it.
+    held: CapsHashSet,
     bounding: CapsHashSet,
     effective: CapsHashSet,
     permitted: CapsHashSet,
@@ -57,7 +71,25 @@ impl CapabilitySets {
             permitted: set(LinuxCapabilities::permitted, "permitted"),
             inheritable: set(LinuxCapabilities::inheritable, "inheritable"),
             ambient: set(LinuxCapabilities::ambient, "ambient"),
+            held: caps::read(None, CapSet::Bounding).unwrap_or_else(|_| supported.clone()),
             supported,
+        }
+    }
+
+    /// Fails, naming the set and the capability, when the config asks for one that berth
+    /// itself cannot have (the kernel would refuse capset with a bare EPERM).
+    pub fn check_held(&self) -> Result<()> {
+        let sets = [
+            ("bounding", &self.bounding),
+            ("effective", &self.effective),
+            ("permitted", &self.permitted),
+            ("inheritable", &self.inheritable),
+        ];
+        match outside(&sets, &self.held) {
+            Some((which, cap)) => anyhow::bail!(
+                "process.capabilities.{which}: {cap} is not in berth's own bounding set on this host, so no process berth starts can hold it"
+            ),
+            None => Ok(()),
         }
     }
 
@@ -92,5 +124,30 @@ impl CapabilitySets {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_first_capability_berth_does_not_hold() {
+        let held: CapsHashSet = [Capability::CAP_CHOWN, Capability::CAP_KILL].into();
+        let fine: CapsHashSet = [Capability::CAP_KILL].into();
+        let wants: CapsHashSet = [
+            Capability::CAP_SYS_RESOURCE,
+            Capability::CAP_CHOWN,
+            Capability::CAP_SYS_ADMIN,
+        ]
+        .into();
+        assert_eq!(
+            outside(&[("bounding", &fine), ("permitted", &fine)], &held),
+            None
+        );
+        assert_eq!(
+            outside(&[("bounding", &fine), ("permitted", &wants)], &held),
+            Some(("permitted", Capability::CAP_SYS_ADMIN))
+        );
     }
 }

@@ -55,15 +55,7 @@ fn spec_name<T: serde::Serialize>(v: &T) -> String {
 /// Builds the filter described by `seccomp`.
 pub fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let default = action(seccomp.default_action(), seccomp.default_errno_ret());
-    if default == ScmpAction::Notify
-        || seccomp
-            .syscalls()
-            .iter()
-            .flatten()
-            .any(|s| s.action() == LinuxSeccompAction::ScmpActNotify)
-    {
-        bail!("config.json: linux.seccomp: SCMP_ACT_NOTIFY (seccomp agents via listenerPath) is not supported by berth yet");
-    }
+    check_notify(seccomp)?;
     let mut ctx = ScmpFilterContext::new(default).context("linux.seccomp: create the filter")?;
     // libseccomp would set no_new_privs itself; that is the config's decision.
     ctx.set_ctl_nnp(false)
@@ -80,11 +72,20 @@ pub fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     }
     for flag in seccomp.flags().iter().flatten() {
         match flag {
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true),
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(drop),
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true).map(drop),
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true).map(drop),
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                ctx.set_ctl_waitkill(true).map(drop)
+            }
         }
-        .with_context(|| format!("linux.seccomp.flags: {}", spec_name(flag)))?;
+        .map_err(|e| match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                anyhow::anyhow!("{e} (needs libseccomp 2.6, API level 7, and Linux 5.19)")
+            }
+            _ => e.into(),
+        })
+        .with_context(|| format!("config.json: linux.seccomp.flags: {}", spec_name(flag)))?;
     }
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
         let act = action(rule.action(), rule.errno_ret());
@@ -124,6 +125,101 @@ pub fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     Ok(ctx)
 }
 
+/// Whether the profile sends any syscall to a seccomp agent.
+pub fn uses_notify(seccomp: &LinuxSeccomp) -> bool {
+    seccomp.default_action() == LinuxSeccompAction::ScmpActNotify
+        || seccomp
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|s| s.action() == LinuxSeccompAction::ScmpActNotify)
+}
+
+/// Init hands the notify fd to `create` with sendmsg after the filter is loaded, so that
+/// syscall must not wait for an agent that has not got the fd yet (runc refuses `write` for
+/// the same reason). And an agent needs somewhere to be reached.
+fn check_notify(seccomp: &LinuxSeccomp) -> Result<()> {
+    if !uses_notify(seccomp) {
+        return Ok(());
+    }
+    if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
+        bail!("config.json: linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default action (init's own syscalls would wait for the agent)");
+    }
+    for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
+        if rule.action() == LinuxSeccompAction::ScmpActNotify
+            && rule.names().iter().any(|n| n == "sendmsg")
+        {
+            bail!("config.json: linux.seccomp.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for sendmsg (berth passes the notify fd with it)");
+        }
+    }
+    match seccomp.listener_path() {
+        Some(p) if p.is_absolute() => Ok(()),
+        Some(p) => bail!(
+            "config.json: linux.seccomp.listenerPath: {} must be an absolute path",
+            p.display()
+        ),
+        None => bail!(
+            "config.json: linux.seccomp.listenerPath: must be set when SCMP_ACT_NOTIFY is used"
+        ),
+    }
+}
+
+/// The notify fd of a loaded filter.
+pub fn notify_fd(ctx: &ScmpFilterContext) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let fd = ctx
+        .get_notify_fd()
+        .context("linux.seccomp: get the notify fd")?;
+    // SAFETY: libseccomp returns the listener fd the kernel gave this process at load; the
+    // context does not close it, so ownership is ours.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends the container process state and the notify fd to the agent at `listenerPath`, as
+/// the runtime-spec and runc do: one message, JSON body, the fd as SCM_RIGHTS.
+pub fn send_to_listener(
+    seccomp: &LinuxSeccomp,
+    state: oci_spec::runtime::State,
+    pid: i32,
+    notify_fd: std::os::fd::BorrowedFd,
+) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let path = seccomp
+        .listener_path()
+        .as_ref()
+        .context("config.json: linux.seccomp.listenerPath: must be set")?;
+    let body = oci_spec::runtime::ContainerProcessStateBuilder::default()
+        .version(state.version().clone())
+        .fds(vec![oci_spec::runtime::SECCOMP_FD_NAME.to_string()])
+        .pid(pid)
+        .metadata(seccomp.listener_metadata().clone().unwrap_or_default())
+        .state(state)
+        .build()?;
+    let body = serde_json::to_vec(&body)?;
+    let sock = std::os::unix::net::UnixStream::connect(path).with_context(|| {
+        format!(
+            "config.json: linux.seccomp.listenerPath: connect to {}",
+            path.display()
+        )
+    })?;
+    let fds = [notify_fd.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(&body)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .with_context(|| {
+        format!(
+            "linux.seccomp.listenerPath: send the notify fd to {}",
+            path.display()
+        )
+    })?;
+    Ok(())
+}
+
 /// Installs the filter on the calling process.
 pub fn load(ctx: &ScmpFilterContext) -> Result<()> {
     ctx.load().context("linux.seccomp: load the filter")
@@ -157,12 +253,43 @@ mod tests {
     }
 
     #[test]
-    fn notify_is_refused_by_name() {
-        let p = profile(
-            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+    fn notify_needs_an_absolute_listener_path() {
+        let rule = r#""syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]"#;
+        let e = build(&profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW",{rule}}}"#
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("linux.seccomp.listenerPath: must be set"), "{e}");
+        let e = build(&profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"agent.sock",{rule}}}"#
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("must be an absolute path"), "{e}");
+        build(&profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock",{rule}}}"#
+        )))
+        .unwrap();
+    }
+
+    #[test]
+    fn notify_is_refused_where_init_would_wait_on_itself() {
+        let e = build(&profile(
+            r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/a"}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("linux.seccomp.defaultAction"), "{e}");
+        let e = build(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a","syscalls":[{"names":["sendmsg"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("linux.seccomp.syscalls[0]") && e.contains("sendmsg"),
+            "{e}"
         );
-        let e = build(&p).unwrap_err().to_string();
-        assert!(e.contains("SCMP_ACT_NOTIFY"), "{e}");
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! SOCK_SEQPACKET socketpair: one datagram a message, so there is no framing to get wrong,
 //! and a closed peer reads as end-of-file instead of a hang.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 /// Every message either side sends.
@@ -18,6 +22,10 @@ pub enum Message {
     UsernsMapped,
     /// Child → parent: init exists, with this pid in the parent's PID namespace.
     InitPid(i32),
+    /// Init → parent, with the fd attached: the seccomp notify fd, for `listenerPath`.
+    SeccompNotifyFd,
+    /// Parent → init: the notify fd has reached the listener.
+    SeccompNotifyFdSent,
     /// Init → parent: the container is set up; init waits for `StateSaved`.
     Ready,
     /// Parent → init: state.json and the pid file are written; go and wait at the start gate.
@@ -44,9 +52,27 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl Channel {
     pub fn send(&self, msg: &Message) -> Result<()> {
+        self.send_with(msg, &[])
+    }
+
+    /// Sends `msg` with `fd` attached (SCM_RIGHTS).
+    pub fn send_fd(&self, msg: &Message, fd: BorrowedFd) -> Result<()> {
+        self.send_with(msg, &[fd.as_raw_fd()])
+    }
+
+    fn send_with(&self, msg: &Message, fds: &[RawFd]) -> Result<()> {
         let bytes = serde_json::to_vec(msg)?;
+        let iov = [IoSlice::new(&bytes)];
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs = if fds.is_empty() { &[][..] } else { &rights[..] };
         loop {
-            match send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(anyhow!("sync channel: send {msg:?}: {e}")),
@@ -56,10 +82,29 @@ impl Channel {
 
     /// The next message, or `None` when the other side has closed its end.
     pub fn recv(&self) -> Result<Option<Message>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// The next message and the fd attached to it, if any.
+    pub fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) => break n,
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(m) => {
+                    let fd = m.cmsgs()?.find_map(|c| match c {
+                        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                        _ => None,
+                    });
+                    // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+                    break (m.bytes, fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                }
                 Err(Errno::EINTR) => continue,
                 Err(e) => bail!("sync channel: receive: {e}"),
             }
@@ -68,7 +113,7 @@ impl Channel {
             return Ok(None);
         }
         let msg = serde_json::from_slice(&buf[..n]).context("sync channel: malformed message")?;
-        Ok(Some(msg))
+        Ok(Some((msg, fd)))
     }
 
     /// Waits for exactly `want`; an `Error` from the peer becomes this side's error.
@@ -103,5 +148,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("peer exited"));
+    }
+
+    #[test]
+    fn an_fd_travels_with_its_message() {
+        use std::io::{Read, Write};
+        let (a, b) = pair().unwrap();
+        let (mut r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.send_fd(&Message::SeccompNotifyFd, std::os::fd::AsFd::as_fd(&w))
+            .unwrap();
+        let (msg, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert_eq!(msg, Message::SeccompNotifyFd);
+        let mut copy = std::os::unix::net::UnixStream::from(fd.expect("an fd"));
+        copy.write_all(b"x").unwrap();
+        let mut got = [0u8; 1];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"x");
+        w.write_all(b"").unwrap();
     }
 }

@@ -24,7 +24,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Sets the container up, reports to `create`, waits at the start gate and execs the user
 /// process. Errors before the report travel to `create`; later ones go to stderr.
 pub fn run(cfg: &SetupConfig, chan: Channel) -> ! {
-    let prepared = match setup(cfg) {
+    let prepared = match setup(cfg, &chan) {
         Ok(p) => p,
         Err(e) => super::fail(&chan, e),
     };
@@ -50,14 +50,14 @@ struct Prepared {
     env: Vec<CString>,
 }
 
-fn setup(cfg: &SetupConfig) -> Result<Prepared> {
+fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<Prepared> {
     let spec = &cfg.bundle.spec;
     let process = spec.process().as_ref().context("process: must be set")?;
     setsid().context("setsid")?;
     // No fd of berth's may reach the container (CVE-2024-21626): everything past stdio and
     // the preserved fds is close-on-exec from here on. Done before a seccomp profile is
     // loaded, since profiles often do not allow close_range.
-    sys::cloexec_from(3 + cfg.preserve_fds)?;
+    sys::cloexec_from(3 + cfg.listen_fds + cfg.preserve_fds)?;
     if !cfg.no_new_keyring {
         join_new_session_keyring();
     }
@@ -113,17 +113,27 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     // Built now so a bad profile fails `create`. Loading it needs CAP_SYS_ADMIN unless
     // no_new_privs is set: then it goes in before the capabilities are dropped (as runc),
     // otherwise as late as possible, right before execve.
+    // Checked before a seccomp profile can deny getcwd; resolving the path does not depend
+    // on who resolves it, so the later chdir as the user lands in the same place.
+    if chdir(process.cwd()).is_ok() {
+        check_cwd_inside(process.cwd(), nix::unistd::getcwd())?;
+    }
+    // A profile with SCMP_ACT_NOTIFY is loaded during create either way: its fd must reach
+    // the agent through `create`, which is gone by the time of `start`.
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(crate::seccomp::build(profile)?),
-        None => None,
-    };
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let seccomp = profile.map(crate::seccomp::build).transpose()?;
+    let notify = profile.is_some_and(crate::seccomp::uses_notify);
     if !no_new_privs {
         if let Some(filter) = &seccomp {
             crate::seccomp::load(filter)?;
+            if notify {
+                hand_over_notify_fd(filter, chan)?;
+            }
         }
     }
     let caps = CapabilitySets::from_spec(process.capabilities().as_ref());
+    caps.check_held()?;
     caps.apply_bounding()?;
     switch_user(process)?;
     caps.apply_rest()?;
@@ -133,15 +143,25 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
     chdir(process.cwd())
         .with_context(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
 
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if cfg.listen_fds > 0 {
+        // As runc: the activated sockets follow stdio, and the process is told so.
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={}", cfg.listen_fds));
+        env.push("LISTEN_PID=1".to_string());
+    }
     let args = process.args().clone().unwrap_or_default();
     let exe = lookup_executable(&args[0], &env)?;
     refuse_own_binary(&exe, cfg.own_binary, 0)?;
     if no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges: prctl")?;
+        if let Some(filter) = seccomp.as_ref().filter(|_| notify) {
+            crate::seccomp::load(filter)?;
+            hand_over_notify_fd(filter, chan)?;
+        }
     }
     Ok(Prepared {
-        seccomp: seccomp.filter(|_| no_new_privs),
+        seccomp: seccomp.filter(|_| no_new_privs && !notify),
         exe: sys::cstring(&exe.to_string_lossy())?,
         args: args
             .iter()
@@ -149,6 +169,31 @@ fn setup(cfg: &SetupConfig) -> Result<Prepared> {
             .collect::<Result<_>>()?,
         env: env.iter().map(|e| sys::cstring(e)).collect::<Result<_>>()?,
     })
+}
+
+/// CVE-2024-21626: a working directory reached through a leaked host fd lies outside the
+/// container's root, and getcwd says so (ENOENT, or a path not starting with '/').
+fn check_cwd_inside(cwd: &Path, now: nix::Result<PathBuf>) -> Result<()> {
+    match now {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => bail!(
+            "process.cwd: {} resolved outside the container ({})",
+            cwd.display(),
+            p.display()
+        ),
+        Err(e) => bail!(
+            "process.cwd: {} is not reachable from the container's root: {e}",
+            cwd.display()
+        ),
+    }
+}
+
+/// Gives the loaded filter's notify fd to `create`, which passes it on to the agent, and
+/// waits until it has: from then on the agent answers the notified syscalls.
+fn hand_over_notify_fd(filter: &libseccomp::ScmpFilterContext, chan: &Channel) -> Result<()> {
+    let fd = crate::seccomp::notify_fd(filter)?;
+    chan.send_fd(&Message::SeccompNotifyFd, std::os::fd::AsFd::as_fd(&fd))?;
+    chan.expect(&Message::SeccompNotifyFdSent)
 }
 
 /// The start gate: opening the exec fifo for writing blocks until `start` opens it for reading.
@@ -296,5 +341,15 @@ mod tests {
             lookup_executable(plain.to_str().unwrap(), &env).unwrap_err()
         );
         assert!(e.contains("no such executable"), "{e}");
+    }
+
+    #[test]
+    fn a_working_directory_outside_the_root_is_refused() {
+        let cwd = Path::new("/work");
+        check_cwd_inside(cwd, Ok(PathBuf::from("/work"))).unwrap();
+        let e = check_cwd_inside(cwd, Err(nix::errno::Errno::ENOENT)).unwrap_err();
+        assert!(e.to_string().contains("not reachable"), "{e}");
+        let e = check_cwd_inside(cwd, Ok(PathBuf::from("(unreachable)/host"))).unwrap_err();
+        assert!(e.to_string().contains("outside the container"), "{e}");
     }
 }

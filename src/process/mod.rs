@@ -11,6 +11,9 @@
 //!                                   setns/unshare the rest
 //!                                   fork ───────────────────────▶ rootfs, hostname, limits,
 //!   ◀──────────────────────────────  InitPid, exit                 user, caps, cwd, exe
+//!   (SCMP_ACT_NOTIFY only:)
+//!   ◀──────────────────────────────────────────────────── SeccompNotifyFd (+fd), after load
+//!   fd + state to listenerPath ─ SeccompNotifyFdSent ─────────────▶
 //!   ◀─────────────────────────────────────────────────────────── Ready
 //!   state.json(created), pid file
 //!   StateSaved ────────────────────────────────────────────────▶ block on exec fifo
@@ -20,7 +23,7 @@ pub mod channel;
 mod init;
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -49,6 +52,8 @@ pub struct SetupConfig {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Socket-activation fds handed to berth (LISTEN_FDS), passed on after stdio as runc does.
+    pub listen_fds: u32,
     /// Device and inode of berth's own binary, which the container process must never be.
     pub own_binary: (u64, u64),
 }
@@ -148,6 +153,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
+        listen_fds: listen_fds(),
         own_binary: own_binary()?,
     };
     let (parent_end, child_end) = channel::pair()?;
@@ -166,7 +172,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
     drop(child_end);
     guard.pids.push(child);
 
-    let init_pid = wait_for_ready(&parent_end, child, &cfg)?;
+    let init_pid = wait_for_ready(&parent_end, child, &cfg, &state)?;
     guard.pids.push(init_pid);
     if init_pid != child {
         waitpid(child, None).context("reap the setup process")?;
@@ -185,22 +191,71 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
     Ok(Container { dir, state })
 }
 
+/// How many socket-activation fds systemd gave this process: LISTEN_FDS, when LISTEN_PID is us.
+fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) if ours => n,
+        _ => 0,
+    }
+}
+
 /// Serves the child's requests until init reports `Ready`; returns init's pid.
-fn wait_for_ready(chan: &Channel, child: Pid, cfg: &SetupConfig) -> Result<Pid> {
+fn wait_for_ready(chan: &Channel, child: Pid, cfg: &SetupConfig, state: &State) -> Result<Pid> {
     let mut init_pid = None;
+    // With a PID namespace, init's notify fd may in theory overtake the middle process's
+    // InitPid: then it waits here for the pid the agent must be told.
+    let mut notify_fd = None;
     loop {
-        match chan.recv()? {
-            Some(Message::UsernsCreated) => {
+        match chan.recv_with_fd()? {
+            Some((Message::UsernsCreated, _)) => {
                 write_id_maps(child, &cfg.bundle)?;
                 chan.send(&Message::UsernsMapped)?;
             }
-            Some(Message::InitPid(p)) => init_pid = Some(Pid::from_raw(p)),
-            Some(Message::Ready) => return init_pid.context("init reported ready before its pid"),
-            Some(Message::Error(e)) => return Err(anyhow!(e)),
-            Some(m) => bail!("sync channel: unexpected {m:?} during create"),
+            Some((Message::InitPid(p), _)) => init_pid = Some(Pid::from_raw(p)),
+            Some((Message::SeccompNotifyFd, fd)) => {
+                notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
+            }
+            Some((Message::Ready, _)) => {
+                return init_pid.context("init reported ready before its pid")
+            }
+            Some((Message::Error(e), _)) => return Err(anyhow!(e)),
+            Some((m, _)) => bail!("sync channel: unexpected {m:?} during create"),
             None => bail!("container setup exited without reporting an error"),
         }
+        if let (Some(pid), Some(_)) = (init_pid, &notify_fd) {
+            let fd = notify_fd.take().expect("checked above");
+            pass_notify_fd(cfg, state, pid, fd)?;
+            chan.send(&Message::SeccompNotifyFdSent)?;
+        }
     }
+}
+
+/// Gives a seccomp agent the notify fd, with the container's state as the agent expects it:
+/// status `creating`, init's pid.
+fn pass_notify_fd(cfg: &SetupConfig, state: &State, init_pid: Pid, fd: OwnedFd) -> Result<()> {
+    let profile = cfg
+        .bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .context("a notify fd without linux.seccomp")?;
+    let oci_state = oci_spec::runtime::StateBuilder::default()
+        .version(state.oci_version.clone())
+        .id(state.id.clone())
+        .status(oci_spec::runtime::ContainerState::Creating)
+        .pid(init_pid.as_raw())
+        .bundle(state.bundle.clone())
+        .annotations(state.annotations.clone())
+        .build()?;
+    crate::seccomp::send_to_listener(profile, oci_state, init_pid.as_raw(), fd.as_fd())
 }
 
 /// The child: cgroup, user namespace (mapped by the parent), the other namespaces, then init.
