@@ -7,6 +7,9 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
+pub mod bpf_devices;
+pub mod stats;
+
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxResources;
 
