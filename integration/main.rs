@@ -4,6 +4,7 @@
 mod harness;
 
 mod bad_input;
+mod cgroups;
 mod filesystem;
 mod lifecycle;
 mod namespaces;

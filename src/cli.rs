@@ -40,7 +40,8 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub debug: bool,
 
-    /// Use systemd to manage cgroups (accepted; the systemd driver is not implemented yet).
+    /// Use systemd to manage cgroups (the systemd driver is not implemented yet: create and
+    /// run refuse it).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
 
@@ -67,6 +68,20 @@ pub enum Rootless {
     False,
 }
 
+impl Cli {
+    /// Hands the global flags that shape `create` to the create options of create and run.
+    pub fn with_globals_in_create_opts(mut self) -> Cli {
+        let (systemd, rootless) = (self.global.systemd_cgroup, self.global.rootless);
+        if let Some(Command::Create(CreateArgs { opts, .. }) | Command::Run(RunArgs { opts, .. })) =
+            &mut self.command
+        {
+            opts.systemd_cgroup = systemd;
+            opts.rootless = rootless;
+        }
+        self
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a container from a bundle; it waits at the start gate.
@@ -85,6 +100,100 @@ pub enum Command {
     List(ListArgs),
     /// Write a default config.json into a bundle.
     Spec(SpecArgs),
+    /// Freeze every process of a running container.
+    Pause(IdArg),
+    /// Thaw a paused container.
+    Resume(IdArg),
+    /// List the processes of a container.
+    Ps(PsArgs),
+    /// Change the cgroup limits of a container.
+    Update(Box<UpdateArgs>),
+    /// Print the container's resource usage, and OOM events, as JSON lines.
+    Events(EventsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PsArgs {
+    /// Output format: a `ps` table, or a JSON array of host pids.
+    #[arg(short = 'f', long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// The container ID.
+    pub id: String,
+    /// Options for ps(1) (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct UpdateArgs {
+    /// LinuxResources JSON to apply, from FILE or `-` for standard input.
+    #[arg(short = 'r', long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Block IO weight (10..1000).
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    /// CPU CFS period (µs).
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS quota (µs per period; -1 for none).
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS burst (µs).
+    #[arg(long = "cpu-burst")]
+    pub cpu_burst: Option<u64>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    /// Real-time period (µs).
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    /// Real-time runtime (µs per period).
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to use (e.g. 0-2,4).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use.
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with a k/m/g suffix; -1 for none).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory reservation (soft limit).
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit; -1 for unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Kernel memory limit (obsolete; ignored by the kernel, as in runc).
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    /// Kernel TCP memory limit (obsolete).
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    /// Maximum number of pids (0 or less for no limit).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Intel RDT L3 cache schema (not supported by berth).
+    #[arg(long = "l3-cache-schema")]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported by berth).
+    #[arg(long = "mem-bw-schema")]
+    pub mem_bw_schema: Option<String>,
+    /// The container ID.
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EventsArgs {
+    /// Print the usage once and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// How often to print usage (e.g. 5s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// The container ID.
+    pub id: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -118,6 +227,14 @@ pub struct CreateOpts {
     /// Pass N extra file descriptors (from 3 on) to the container process.
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
+
+    /// From the global `--systemd-cgroup`.
+    #[arg(skip)]
+    pub systemd_cgroup: bool,
+
+    /// From the global `--rootless`.
+    #[arg(skip)]
+    pub rootless: Option<Rootless>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -223,6 +340,45 @@ mod tests {
         assert!(cli.global.systemd_cgroup && cli.global.debug);
         assert_eq!(cli.global.rootless, Some(Rootless::Auto));
         assert!(matches!(cli.command, Some(Command::Start(IdArg { ref id })) if id == "c1"));
+    }
+
+    #[test]
+    fn cgroup_commands_as_containerd_sends_them() {
+        let cli = parse(&["ps", "--format", "json", "c1"]);
+        assert!(
+            matches!(cli.command, Some(Command::Ps(PsArgs { format: ListFormat::Json, ref id, .. })) if id == "c1")
+        );
+        let cli = parse(&["ps", "c1", "-o", "pid,comm"]);
+        assert!(
+            matches!(cli.command, Some(Command::Ps(PsArgs { ref ps_args, .. })) if ps_args == &["-o", "pid,comm"])
+        );
+        let cli = parse(&["update", "--resources", "-", "c1"]);
+        assert!(
+            matches!(cli.command, Some(Command::Update(ref u)) if u.resources.as_deref() == Some(std::path::Path::new("-")))
+        );
+        let cli = parse(&[
+            "update",
+            "--memory",
+            "64m",
+            "--cpu-quota",
+            "-1",
+            "--pids-limit",
+            "10",
+            "c1",
+        ]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Update(ref u)) if u.cpu_quota == Some(-1) && u.pids_limit == Some(10)
+        ));
+        let cli = parse(&["events", "--stats", "c1"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Events(EventsArgs { stats: true, .. }))
+        ));
+        let cli = parse(&["events", "--interval", "250ms", "c1"]);
+        assert!(
+            matches!(cli.command, Some(Command::Events(EventsArgs { interval, .. })) if interval == std::time::Duration::from_millis(250))
+        );
     }
 
     #[test]

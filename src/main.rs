@@ -26,7 +26,7 @@ use cli::{Cli, Command, DEFAULT_ROOT};
 const SPEC_VERSION: &str = "1.2.0";
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse().with_globals_in_create_opts();
     if cli.global.version {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
         println!(
@@ -58,6 +58,11 @@ fn main() {
         Command::Run(a) => commands::run(&root, a),
         Command::List(a) => commands::list(&root, a),
         Command::Spec(a) => commands::spec(a),
+        Command::Pause(a) => commands::pause(&root, &a.id),
+        Command::Resume(a) => commands::resume(&root, &a.id),
+        Command::Ps(a) => commands::ps(&root, a),
+        Command::Update(a) => commands::update(&root, a),
+        Command::Events(_) => Err(anyhow::anyhow!("events: not wired yet")),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -8,10 +8,11 @@ use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
 pub mod bpf_devices;
+pub mod freezer;
+pub mod resources;
 pub mod stats;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::LinuxResources;
 
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +164,35 @@ pub fn create(dirs: &[PathBuf]) -> Result<()> {
         fs::create_dir_all(d).with_context(|| format!("create cgroup {}", d.display()))?;
         fill_cpuset(d)?;
     }
+    if is_v2(dirs) {
+        enable_controllers(&dirs[0]);
+    }
     Ok(())
+}
+
+/// On v2 a cgroup has a controller's files only if every ancestor delegates it: enable what
+/// each level offers in its subtree_control, top-down, as runc does. A level that refuses
+/// (it holds processes itself) is left as is; a limit that then lacks its file fails by name.
+fn enable_controllers(dir: &Path) {
+    let mut levels: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.join("cgroup.subtree_control").exists())
+        .collect();
+    levels.reverse();
+    for level in levels {
+        let offered = fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = fs::read_to_string(level.join("cgroup.subtree_control")).unwrap_or_default();
+        for ctrl in offered.split_whitespace() {
+            if enabled.split_whitespace().any(|e| e == ctrl) {
+                continue;
+            }
+            let file = level.join("cgroup.subtree_control");
+            if let Err(e) = crate::sys::write_file(&file, &format!("+{ctrl}")) {
+                log::debug!("enable {ctrl} in {}: {e:#}", file.display());
+            }
+        }
+    }
 }
 
 /// A new v1 cpuset cgroup starts with no cpus or mems, and no process can join it; inherit
@@ -192,45 +221,30 @@ fn fill_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the resource limits berth supports so far. Limits it cannot apply yet are refused
-/// by name rather than silently ignored. Device rules are not enforced yet (README says so).
-pub fn apply_resources(dirs: &[PathBuf], resources: Option<&LinuxResources>) -> Result<()> {
-    let Some(r) = resources else { return Ok(()) };
-    let unsupported = [
-        ("memory", r.memory().is_some()),
-        ("cpu", r.cpu().is_some()),
-        ("blockIO", r.block_io().is_some()),
-        (
-            "hugepageLimits",
-            r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
-        ),
-        ("network", r.network().is_some()),
-        ("rdma", r.rdma().as_ref().is_some_and(|m| !m.is_empty())),
-        (
-            "unified",
-            r.unified().as_ref().is_some_and(|m| !m.is_empty()),
-        ),
-    ];
-    if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
-        bail!("config.json: linux.resources.{name}: not supported by berth yet");
+/// Whether creating a cgroup failed because this user may not write the tree.
+pub fn is_permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            )
+        })
+    })
+}
+
+/// Whether `dirs` is a pure cgroup v2 placement (one cgroup2 directory): the v2 file names
+/// and conversions apply. A hybrid host's cgroup2 directory sits beside v1 ones.
+pub fn is_v2(dirs: &[PathBuf]) -> bool {
+    dirs.len() == 1 && dirs[0].join("cgroup.controllers").exists()
+}
+
+/// Writes `linux.resources` and the device rules of a new container.
+pub fn apply_resources(dirs: &[PathBuf], spec: &oci_spec::runtime::Spec) -> Result<()> {
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        resources::apply(dirs, r, false)?;
     }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        log::debug!("linux.resources.devices: device cgroup rules are not enforced yet");
-    }
-    if let Some(pids) = r.pids() {
-        let dir = dirs
-            .iter()
-            .find(|d| d.join("pids.max").exists())
-            .context("linux.resources.pids: no pids controller on this host")?;
-        let limit = if pids.limit() > 0 {
-            pids.limit().to_string()
-        } else {
-            "max".to_string()
-        };
-        crate::sys::write_file(&dir.join("pids.max"), &limit)
-            .context("linux.resources.pids.limit")?;
-    }
-    Ok(())
+    resources::apply_devices(dirs, &resources::device_rules(spec))
 }
 
 /// Moves the calling process into every directory. Done before any namespace is created, so
@@ -242,13 +256,15 @@ pub fn join_self(dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Host pids of every process in the container's cgroup (from the first hierarchy).
+/// Host pids of every process in the container's cgroup and its sub-cgroups, on every
+/// hierarchy (on v1 a process may have been moved on one hierarchy only).
 pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
-    let Some(dir) = dirs.first() else {
-        return Ok(vec![]);
-    };
     let mut out = Vec::new();
-    collect_pids(dir, &mut out)?;
+    for dir in dirs {
+        collect_pids(dir, &mut out)?;
+    }
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
 }
 

@@ -1,8 +1,10 @@
 //! One function per subcommand: look the container up, call the operation, print.
 
+mod cgroup;
 mod run;
 mod spec;
 
+pub use cgroup::{pause, ps, resume, update};
 pub use run::run;
 pub use spec::spec;
 

@@ -83,6 +83,8 @@ impl Container {
             {
                 if self.dir.join(EXEC_FIFO).exists() {
                     Status::Created
+                } else if cgroups::freezer::is_frozen(&self.state.cgroup_dirs) {
+                    Status::Paused
                 } else {
                     Status::Running
                 }
@@ -166,9 +168,40 @@ impl Container {
         Ok(())
     }
 
+    /// Freezes every process of a running container.
+    pub fn pause(&self) -> Result<()> {
+        match self.status() {
+            Status::Running => cgroups::freezer::freeze(&self.state.cgroup_dirs),
+            s => bail!(
+                "cannot pause container {:?}: it is {s}, not running",
+                self.id()
+            ),
+        }
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self) -> Result<()> {
+        match self.status() {
+            Status::Paused => cgroups::freezer::thaw(&self.state.cgroup_dirs),
+            s => bail!(
+                "cannot resume container {:?}: it is {s}, not paused",
+                self.id()
+            ),
+        }
+    }
+
     /// Sends `signal` to init, or with `all` to every process in the container's cgroup.
+    /// A SIGKILLed paused container is thawed so the kill takes effect at once (as runc).
     pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
         let status = self.status();
+        self.signal(signal, all, status)?;
+        if status == Status::Paused && signal == libc::SIGKILL {
+            cgroups::freezer::thaw(&self.state.cgroup_dirs)?;
+        }
+        Ok(())
+    }
+
+    fn signal(&self, signal: i32, all: bool, status: Status) -> Result<()> {
         // With --all, as runc: what init left behind in the cgroup (possible without a PID
         // namespace of its own) is still signalled after init has exited.
         if !all && matches!(status, Status::Stopped | Status::Creating) {
@@ -216,6 +249,9 @@ impl Container {
             match sys::pidfd_send_signal(&pidfd, libc::SIGKILL) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => bail!("kill container init: {e}"),
+            }
+            if cgroups::freezer::is_frozen(&self.state.cgroup_dirs) {
+                cgroups::freezer::thaw(&self.state.cgroup_dirs)?;
             }
             sys::pidfd_wait_exit(&pidfd)?;
         }
@@ -265,6 +301,10 @@ pub fn kill_cgroup_processes(dirs: &[PathBuf]) -> Result<()> {
                     Err(e) => bail!("kill pid {pid} in the container's cgroup: {e}"),
                 }
             }
+        }
+        // Frozen processes die only once thawed.
+        if cgroups::freezer::is_frozen(dirs) {
+            cgroups::freezer::thaw(dirs)?;
         }
         for fd in &fds {
             sys::pidfd_wait_exit(fd)?;

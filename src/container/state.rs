@@ -61,6 +61,9 @@ pub struct State {
     /// on the rootfs before create, so delete can take off exactly the ones berth added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_rootfs_mounts: Option<usize>,
+    /// linux.resources as applied at create and changed by `update`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
     /// Whether init is PID 1 of its own PID namespace (then its death ends every process).
     #[serde(default)]
     pub own_pid_namespace: bool,
@@ -158,6 +161,7 @@ mod tests {
             cgroup_dirs: vec!["/sys/fs/cgroup/c1".into()],
             own_pid_namespace: true,
             host_rootfs_mounts: None,
+            resources: None,
         }
     }
 

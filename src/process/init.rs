@@ -231,7 +231,15 @@ fn switch_user(process: &Process) -> Result<()> {
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups).context("process.user.additionalGids: setgroups")?;
+    // Unprivileged user namespaces deny setgroups (their creator wrote "deny"): then there
+    // are no supplementary groups to drop, only ones that cannot be added.
+    let setgroups_denied =
+        std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if !setgroups_denied {
+        nix::unistd::setgroups(&groups).context("process.user.additionalGids: setgroups")?;
+    } else if !groups.is_empty() {
+        bail!("process.user.additionalGids: setgroups is denied in this user namespace (rootless), so supplementary groups cannot be set");
+    }
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid).with_context(|| format!("process.user.gid: setresgid {gid}"))?;
     let uid = Uid::from_raw(user.uid());

@@ -62,6 +62,10 @@ pub struct SetupConfig {
 /// no state dir, cgroup or process.
 pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
     container::id::validate(id)?;
+    if opts.systemd_cgroup {
+        // Never a silent fallback to cgroupfs: the user asked systemd to own the cgroup.
+        bail!("--systemd-cgroup: berth does not implement the systemd cgroup driver yet; run without --systemd-cgroup (berth then manages the cgroup directly)");
+    }
     let bundle = spec::load_bundle(&opts.bundle)?;
     if bundle
         .spec
@@ -90,7 +94,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
-    let cgroup_dirs = cgroups::dirs_for(cgroups_path.as_deref(), id)?;
+    let mut cgroup_dirs = cgroups::dirs_for(cgroups_path.as_deref(), id)?;
 
     fs::DirBuilder::new()
         .recursive(true)
@@ -128,6 +132,11 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         cgroup_dirs: cgroup_dirs.clone(),
         own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
         host_rootfs_mounts: None,
+        resources: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone()),
     };
     if !namespaces.is_listed(LinuxNamespaceType::Mount) {
         let before = crate::rootfs::mounts_at(&bundle.rootfs)?;
@@ -136,13 +145,31 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
     }
     // Saved before anything else exists, so `delete --force` can always find what to undo.
     state.save(&dir)?;
-    cgroups::create(&cgroup_dirs)?;
-    let resources = bundle
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref());
-    cgroups::apply_resources(&cgroup_dirs, resources)?;
+    if let Err(e) = cgroups::create(&cgroup_dirs) {
+        // Rootless, like runc: no writable cgroup tree is fine as long as nothing asks for
+        // a limit; then the container simply has no cgroup of its own.
+        if !is_rootless(opts) || !cgroups::is_permission_denied(&e) {
+            return Err(e);
+        }
+        let _ = cgroups::remove(&cgroup_dirs);
+        if let Some(what) = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(cgroups::resources::first_limit)
+        {
+            bail!("linux.resources.{what}: running rootless and the cgroup tree is not writable by this user ({e:#}), so the limit cannot be applied");
+        }
+        log::debug!("rootless: no writable cgroup tree ({e:#}); the container gets no cgroup");
+        cgroup_dirs.clear();
+        guard.cgroup_dirs.clear();
+        state.cgroup_dirs.clear();
+        state.save(&dir)?;
+    }
+    if !cgroup_dirs.is_empty() {
+        cgroups::apply_resources(&cgroup_dirs, &bundle.spec)?;
+    }
     let exec_fifo = make_exec_fifo(&dir, &bundle)?;
 
     let cfg = SetupConfig {
@@ -189,6 +216,15 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
     guard.armed = false;
     drop(lock);
     Ok(Container { dir, state })
+}
+
+/// `--rootless`: as runc, `auto` (the default) means running as a non-root user.
+fn is_rootless(opts: &CreateOpts) -> bool {
+    match opts.rootless {
+        Some(crate::cli::Rootless::True) => true,
+        Some(crate::cli::Rootless::False) => false,
+        Some(crate::cli::Rootless::Auto) | None => !nix::unistd::geteuid().is_root(),
+    }
 }
 
 /// How many socket-activation fds systemd gave this process: LISTEN_FDS, when LISTEN_PID is us.
@@ -308,8 +344,17 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel) -> Result<()> {
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
     if ns.is_new(LinuxNamespaceType::User) {
         Namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        // A non-root parent can open our /proc/PID/uid_map only while we are dumpable (as
+        // runc's nsexec does); nothing of the container exists yet to take advantage.
+        let unprivileged = !nix::unistd::geteuid().is_root();
+        if unprivileged {
+            nix::sys::prctl::set_dumpable(true).context("prctl(PR_SET_DUMPABLE, 1)")?;
+        }
         chan.send(&Message::UsernsCreated)?;
         chan.expect(&Message::UsernsMapped)?;
+        if unprivileged {
+            nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+        }
         let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
         nix::unistd::setresgid(root_gid, root_gid, root_gid)
             .context("become gid 0 in the user namespace")?;

@@ -1,0 +1,497 @@
+//! Cgroups seen from the host: every limit read back from the container's cgroup files,
+//! limits enforced (OOM kill, pids.max, device rules), pause/resume, update, ps, events and
+//! cleanup. The same tests run on this project's v1 hybrid hosts and, in the VM of
+//! hack/v2-vm.sh, on a pure cgroup v2 host: expectations differ only in file names and the
+//! values runc translates for v2.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{self, stderr, stdout, Bundle, Runtime};
+
+fn v2_host() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The container's cgroup file `name`, wherever the host keeps it (v1: the hierarchy of its
+/// controller; v2: the one directory).
+fn cgroup_file(id: &str, name: &str) -> PathBuf {
+    harness::cgroup_dirs_named(id)
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|f| f.exists())
+        .unwrap_or_else(|| panic!("no cgroup file {name} for {id}"))
+}
+
+fn read_cgroup(id: &str, name: &str) -> String {
+    std::fs::read_to_string(cgroup_file(id, name))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Creates and starts `b` as `id`; returns init's host pid.
+fn start(rt: &Runtime, b: &Bundle, id: &str) -> i32 {
+    let out = rt.create(b, id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = rt.berth(&["start", id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    rt.state(id)["pid"].as_i64().unwrap() as i32
+}
+
+fn with_resources(args: &[&str], resources: Value) -> Bundle {
+    let mut b = Bundle::new(args);
+    b.edit(|c| c["linux"]["resources"] = resources);
+    b
+}
+
+#[test]
+fn each_resource_is_written_to_its_cgroup_file() {
+    let rt = Runtime::new();
+    let b = with_resources(
+        &["sleep", "100"],
+        json!({
+            "memory": {"limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20},
+            "cpu": {"shares": 1024, "quota": 20000, "period": 100000, "cpus": "0", "mems": "0"},
+            "pids": {"limit": 42},
+            "devices": [{"allow": false, "access": "rwm"}]
+        }),
+    );
+    let id = harness::unique_id("resources");
+    start(&rt, &b, &id);
+    let r = |f: &str| read_cgroup(&id, f);
+    if v2_host() {
+        assert_eq!(r("memory.max"), (64 << 20).to_string());
+        assert_eq!(r("memory.swap.max"), (64 << 20).to_string()); // total minus memory
+        assert_eq!(r("memory.low"), (32 << 20).to_string());
+        assert_eq!(r("cpu.weight"), "39"); // runc's conversion of 1024 shares
+        assert_eq!(r("cpu.max"), "20000 100000");
+    } else {
+        assert_eq!(r("memory.limit_in_bytes"), (64 << 20).to_string());
+        assert_eq!(r("memory.memsw.limit_in_bytes"), (128 << 20).to_string());
+        assert_eq!(r("memory.soft_limit_in_bytes"), (32 << 20).to_string());
+        assert_eq!(r("cpu.shares"), "1024");
+        assert_eq!(r("cpu.cfs_quota_us"), "20000");
+        assert_eq!(r("cpu.cfs_period_us"), "100000");
+        // Deny-all first, then runc's default allowlist.
+        let list = r("devices.list");
+        assert!(
+            list.contains("c 1:3 rwm") && list.contains("c 136:* rwm"),
+            "{list}"
+        );
+        assert!(!list.contains("a *:* rwm"), "{list}");
+    }
+    assert_eq!(r("cpuset.cpus"), "0");
+    assert_eq!(r("pids.max"), "42");
+    rt.delete_force(&id);
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed() {
+    let rt = Runtime::new();
+    // No swap to escape into: memory+swap equals memory.
+    let b = with_resources(
+        &["sh", "-c", "tail /dev/zero"],
+        json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}),
+    );
+    let out = rt.run(&b, &harness::unique_id("oom"));
+    assert_eq!(out.status.code(), Some(128 + 9), "{}", stderr(&out));
+}
+
+#[test]
+fn a_fork_bomb_stops_at_pids_limit() {
+    let rt = Runtime::new();
+    // The inner shell forks until a fork fails (which ends it); the outer one keeps the
+    // container alive waiting for its own sleep.
+    let b = with_resources(
+        &[
+            "sh",
+            "-c",
+            "sleep 100 & sh -c 'while :; do sleep 100 & done'; wait",
+        ],
+        json!({"pids": {"limit": 10}}),
+    );
+    let id = harness::unique_id("pids");
+    start(&rt, &b, &id);
+    let refused = || {
+        read_cgroup(&id, "pids.events")
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused() == 0 {
+        assert!(Instant::now() < deadline, "no fork was ever refused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let current: u64 = read_cgroup(&id, "pids.current").parse().unwrap();
+    assert!((8..=10).contains(&current), "pids.current {current}");
+    let err = std::fs::read_to_string(b.path().join("stderr")).unwrap();
+    assert!(
+        err.contains("can't fork"),
+        "the shell reports the failed fork: {err}"
+    );
+    assert_eq!(rt.status(&id), "running");
+    rt.delete_force(&id);
+}
+
+/// utime+stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit(") ").next().unwrap();
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn frozen_on_host(id: &str) -> bool {
+    if v2_host() {
+        read_cgroup(id, "cgroup.events").contains("frozen 1")
+    } else {
+        read_cgroup(id, "freezer.state") == "FROZEN"
+    }
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", "while :; do :; done"]);
+    let id = harness::unique_id("pause");
+    let pid = start(&rt, &b, &id);
+    let out = rt.berth(&["pause", &id]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    assert!(frozen_on_host(&id));
+    assert_eq!(rt.status(&id), "paused");
+    let list = stdout(&rt.berth(&["list", "-q"]));
+    assert!(list.contains(&id));
+    let listed: Value =
+        serde_json::from_str(&stdout(&rt.berth(&["list", "--format", "json"]))).unwrap();
+    assert_eq!(listed[0]["status"], "paused");
+    // A busy loop that gets no CPU time is frozen.
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cpu_ticks(pid), before, "a paused process kept running");
+    // Pausing twice, or resuming a running container, is refused.
+    harness::assert_fails_with(&rt.berth(&["pause", &id]), "not running");
+    let out = rt.berth(&["resume", &id]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert!(!frozen_on_host(&id));
+    assert_eq!(rt.status(&id), "running");
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(cpu_ticks(pid) > before, "a resumed process did not run");
+    harness::assert_fails_with(&rt.berth(&["resume", &id]), "not paused");
+    rt.delete_force(&id);
+}
+
+#[test]
+fn a_paused_container_can_be_killed_and_force_deleted() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("pausekill");
+    let pid = start(&rt, &b, &id);
+    assert!(rt.berth(&["pause", &id]).status.success());
+    let out = rt.berth(&["kill", &id, "KILL"]);
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    harness::reap(pid);
+    assert_eq!(rt.status(&id), "stopped");
+    assert!(rt.berth(&["delete", &id]).status.success());
+
+    let id = harness::unique_id("pausedelete");
+    let pid = start(&rt, &b, &id);
+    assert!(rt.berth(&["pause", &id]).status.success());
+    let out = rt.berth(&["delete", "--force", &id]);
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    harness::reap(pid);
+    assert!(!harness::alive(pid));
+    harness::assert_no_process_of(&id);
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn update_changes_live_limits_and_keeps_the_rest() {
+    let rt = Runtime::new();
+    let b = with_resources(
+        &["sleep", "100"],
+        json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 50}, "cpu": {"shares": 512}}),
+    );
+    let id = harness::unique_id("update");
+    start(&rt, &b, &id);
+    let (mem, shares) = if v2_host() {
+        ("memory.max", "cpu.weight")
+    } else {
+        ("memory.limit_in_bytes", "cpu.shares")
+    };
+    let out = rt.berth(&["update", "--memory", "48m", "--pids-limit", "7", &id]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    assert_eq!(read_cgroup(&id, mem), (48 << 20).to_string());
+    assert_eq!(read_cgroup(&id, "pids.max"), "7");
+    let shares_before = read_cgroup(&id, shares);
+
+    // containerd sends LinuxResources JSON on stdin.
+    let mut child = rt
+        .cmd()
+        .args(["update", "-r", "-", &id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids":{"limit":9}}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "update -r -: {}", stderr(&out));
+    assert_eq!(read_cgroup(&id, "pids.max"), "9");
+    // What was not given keeps its value, in the cgroup and in what the next update merges.
+    assert_eq!(read_cgroup(&id, mem), (48 << 20).to_string());
+    assert_eq!(read_cgroup(&id, shares), shares_before);
+
+    // A bad field is named; a limit below current usage with checkBeforeUpdate is refused.
+    let bad = b.path().join("bad.json");
+    std::fs::write(&bad, r#"{"memory":{"limit":"lots"}}"#).unwrap();
+    harness::fails_with_one_line(
+        &rt.berth(&["update", "-r", bad.to_str().unwrap(), &id]),
+        "memory.limit",
+    );
+    std::fs::write(
+        &bad,
+        r#"{"memory":{"limit":4096,"checkBeforeUpdate":true}}"#,
+    )
+    .unwrap();
+    harness::fails_with_one_line(
+        &rt.berth(&["update", "-r", bad.to_str().unwrap(), &id]),
+        "below the current usage",
+    );
+    assert_eq!(read_cgroup(&id, mem), (48 << 20).to_string());
+    rt.delete_force(&id);
+}
+
+#[test]
+fn ps_lists_exactly_the_containers_processes() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", "sleep 100 & sleep 100 & wait"]);
+    let id = harness::unique_id("ps");
+    let pid = start(&rt, &b, &id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let want = loop {
+        let mut procs: Vec<i64> = read_cgroup(&id, "cgroup.procs")
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        procs.sort_unstable();
+        if procs.len() == 3 || Instant::now() > deadline {
+            break procs;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(want.len(), 3, "sh and two sleeps: {want:?}");
+    assert!(want.contains(&(pid as i64)));
+    let out = rt.berth(&["ps", "--format", "json", &id]);
+    assert!(out.status.success(), "ps: {}", stderr(&out));
+    let mut got: Vec<i64> = serde_json::from_str(&stdout(&out)).unwrap();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    let table = stdout(&rt.berth(&["ps", &id]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("PID"), "{table}");
+    assert_eq!(lines.len(), 4, "header and three rows: {table}");
+    let sleeps = table.lines().filter(|l| l.ends_with("sleep 100")).count();
+    assert_eq!(sleeps, 2, "{table}");
+    rt.delete_force(&id);
+}
+
+#[test]
+fn device_rules_are_enforced() {
+    // /dev/kmsg (c 1:11) is outside runc's default allowlist and opens for writing for
+    // anyone, so only the device cgroup can refuse it.
+    let script = "mknod /mnt/w/kmsg c 1 11 && (exec 3>/mnt/w/kmsg) 2>/dev/null && echo kmsg-open || echo kmsg-denied; (exec 3>/dev/null) && echo null-open";
+    for (extra_rules, want) in [
+        (json!([]), "kmsg-denied\nnull-open\n"),
+        (
+            json!([{"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}]),
+            "kmsg-open\nnull-open\n",
+        ),
+    ] {
+        let rt = Runtime::new();
+        let mut b = Bundle::new(&["sh", "-c", script]);
+        b.edit(|c| {
+            let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+            rules.extend(extra_rules.as_array().unwrap().iter().cloned());
+            c["linux"]["resources"]["devices"] = json!(rules);
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("CAP_MKNOD"));
+            }
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": "/mnt/w", "type": "tmpfs", "source": "tmpfs"}));
+        });
+        let out = rt.run(&b, &harness::unique_id("devices"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), want, "rules {extra_rules}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_limit_the_host_cannot_take_names_the_resource_and_file() {
+    let rt = Runtime::new();
+    let b = with_resources(
+        &["true"],
+        json!({"hugepageLimits": [{"pageSize": "3MB", "limit": 1048576}]}),
+    );
+    let id = harness::unique_id("badlimit");
+    let out = rt.create(&b, &id, &[]);
+    let file = if v2_host() {
+        "hugetlb.3MB.max"
+    } else {
+        "hugetlb.3MB.limit_in_bytes"
+    };
+    harness::fails_with_one_line(
+        &out,
+        &format!("linux.resources.hugepageLimits[0] (3MB): this host has no {file}"),
+    );
+    harness::assert_no_process_of(&id);
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn sub_cgroups_the_container_made_are_removed_on_delete() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("subcg");
+    start(&rt, &b, &id);
+    // As a container with a writable cgroup mount would: a child cgroup holding a process.
+    let pids_dir = cgroup_file(&id, "pids.max").parent().unwrap().to_path_buf();
+    let sub = pids_dir.join("inner");
+    std::fs::create_dir(&sub).unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    std::fs::write(sub.join("cgroup.procs"), child.id().to_string()).unwrap();
+    let out = rt.berth(&["delete", "--force", &id]);
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    assert!(!sub.exists() && !pids_dir.exists());
+    let _ = child.wait();
+    rt.assert_nothing_left(&id);
+}
+
+/// Runs berth as the unprivileged user 65534 on a rootless bundle (made by `berth spec
+/// --rootless` as that user) with `resources`; returns berth's output. Root-owned temp dirs
+/// are handed to the user first.
+fn run_rootless(resources: Option<Value>) -> std::process::Output {
+    let b = Bundle::new(&["true"]);
+    let state = tempfile::Builder::new()
+        .prefix("berth-rootless-")
+        .tempdir()
+        .unwrap();
+    std::fs::remove_file(b.path().join("config.json")).unwrap();
+    for dir in [b.path(), state.path()] {
+        let st = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--",
+            ])
+            .arg(harness::BERTH)
+            .arg("--root")
+            .arg(state.path())
+            .args(args)
+            .current_dir(b.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["spec", "--rootless"]);
+    assert!(out.status.success(), "spec --rootless: {}", stderr(&out));
+    let path = b.path().join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(["sh", "-c", "cat /proc/self/uid_map"]);
+    if let Some(r) = resources {
+        config["linux"]["resources"] = r;
+    }
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = as_nobody(&["run", &harness::unique_id("rootless")]);
+    let left: Vec<_> = std::fs::read_dir(state.path()).unwrap().collect();
+    assert!(left.is_empty(), "rootless run left state behind: {left:?}");
+    out
+}
+
+#[test]
+fn rootless_runs_without_a_cgroup_only_when_no_limit_is_asked_for() {
+    harness::require_root();
+    let out = run_rootless(None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let map: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    assert_eq!(map, ["0", "65534", "1"]);
+    let out = run_rootless(Some(json!({"pids": {"limit": 5}})));
+    harness::fails_with_one_line(
+        &out,
+        "linux.resources.pids: running rootless and the cgroup tree is not writable by this user",
+    );
+}
+
+#[test]
+fn systemd_cgroup_driver_is_refused_plainly() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let id = harness::unique_id("systemd");
+    let out = rt
+        .cmd()
+        .args(["--systemd-cgroup", "create", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    harness::fails_with_one_line(
+        &out,
+        "--systemd-cgroup: berth does not implement the systemd cgroup driver",
+    );
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn a_relative_cgroups_path_is_taken_from_berths_own_cgroup() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("relcg");
+    let mut b = Bundle::new(&["sleep", "100"]);
+    let name = format!("{id}-nested/{id}");
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(name));
+    let pid = start(&rt, &b, &id);
+    // The test process's own cgroup on each hierarchy, plus the relative path.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let init = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for (mine, theirs) in own.lines().zip(init.lines()) {
+        let mine = mine.splitn(3, ':').nth(2).unwrap().trim_end_matches('/');
+        let theirs = theirs.splitn(3, ':').nth(2).unwrap();
+        assert_eq!(theirs, format!("{mine}/{name}"), "{init}");
+    }
+    rt.delete_force(&id);
+    // The parent berth made on the way stays, as with runc; the container's own is gone.
+    for parent in harness::cgroup_dirs_named(&format!("{id}-nested")) {
+        std::fs::remove_dir(parent).unwrap();
+    }
+}
