@@ -62,7 +62,7 @@ fn main() {
         Command::Resume(a) => commands::resume(&root, &a.id),
         Command::Ps(a) => commands::ps(&root, a),
         Command::Update(a) => commands::update(&root, a),
-        Command::Events(_) => Err(anyhow::anyhow!("events: not wired yet")),
+        Command::Events(a) => commands::events(&root, a),
     };
     match result {
         Ok(code) => std::process::exit(code),

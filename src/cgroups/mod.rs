@@ -196,9 +196,10 @@ fn enable_controllers(dir: &Path) {
 }
 
 /// A new v1 cpuset cgroup starts with no cpus or mems, and no process can join it; inherit
-/// them from the parent, top-down, as runc does.
+/// them from the parent, top-down, as runc does. (A v2 cgroup with empty cpuset files uses its
+/// parent's effective set, and the v2 root has no cpuset.cpus to copy.)
 fn fill_cpuset(dir: &Path) -> Result<()> {
-    if !dir.join("cpuset.cpus").exists() {
+    if !dir.join("cpuset.cpus").exists() || dir.join("cgroup.controllers").exists() {
         return Ok(());
     }
     if let Some(parent) = dir.parent().filter(|p| p.join("cpuset.cpus").exists()) {
@@ -239,12 +240,24 @@ pub fn is_v2(dirs: &[PathBuf]) -> bool {
     dirs.len() == 1 && dirs[0].join("cgroup.controllers").exists()
 }
 
-/// Writes `linux.resources` and the device rules of a new container.
-pub fn apply_resources(dirs: &[PathBuf], spec: &oci_spec::runtime::Spec) -> Result<()> {
+/// Writes `linux.resources` and the device rules of a new container. A rootless container in
+/// a delegated v2 tree may not load an eBPF device filter; as runc, it then goes without one
+/// (it cannot create device nodes anyway).
+pub fn apply_resources(
+    dirs: &[PathBuf],
+    spec: &oci_spec::runtime::Spec,
+    rootless: bool,
+) -> Result<()> {
     if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         resources::apply(dirs, r, false)?;
     }
-    resources::apply_devices(dirs, &resources::device_rules(spec))
+    match resources::apply_devices(dirs, &resources::device_rules(spec)) {
+        Err(e) if rootless && is_permission_denied(&e) => {
+            log::debug!("rootless: no device filter: {e:#}");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Moves the calling process into every directory. Done before any namespace is created, so

@@ -560,12 +560,7 @@ pub fn v1_device_line(r: &LinuxDeviceCgroup) -> String {
 pub fn apply_devices(dirs: &[PathBuf], rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let cg = Cgroup::new(dirs);
     if cg.v2 {
-        // TEMP until bpf_devices lands (same session).
-        log::warn!(
-            "linux.resources.devices: not enforced on cgroup v2 yet ({} rules)",
-            rules.len()
-        );
-        return Ok(());
+        return super::bpf_devices::apply(&dirs[0], rules);
     }
     for (i, r) in rules.iter().enumerate() {
         if r.typ() == Some(LinuxDeviceType::P) {

@@ -134,7 +134,6 @@ pub struct IntelRdt {}
 /// (as berth stores them: on a cgroup v1 or hybrid host one directory per mounted hierarchy,
 /// e.g. /sys/fs/cgroup/memory/<id>, /sys/fs/cgroup/cpu/<id>, ..., possibly plus
 /// /sys/fs/cgroup/unified/<id>; on a pure v2 host exactly one directory).
-#[allow(dead_code)] // until `berth events` calls it
 pub fn collect(dirs: &[PathBuf]) -> Result<Stats> {
     let src = Source::new(dirs);
     let mut st = Stats::default();
@@ -162,7 +161,6 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Stats> {
 /// How many times the kernel's OOM killer has killed in this cgroup so far: v1
 /// memory.oom_control's `oom_kill` line, v2 memory.events' `oom_kill` line. None when the
 /// memory controller is not there (or the file cannot be read).
-#[allow(dead_code)] // until `berth events` calls it
 pub fn oom_kills(dirs: &[PathBuf]) -> Option<u64> {
     let src = Source::new(dirs);
     let file = ["memory.oom_control", "memory.events"][usize::from(src.v2)];

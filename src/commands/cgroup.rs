@@ -1,6 +1,6 @@
 //! The commands that work on a container's cgroup: pause, resume, ps, update, events.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -8,7 +8,7 @@ use oci_spec::runtime::LinuxResources;
 use serde_json::{json, Value};
 
 use crate::cgroups;
-use crate::cli::{ListFormat, PsArgs, UpdateArgs};
+use crate::cli::{EventsArgs, ListFormat, PsArgs, UpdateArgs};
 use crate::container::state::Status;
 use crate::container::Container;
 
@@ -222,6 +222,39 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         .filter(|n: &f64| *n >= 0.0)
         .with_context(|| format!("{s:?} is not a size (e.g. 1048576, 512k, 64m, 1g, or -1)"))?;
     Ok((n * (1u64 << shift) as f64) as i64)
+}
+
+/// `events --stats` prints one stats line; `events` prints one every interval, plus an `oom`
+/// line whenever the OOM killer has struck, until the container stops.
+pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
+    let c = Container::load(root, &args.id)?;
+    if matches!(c.status(), Status::Stopped) {
+        bail!("container {:?} is not running", args.id);
+    }
+    let dirs = &c.state.cgroup_dirs;
+    let stats_line = || -> Result<String> {
+        let data = cgroups::stats::collect(dirs)?;
+        Ok(serde_json::to_string(
+            &json!({"type": "stats", "id": args.id, "data": data}),
+        )?)
+    };
+    let mut stdout = std::io::stdout();
+    if args.stats {
+        writeln!(stdout, "{}", stats_line()?)?;
+        return Ok(0);
+    }
+    let mut ooms = cgroups::stats::oom_kills(dirs).unwrap_or(0);
+    while !matches!(c.status(), Status::Stopped) {
+        let now = cgroups::stats::oom_kills(dirs).unwrap_or(0);
+        if now > ooms {
+            ooms = now;
+            writeln!(stdout, "{}", json!({"type": "oom", "id": args.id}))?;
+        }
+        writeln!(stdout, "{}", stats_line()?)?;
+        stdout.flush()?;
+        std::thread::sleep(args.interval);
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

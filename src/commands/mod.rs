@@ -4,7 +4,7 @@ mod cgroup;
 mod run;
 mod spec;
 
-pub use cgroup::{pause, ps, resume, update};
+pub use cgroup::{events, pause, ps, resume, update};
 pub use run::run;
 pub use spec::spec;
 

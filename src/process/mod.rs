@@ -168,7 +168,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         state.save(&dir)?;
     }
     if !cgroup_dirs.is_empty() {
-        cgroups::apply_resources(&cgroup_dirs, &bundle.spec)?;
+        cgroups::apply_resources(&cgroup_dirs, &bundle.spec, is_rootless(opts))?;
     }
     let exec_fifo = make_exec_fifo(&dir, &bundle)?;
 
