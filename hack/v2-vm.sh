@@ -11,9 +11,9 @@
 # busybox-static, hack/v2-vm/init as /init, the integration test binary that cargo builds and
 # berth at the absolute paths they were built for (the tests run env!("CARGO_BIN_EXE_berth")),
 # the harness's busybox template rootfs and hack/make-rootfs.sh at theirs, util-linux's
-# setpriv and nsenter and procps' ps, and every shared library these link (ldd). The kernel
-# package is fetched with `apt-get download` once and only its boot/ is unpacked
-# (target/v2-vm/kernel/); nothing is installed on this host.
+# setpriv and nsenter, procps' ps, strace (if installed), and every shared library these
+# link (ldd). The kernel package is fetched with `apt-get download` once and only its boot/
+# is unpacked (target/v2-vm/kernel/); nothing is installed on this host.
 #
 # The VM runs the tests whose libtest filters are in hack/v2-vm-tests.txt with
 # --test-threads=2, prints their output and `BERTH-V2-VM: exit=N` on the serial console and
@@ -215,7 +215,7 @@ done
 cp "$here/v2-vm/init" "$root/init"
 chmod 0755 "$root/init"
 # The real tools where the tests (or berth ps) expect their options; busybox otherwise.
-for tool in setpriv nsenter ps; do
+for tool in setpriv nsenter ps strace; do
     if path=$(command -v "$tool") && [ "$(readlink -f "$path")" != "$(readlink -f "$busybox")" ]; then
         put "$path" "/usr/bin/$tool"
     fi

@@ -584,3 +584,54 @@ fn events_reports_an_oom_kill() {
     assert!(saw_oom, "no oom event");
     rt.delete_force(&id);
 }
+
+#[test]
+fn on_v2_the_setup_process_is_born_in_the_cgroup() {
+    // cgroup v2 only (runs in the VM of `make v2-test`): clone3(CLONE_INTO_CGROUP) puts the
+    // process in the container's cgroup as it is created, so nobody writes cgroup.procs.
+    if !v2_host() {
+        eprintln!("skipped: not a cgroup v2 host");
+        return;
+    }
+    let rt = Runtime::new();
+    let b = with_resources(
+        &["cat", "/proc/self/cgroup"],
+        json!({"pids": {"limit": 20}}),
+    );
+    let id = harness::unique_id("clone3");
+    let trace = b.path().join("strace.log");
+    let out = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=clone,clone3,fork,vfork,openat,open",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("strace (apt-get install strace)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("clone3(") && l.contains("CLONE_INTO_CGROUP")),
+        "no clone3(CLONE_INTO_CGROUP):\n{log}"
+    );
+    // (Reading it is fine: `run` lists what is left in the cgroup before removing it.)
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("cgroup.procs") && l.contains("O_WRONLY")),
+        "cgroup.procs was written:\n{log}"
+    );
+    // The container's own cgroup namespace is rooted at the cgroup it was born in.
+    assert_eq!(stdout(&out), "0::/\n");
+    rt.assert_nothing_left(&id);
+}

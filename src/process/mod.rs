@@ -184,15 +184,14 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         own_binary: own_binary()?,
     };
     let (parent_end, child_end) = channel::pair()?;
-    // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
-    // any code after fork.
-    let child = match unsafe { fork() }.context("fork the container's setup process")? {
+    let (forked, born_in_cgroup) = fork_setup_process(&cfg.cgroup_dirs)?;
+    let child = match forked {
         ForkResult::Child => {
             drop(parent_end);
             // The state lock belongs to `create`; init must not keep it alive.
             let _ = nix::unistd::close(lock.as_raw_fd());
             std::mem::forget(lock);
-            child_main(&cfg, child_end)
+            child_main(&cfg, child_end, born_in_cgroup)
         }
         ForkResult::Parent { child } => child,
     };
@@ -294,9 +293,34 @@ fn pass_notify_fd(cfg: &SetupConfig, state: &State, init_pid: Pid, fd: OwnedFd) 
     crate::seccomp::send_to_listener(profile, oci_state, init_pid.as_raw(), fd.as_fd())
 }
 
+/// Forks the setup process. On cgroup v2 it is born in the container's cgroup (clone3 with
+/// CLONE_INTO_CGROUP), so it joins before anything else happens and nobody writes
+/// cgroup.procs; elsewhere, or where the kernel lacks clone3, it is a plain fork and the child
+/// joins itself. Returns whether the child was born in the cgroup.
+fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, bool)> {
+    if cgroups::is_v2(cgroup_dirs) {
+        // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&cgroup_dirs[0]);
+        match dir {
+            Ok(dir) => match sys::fork_into_cgroup(&dir) {
+                Ok(forked) => return Ok((forked, true)),
+                Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
+            },
+            Err(e) => log::debug!("open {}: {e}", cgroup_dirs[0].display()),
+        }
+    }
+    // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
+    // any code after fork.
+    let forked = unsafe { fork() }.context("fork the container's setup process")?;
+    Ok((forked, false))
+}
+
 /// The child: cgroup, user namespace (mapped by the parent), the other namespaces, then init.
-fn child_main(cfg: &SetupConfig, chan: Channel) -> ! {
-    if let Err(e) = enter_namespaces(cfg, &chan) {
+fn child_main(cfg: &SetupConfig, chan: Channel, born_in_cgroup: bool) -> ! {
+    if let Err(e) = enter_namespaces(cfg, &chan, born_in_cgroup) {
         fail(&chan, e);
     }
     if cfg.namespaces.needs_fork() {
@@ -316,7 +340,7 @@ fn child_main(cfg: &SetupConfig, chan: Channel) -> ! {
     init::run(cfg, chan)
 }
 
-fn enter_namespaces(cfg: &SetupConfig, chan: &Channel) -> Result<()> {
+fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in_cgroup: bool) -> Result<()> {
     // `run` blocks signals to relay them; the container starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
@@ -339,7 +363,9 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel) -> Result<()> {
         )
         .context("process.oomScoreAdj")?;
     }
-    cgroups::join_self(&cfg.cgroup_dirs)?;
+    if !born_in_cgroup {
+        cgroups::join_self(&cfg.cgroup_dirs)?;
+    }
     let ns = &cfg.namespaces;
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
     if ns.is_new(LinuxNamespaceType::User) {
