@@ -567,3 +567,73 @@ fn unknown_container_wording() {
         0
     );
 }
+
+#[test]
+fn process_security_entries_are_named() {
+    let rt = Runtime::new();
+    let t = &["true"];
+    config_fails(
+        &rt,
+        "unkcap",
+        t,
+        |c| {
+            c["process"]["capabilities"]["bounding"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_BOGUS"))
+        },
+        "config.json: process.capabilities.bounding[3]: unknown capability CAP_BOGUS at line",
+    );
+    config_fails(
+        &rt,
+        "unkrlimit",
+        t,
+        |c| c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]),
+        "config.json: process.rlimits[0].type: unknown variant `RLIMIT_BOGUS`",
+    );
+    config_fails(
+        &rt,
+        "unkaction",
+        t,
+        |c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_BOGUS"}),
+        "config.json: linux.seccomp.defaultAction: unknown variant `SCMP_ACT_BOGUS`",
+    );
+    config_fails(
+        &rt,
+        "unkarch",
+        t,
+        |c| {
+            c["linux"]["seccomp"] =
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_BOGUS"]})
+        },
+        "config.json: linux.seccomp.architectures[0]: unknown variant `SCMP_ARCH_BOGUS`",
+    );
+    let rule = |args: Value| {
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": args}]})
+    };
+    config_fails(
+        &rt,
+        "unkop",
+        t,
+        |c| c["linux"]["seccomp"] = rule(json!([{"index": 0, "value": 1, "op": "SCMP_CMP_BOGUS"}])),
+        "config.json: linux.seccomp.syscalls[1].args[0].op: unknown variant `SCMP_CMP_BOGUS`",
+    );
+    config_fails(
+        &rt,
+        "argindex",
+        t,
+        |c| c["linux"]["seccomp"] = rule(json!([{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}])),
+        "config.json: linux.seccomp.syscalls[1].args[0].index: 6 is out of range (a syscall has arguments 0 to 5)",
+    );
+    config_fails(
+        &rt,
+        "nonames",
+        t,
+        |c| {
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ERRNO"}]})
+        },
+        "config.json: linux.seccomp.syscalls[0]: missing field `names`",
+    );
+}

@@ -93,6 +93,12 @@ pub fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             continue; // libseccomp refuses rules that repeat the default action
         }
         let args = rule.args().clone().unwrap_or_default();
+        if let Some((j, a)) = args.iter().enumerate().find(|(_, a)| a.index() > 5) {
+            bail!(
+                "config.json: linux.seccomp.syscalls[{i}].args[{j}].index: {} is out of range (a syscall has arguments 0 to 5)",
+                a.index()
+            );
+        }
         let conditions: Vec<ScmpArgCompare> = args
             .iter()
             .map(|a| {

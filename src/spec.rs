@@ -38,7 +38,7 @@ pub fn parse(text: &str) -> Result<Spec> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner();
+        let inner = unknown_capability(&err.into_inner().to_string());
         // "?" is what serde_path_to_error reports when a syntax error has no field yet.
         if path.is_empty() || path == "." || path == "?" {
             anyhow::anyhow!("config.json: {inner}")
@@ -46,6 +46,19 @@ pub fn parse(text: &str) -> Result<Spec> {
             anyhow::anyhow!("config.json: {path}: {inner}")
         }
     })
+}
+
+/// oci-spec's message for a capability name it does not know ("no variant for CAP_X
+/// (converted to X) at line L column C"), said plainly; other messages unchanged.
+fn unknown_capability(msg: &str) -> String {
+    match msg.strip_prefix("no variant for ") {
+        Some(rest) => {
+            let name = rest.split_whitespace().next().unwrap_or(rest);
+            let at = msg.find(" at line ").map_or("", |i| &msg[i..]);
+            format!("unknown capability {name}{at}")
+        }
+        None => msg.to_string(),
+    }
 }
 
 /// Checks what must hold before a container can be created; returns the absolute rootfs path.
