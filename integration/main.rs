@@ -6,6 +6,7 @@ mod harness;
 mod bad_input;
 mod cgroups;
 mod filesystem;
+mod hooks;
 mod lifecycle;
 mod namespaces;
 mod robustness;

@@ -64,6 +64,7 @@ fn unknown_capability(msg: &str) -> String {
 /// Checks what must hold before a container can be created; returns the absolute rootfs path.
 pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
     check_version(spec.version())?;
+    crate::hooks::validate(spec.hooks().as_ref())?;
 
     let process = spec
         .process()

@@ -15,7 +15,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 
-use crate::{cgroups, sys};
+use crate::{cgroups, hooks, sys};
+use oci_spec::runtime::ContainerState;
 use state::{State, Status};
 
 /// The start gate in the state dir: present from create until start.
@@ -155,16 +156,39 @@ impl Container {
             Err(e) => bail!("read the exec fifo: {e}"),
         }
         // Init keeps its end open until execve closes it (close-on-exec): wait for that, so the
-        // user process is running when `start` returns.
+        // user process is running when `start` returns. Anything init writes before is why it
+        // could not get there (a startContainer hook, execve itself).
+        let mut failure = Vec::new();
         loop {
             let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => bail!("wait for the container process to exec: {e}"),
-                Ok(_) => break,
+                Ok(_) => {}
+            }
+            let mut buf = [0u8; 4096];
+            match fifo.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => failure.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => bail!("read the exec fifo: {e}"),
             }
         }
         fs::remove_file(self.dir.join(EXEC_FIFO)).context("remove the exec fifo")?;
+        if !failure.is_empty() {
+            bail!(
+                "cannot start container {:?}: {}",
+                self.id(),
+                String::from_utf8_lossy(&failure)
+            );
+        }
+        // runtime-spec: a failing poststart hook is a warning; the container keeps running.
+        if hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
+            return Ok(());
+        }
+        let state = hooks::state_json(&self.state, ContainerState::Running, self.state.pid)?;
+        hooks::run_warn(self.state.hooks.as_ref(), hooks::Kind::Poststart, &state);
         Ok(())
     }
 
@@ -260,7 +284,14 @@ impl Container {
             crate::rootfs::unmount_from_host(&self.state.rootfs, before)?;
         }
         fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("remove state dir {}", self.dir.display()))
+            .with_context(|| format!("remove state dir {}", self.dir.display()))?;
+        // runtime-spec: after the container is deleted, before delete returns; a failure is
+        // a warning.
+        if !hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststop).is_empty() {
+            let state = hooks::state_json(&self.state, ContainerState::Stopped, self.state.pid)?;
+            hooks::run_warn(self.state.hooks.as_ref(), hooks::Kind::Poststop, &state);
+        }
+        Ok(())
     }
 }
 

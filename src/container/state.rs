@@ -67,6 +67,9 @@ pub struct State {
     /// Whether init is PID 1 of its own PID namespace (then its death ends every process).
     #[serde(default)]
     pub own_pid_namespace: bool,
+    /// config.json's hooks as at create: `start` runs poststart, destroying runs poststop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// What `berth state` prints: exactly runc's fields.
@@ -162,6 +165,7 @@ mod tests {
             own_pid_namespace: true,
             host_rootfs_mounts: None,
             resources: None,
+            hooks: None,
         }
     }
 

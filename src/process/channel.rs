@@ -26,6 +26,12 @@ pub enum Message {
     SeccompNotifyFd,
     /// Parent → init: the notify fd has reached the listener.
     SeccompNotifyFdSent,
+    /// Init → parent: the mounts are in place, before pivot_root: run the prestart and
+    /// createRuntime hooks.
+    HooksPoint,
+    /// Parent → init: those hooks ran; the state JSON for init's own hooks (createContainer
+    /// with status `creating`, startContainer with `created`).
+    HookState { creating: String, created: String },
     /// Init → parent: the container is set up; init waits for `StateSaved`.
     Ready,
     /// Parent → init: state.json and the pid file are written; go and wait at the start gate.

@@ -16,6 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use super::channel::{Channel, Message};
 use super::SetupConfig;
 use crate::capabilities::CapabilitySets;
+use crate::hooks;
 use crate::rootfs::{self, RootfsContext};
 use crate::sys;
 
@@ -43,6 +44,8 @@ pub fn run(cfg: &SetupConfig, chan: Channel) -> ! {
 
 /// What setup resolved for the final exec.
 struct Prepared {
+    /// The state for startContainer hooks, when there are any.
+    start_hook_state: Option<String>,
     /// A seccomp filter still to be loaded just before execve.
     seccomp: Option<libseccomp::ScmpFilterContext>,
     exe: CString,
@@ -74,6 +77,24 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<Prepared> {
         no_pivot: cfg.no_pivot,
     };
     rootfs::prepare(&ctx)?;
+    // Hooks see the mounts in place and the host's root still reachable: `create` runs
+    // prestart and createRuntime now, then init runs createContainer in the container's
+    // namespaces (runtime-spec: before pivot_root).
+    let hook_state = if needs_hook_state(spec.hooks().as_ref()) {
+        chan.send(&Message::HooksPoint)?;
+        let Some(Message::HookState { creating, created }) = chan.recv()? else {
+            bail!("sync channel: expected the hook state");
+        };
+        hooks::run(
+            spec.hooks().as_ref(),
+            hooks::Kind::CreateContainer,
+            &creating,
+        )?;
+        Some(created)
+    } else {
+        None
+    };
+    rootfs::enter(&ctx)?;
     if cfg.namespaces.is_listed(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname().as_deref() {
             nix::unistd::sethostname(h).with_context(|| format!("hostname: sethostname {h:?}"))?;
@@ -161,6 +182,7 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<Prepared> {
         }
     }
     Ok(Prepared {
+        start_hook_state: hook_state,
         seccomp: seccomp.filter(|_| no_new_privs && !notify),
         exe: sys::cstring(&exe.to_string_lossy())?,
         args: args
@@ -204,19 +226,38 @@ fn wait_and_exec(cfg: &SetupConfig, p: Prepared) -> anyhow::Error {
         .open(sys::fd_path(&cfg.exec_fifo));
     // The gate stays open (close-on-exec): `start` sees it close when execve succeeds or
     // init dies, so it returns only once the user process runs.
-    let _gate = match gate.and_then(|mut f| f.write_all(b"0").map(|_| f)) {
+    let mut gate = match gate.and_then(|mut f| f.write_all(b"0").map(|_| f)) {
         Ok(f) => f,
         Err(e) => return anyhow::anyhow!("open the exec fifo: {e}"),
     };
-    if let Some(filter) = &p.seccomp {
-        if let Err(e) = crate::seccomp::load(filter) {
-            return e;
-        }
-    }
-    match execve(&p.exe, &p.args, &p.env) {
-        Err(e) => anyhow::anyhow!("exec {:?}: {e}", p.exe),
+    let err = match start_and_exec(cfg, &p) {
+        Err(e) => e,
         Ok(never) => match never {},
+    };
+    // `start` reads this from the gate and fails with it.
+    let _ = gate.write_all(format!("{err:#}").as_bytes());
+    err
+}
+
+/// Past the start gate: the startContainer hooks (in the container, as the runtime-spec
+/// says), the last seccomp load, execve.
+fn start_and_exec(cfg: &SetupConfig, p: &Prepared) -> Result<std::convert::Infallible> {
+    if let Some(state) = &p.start_hook_state {
+        let hooks = cfg.bundle.spec.hooks().as_ref();
+        hooks::run(hooks, hooks::Kind::StartContainer, state)?;
     }
+    if let Some(filter) = &p.seccomp {
+        crate::seccomp::load(filter)?;
+    }
+    execve(&p.exe, &p.args, &p.env).with_context(|| format!("exec {:?}", p.exe))
+}
+
+/// Whether init needs the container state for hooks of its own, or must stop for `create`'s.
+fn needs_hook_state(h: Option<&oci_spec::runtime::Hooks>) -> bool {
+    use hooks::Kind::*;
+    [Prestart, CreateRuntime, CreateContainer, StartContainer]
+        .into_iter()
+        .any(|k| !hooks::of(h, k).is_empty())
 }
 
 /// setgroups, setresgid, setresuid, keeping the permitted capabilities across the switch so

@@ -32,14 +32,14 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType};
+use oci_spec::runtime::{ContainerState, LinuxIdMapping, LinuxNamespaceType};
 
 use crate::cli::CreateOpts;
 use crate::container::state::{write_atomic, State, Status};
 use crate::container::{self, Container, EXEC_FIFO};
 use crate::namespaces::{self, Namespaces};
 use crate::spec::{self, Bundle};
-use crate::{cgroups, sys};
+use crate::{cgroups, hooks, sys};
 use channel::{Channel, Message};
 
 /// Everything the child and init need, resolved by the parent before the fork.
@@ -77,9 +77,6 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         bail!("config.json: process.terminal: terminal mode is not supported yet; set it to false");
     }
     crate::process_attrs::check_lsm(&bundle.spec)?;
-    if bundle.spec.hooks().is_some() {
-        log::warn!("config.json: hooks: berth does not run hooks yet; they are ignored");
-    }
     let namespaces = Namespaces::from_spec(&bundle.spec);
     if let Some(sysctls) = bundle
         .spec
@@ -114,6 +111,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         cgroup_dirs: cgroup_dirs.clone(),
         pids: vec![],
         host_rootfs_mounts: None,
+        poststop: None,
+        hooks: bundle.spec.hooks().clone(),
         armed: true,
     };
     let lock = container::lock_dir(&dir)?;
@@ -132,6 +131,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         cgroup_dirs: cgroup_dirs.clone(),
         own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
         host_rootfs_mounts: None,
+        hooks: bundle.spec.hooks().clone(),
         resources: bundle
             .spec
             .linux()
@@ -198,7 +198,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
     drop(child_end);
     guard.pids.push(child);
 
-    let init_pid = wait_for_ready(&parent_end, child, &cfg, &state)?;
+    let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
     guard.pids.push(init_pid);
     if init_pid != child {
         waitpid(child, None).context("reap the setup process")?;
@@ -242,8 +242,15 @@ fn listen_fds() -> u32 {
 }
 
 /// Serves the child's requests until init reports `Ready`; returns init's pid.
-fn wait_for_ready(chan: &Channel, child: Pid, cfg: &SetupConfig, state: &State) -> Result<Pid> {
+fn wait_for_ready(
+    chan: &Channel,
+    child: Pid,
+    cfg: &SetupConfig,
+    state: &State,
+    guard: &mut Cleanup,
+) -> Result<Pid> {
     let mut init_pid = None;
+    let mut hooks_due = false;
     // With a PID namespace, init's notify fd may in theory overtake the middle process's
     // InitPid: then it waits here for the pid the agent must be told.
     let mut notify_fd = None;
@@ -257,12 +264,29 @@ fn wait_for_ready(chan: &Channel, child: Pid, cfg: &SetupConfig, state: &State) 
             Some((Message::SeccompNotifyFd, fd)) => {
                 notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
             }
+            Some((Message::HooksPoint, _)) => hooks_due = true,
             Some((Message::Ready, _)) => {
                 return init_pid.context("init reported ready before its pid")
             }
             Some((Message::Error(e), _)) => return Err(anyhow!(e)),
             Some((m, _)) => bail!("sync channel: unexpected {m:?} during create"),
             None => bail!("container setup exited without reporting an error"),
+        }
+        if let (Some(pid), true) = (init_pid, hooks_due) {
+            hooks_due = false;
+            // From here the container exists as far as hooks can tell: undoing it runs the
+            // poststop hooks (runtime-spec lifecycle, step 12 onwards).
+            guard.poststop = Some(hooks::state_json(
+                state,
+                ContainerState::Stopped,
+                pid.as_raw(),
+            )?);
+            let creating = hooks::state_json(state, ContainerState::Creating, pid.as_raw())?;
+            let hooks = state.hooks.as_ref();
+            hooks::run(hooks, hooks::Kind::Prestart, &creating)?;
+            hooks::run(hooks, hooks::Kind::CreateRuntime, &creating)?;
+            let created = hooks::state_json(state, ContainerState::Created, pid.as_raw())?;
+            chan.send(&Message::HookState { creating, created })?;
         }
         if let (Some(pid), Some(_)) = (init_pid, &notify_fd) {
             let fd = notify_fd.take().expect("checked above");
@@ -487,6 +511,9 @@ struct Cleanup {
     pids: Vec<Pid>,
     /// Rootfs and mount count before create, when mounting on the host's namespace.
     host_rootfs_mounts: Option<(PathBuf, usize)>,
+    /// The poststop hooks and their state, once the create-time hooks have begun.
+    poststop: Option<String>,
+    hooks: Option<oci_spec::runtime::Hooks>,
     armed: bool,
 }
 
@@ -511,5 +538,8 @@ impl Drop for Cleanup {
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+        if let Some(state) = &self.poststop {
+            hooks::run_warn(self.hooks.as_ref(), hooks::Kind::Poststop, state);
+        }
     }
 }

@@ -37,8 +37,8 @@ pub struct RootfsContext<'a> {
     pub no_pivot: bool,
 }
 
-/// Everything up to and including the switch into the new root. Runs in the new mount
-/// namespace before the process setup.
+/// The rootfs bind, `mounts` in order and the device nodes, still seen from the host's root
+/// (createContainer hooks run between this and `enter`). Runs in the new mount namespace.
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     if ctx.new_mount_ns {
         // Nothing mounted below this point may propagate back to the host. Slave (not the
@@ -69,9 +69,12 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     if !dev_is_host_bind {
         devices::create_defaults(&root, ctx.in_userns)?;
     }
-    devices::create_configured(&root, ctx.spec, ctx.in_userns)?;
-    drop(root);
+    devices::create_configured(&root, ctx.spec, ctx.in_userns)
+}
 
+/// Makes the prepared rootfs the process's root: pivot_root (or a move with --no-pivot, or a
+/// chroot in the host's mount namespace), then `linux.rootfsPropagation`.
+pub fn enter(ctx: &RootfsContext) -> Result<()> {
     if !ctx.new_mount_ns {
         // The host's mount namespace: pivot_root or a move would replace the host's root.
         chdir(ctx.rootfs).context("chdir to the rootfs")?;

@@ -1,0 +1,239 @@
+//! OCI hooks seen from outside: each kind runs at its point of the lifecycle, in its
+//! namespace, in the order listed, with the container's state on stdin; failures and
+//! timeouts of the create-time and startContainer hooks fail the operation and leave nothing,
+//! poststart and poststop failures are warnings.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{self, stderr, Bundle, Runtime};
+
+/// A hook that appends "NAME MNTNS STATE-JSON" to `log` (a path as the hook resolves it).
+fn logging_hook(name: &str, log: &Path) -> Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("echo \"$NAME $(readlink /proc/self/ns/mnt) $(cat)\" >> {}", log.display())],
+        "env": [format!("NAME={name}")],
+    })
+}
+
+/// Lines of a hook log: (name, mount namespace, state).
+fn read_log(path: &Path) -> Vec<(String, String, Value)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let name = parts.next().unwrap().to_string();
+            let ns = parts.next().unwrap().to_string();
+            let state: Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+            (name, ns, state)
+        })
+        .collect()
+}
+
+fn host_mnt_ns() -> String {
+    std::fs::read_link("/proc/self/ns/mnt")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn every_kind_runs_at_its_point_in_order_with_the_state() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "touch /ran; sleep 100"]);
+    let log = b.path().join("hooks.log");
+    // startContainer resolves its path and log inside the container, after pivot_root.
+    let b_path = b.path().to_path_buf();
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["annotations"] = json!({"org.example/k": "v"});
+        c["hooks"] = json!({
+            "prestart": [logging_hook("prestart1", &log), logging_hook("prestart2", &log)],
+            "createRuntime": [logging_hook("createRuntime", &log)],
+            "createContainer": [logging_hook("createContainer", &log)],
+            "startContainer": [logging_hook("startContainer", Path::new("/start.log"))],
+            "poststart": [logging_hook("poststart", &log)],
+            "poststop": [logging_hook("poststop", &log)],
+        });
+    });
+    let id = harness::unique_id("hooks");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let container_ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let names = |log: &[(String, String, Value)]| -> Vec<String> {
+        log.iter().map(|(n, _, _)| n.clone()).collect()
+    };
+    let created = read_log(&log);
+    assert_eq!(
+        names(&created),
+        ["prestart1", "prestart2", "createRuntime", "createContainer"]
+    );
+    assert!(!b_path.join("rootfs/start.log").exists());
+
+    let out = rt.berth(&["start", &id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let started = read_log(&log);
+    assert_eq!(names(&started)[4..], ["poststart"]);
+    let in_container = read_log(&b_path.join("rootfs/start.log"));
+    assert_eq!(names(&in_container), ["startContainer"]);
+
+    let out = rt.berth(&["kill", &id, "KILL"]);
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.status(&id) != "stopped" {
+        assert!(Instant::now() < deadline, "never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = rt.berth(&["delete", &id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    let all = read_log(&log);
+    assert_eq!(names(&all)[5..], ["poststop"]);
+
+    let host = host_mnt_ns();
+    for (name, ns, state) in all.iter().chain(in_container.iter()) {
+        let want_status = match name.as_str() {
+            "startContainer" => "created",
+            "poststart" => "running",
+            "poststop" => "stopped",
+            _ => "creating",
+        };
+        assert_eq!(state["status"], want_status, "{name}: {state}");
+        assert_eq!(state["id"], json!(id), "{name}");
+        assert_eq!(state["pid"], json!(pid), "{name}");
+        assert_eq!(state["bundle"], json!(b_path), "{name}");
+        assert_eq!(state["annotations"]["org.example/k"], "v", "{name}");
+        // The runtime's namespace for prestart, createRuntime, poststart and poststop; the
+        // container's for createContainer and startContainer.
+        let want_ns =
+            if name.starts_with("create") && name != "createRuntime" || name == "startContainer" {
+                &container_ns
+            } else {
+                &host
+            };
+        assert_eq!(ns, want_ns, "{name} ran in the wrong mount namespace");
+    }
+    assert!(b_path.join("rootfs/ran").exists());
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn a_failing_prestart_hook_fails_create_runs_poststop_and_leaves_nothing() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["touch", "/ran"]);
+    let log = b.path().join("hooks.log");
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["hooks"] = json!({
+            "prestart": [
+                {"path": "/bin/sh", "args": ["sh", "-c", "echo no good >&2; exit 7"]},
+                logging_hook("never", &log),
+            ],
+            "poststop": [logging_hook("poststop", &log)],
+        });
+    });
+    let id = harness::unique_id("prestartfail");
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(
+        &out,
+        "hooks.prestart[0] (/bin/sh): exit status 7; stderr: no good",
+    );
+    harness::reap_failed_inits();
+    rt.assert_nothing_left(&id);
+    harness::assert_no_process_of(&id);
+    let ran: Vec<String> = read_log(&log).into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(ran, ["poststop"]);
+    assert!(!b.path().join("rootfs/ran").exists());
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_and_fails_create() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["hooks"] = json!({"createContainer": [
+            {"path": "/bin/sleep", "args": ["sleep", "60"], "timeout": 1}
+        ]});
+    });
+    let id = harness::unique_id("hooktimeout");
+    let started = Instant::now();
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(
+        &out,
+        "hooks.createContainer[0] (/bin/sleep): timed out after 1s and was killed",
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    harness::reap_failed_inits();
+    rt.assert_nothing_left(&id);
+    harness::assert_no_process_of(&id);
+}
+
+#[test]
+fn a_failing_start_container_hook_fails_start_and_the_process_never_runs() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["touch", "/ran"]);
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["hooks"] = json!({"startContainer": [{"path": "/bin/false", "args": ["false"]}]});
+    });
+    let id = harness::unique_id("startfail");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = rt.berth(&["start", &id]);
+    harness::fails_with_one_line(&out, "hooks.startContainer[0] (/bin/false): exit status 1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.status(&id) != "stopped" {
+        assert!(Instant::now() < deadline, "never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!b.path().join("rootfs/ran").exists());
+    let out = rt.berth(&["delete", &id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn poststart_and_poststop_failures_are_warnings() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    let log = b.path().join("hooks.log");
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "poststart": [{"path": "/bin/false"}, logging_hook("poststart", &log)],
+            "poststop": [{"path": "/bin/false"}, logging_hook("poststop", &log)],
+        });
+    });
+    let id = harness::unique_id("postfail");
+    let out = rt.run(&b, &id);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("hooks.poststart[0] (/bin/false): exit status 1")
+            && err.contains("hooks.poststop[0] (/bin/false): exit status 1"),
+        "{err}"
+    );
+    let ran: Vec<String> = read_log(&log).into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(ran, ["poststart", "poststop"]);
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn a_relative_hook_path_is_refused_by_name() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["hooks"] = json!({"poststop": [{"path": "bin/true"}]}));
+    let id = harness::unique_id("relhook");
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(
+        &out,
+        "config.json: hooks.poststop[0].path: bin/true must be absolute",
+    );
+    rt.assert_nothing_left(&id);
+}
