@@ -635,3 +635,59 @@ fn on_v2_the_setup_process_is_born_in_the_cgroup() {
     assert_eq!(stdout(&out), "0::/\n");
     rt.assert_nothing_left(&id);
 }
+
+#[test]
+fn on_v2_kill_all_with_sigkill_uses_cgroup_kill() {
+    // cgroup v2 only (runs in the VM of `make v2-test`): one write to cgroup.kill kills the
+    // whole tree, with no window for a fork to escape a pid-by-pid kill.
+    if !v2_host() {
+        eprintln!("skipped: not a cgroup v2 host");
+        return;
+    }
+    let rt = Runtime::new();
+    let b = with_resources(
+        &["sh", "-c", "sleep 100 & sleep 100 & wait"],
+        json!({"pids": {"limit": 20}}),
+    );
+    let id = harness::unique_id("cgkill");
+    start(&rt, &b, &id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_cgroup(&id, "pids.current") != "3" {
+        assert!(Instant::now() < deadline, "the two sleeps never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let trace = b.path().join("strace.log");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=openat,kill,pidfd_send_signal"])
+        .arg("-o")
+        .arg(&trace)
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["kill", "--all", &id, "KILL"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("strace (apt-get install strace)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/cgroup.kill\"") && l.contains("O_WRONLY")),
+        "cgroup.kill was not written:\n{log}"
+    );
+    assert!(
+        !log.contains("SIGKILL"),
+        "processes were signalled one by one:\n{log}"
+    );
+    // Zombies stay charged to pids.current until reaped: look for live processes instead.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !harness::live_processes_of(&id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "processes survived cgroup.kill: {:?}",
+            harness::live_processes_of(&id)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rt.delete_force(&id);
+}

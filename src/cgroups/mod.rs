@@ -260,6 +260,20 @@ pub fn apply_resources(
     }
 }
 
+/// SIGKILLs every process in the cgroup tree at once through cgroup v2's cgroup.kill (Linux
+/// 5.14), which no fork can race. Returns false when this placement has no cgroup.kill.
+pub fn kill_via_cgroup_kill(dirs: &[PathBuf]) -> Result<bool> {
+    if !is_v2(dirs) {
+        return Ok(false);
+    }
+    let file = dirs[0].join("cgroup.kill");
+    if !file.exists() {
+        return Ok(false);
+    }
+    crate::sys::write_file(&file, "1")?;
+    Ok(true)
+}
+
 /// Moves the calling process into every directory. Done before any namespace is created, so
 /// the container's cgroup namespace is rooted at its own cgroup.
 pub fn join_self(dirs: &[PathBuf]) -> Result<()> {

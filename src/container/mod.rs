@@ -232,6 +232,9 @@ impl Container {
             bail!("container not running");
         }
         if all {
+            if signal == libc::SIGKILL && cgroups::kill_via_cgroup_kill(&self.state.cgroup_dirs)? {
+                return Ok(());
+            }
             for pid in cgroups::pids(&self.state.cgroup_dirs)? {
                 match nix::sys::signal::kill(
                     Pid::from_raw(pid),
@@ -324,9 +327,15 @@ pub fn kill_cgroup_processes(dirs: &[PathBuf]) -> Result<()> {
         if pids.is_empty() {
             return Ok(());
         }
+        // On v2 one write kills the whole tree; the pidfds below then only wait.
+        let killed_all = cgroups::kill_via_cgroup_kill(dirs)?;
         let mut fds = Vec::new();
         for pid in pids {
             if let Ok(fd) = sys::pidfd_open(Pid::from_raw(pid)) {
+                if killed_all {
+                    fds.push(fd);
+                    continue;
+                }
                 match sys::pidfd_send_signal(&fd, libc::SIGKILL) {
                     Ok(()) | Err(Errno::ESRCH) => fds.push(fd),
                     Err(e) => bail!("kill pid {pid} in the container's cgroup: {e}"),
