@@ -533,11 +533,12 @@ fn events_stats_match_the_cgroup_files() {
         data["memory"]["usage"]["limit"].to_string(),
         read_cgroup(&id, limit)
     );
-    // Usage of three sleeping processes moves little, if at all, between the two reads.
+    // Usage of three sleeping processes moves little between the two reads, but the kernel
+    // charges memory in per-CPU batches of 64 pages (256 KiB a CPU), so allow a few batches.
     let host: i64 = read_cgroup(&id, usage).parse().unwrap();
     let seen = data["memory"]["usage"]["usage"].as_i64().unwrap();
     assert!(
-        (host - seen).abs() <= 64 << 10,
+        seen > 0 && (host - seen).abs() <= 1 << 20,
         "events {seen}, cgroup {host}"
     );
     assert!(

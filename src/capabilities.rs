@@ -14,6 +14,22 @@ fn kernel_supported() -> CapsHashSet {
         .unwrap_or_else(|_| caps::runtime::thread_all_supported())
 }
 
+/// berth's own bounding set, from the CapBnd line of /proc/self/status: one read instead of
+/// a prctl(PR_CAPBSET_READ) per capability. None when /proc is not there to ask.
+fn own_bounding_set() -> Option<CapsHashSet> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    let bits = u64::from_str_radix(hex.trim(), 16).ok()?;
+    Some(bits_to_set(bits))
+}
+
+fn bits_to_set(bits: u64) -> CapsHashSet {
+    caps::all()
+        .into_iter()
+        .filter(|c| c.index() < 64 && bits & (1 << c.index()) != 0)
+        .collect()
+}
+
 /// Converts oci-spec capability names to the caps crate's. Names this kernel does not know
 /// are skipped with a warning, as runc does.
 fn convert(set: Option<&Capabilities>, which: &str, supported: &CapsHashSet) -> CapsHashSet {
@@ -49,7 +65,6 @@ fn outside<'a>(
 
 /// The sets to apply, resolved once before the user switch.
 pub struct CapabilitySets {
-    supported: CapsHashSet,
     /// berth's own bounding set: no process it starts can hold anything outside it.
     held: CapsHashSet,
     bounding: CapsHashSet,
@@ -71,8 +86,7 @@ impl CapabilitySets {
             permitted: set(LinuxCapabilities::permitted, "permitted"),
             inheritable: set(LinuxCapabilities::inheritable, "inheritable"),
             ambient: set(LinuxCapabilities::ambient, "ambient"),
-            held: caps::read(None, CapSet::Bounding).unwrap_or_else(|_| supported.clone()),
-            supported,
+            held: own_bounding_set().unwrap_or(supported),
         }
     }
 
@@ -96,7 +110,8 @@ impl CapabilitySets {
     /// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it
     /// runs before the user switch.
     pub fn apply_bounding(&self) -> Result<()> {
-        for cap in &self.supported {
+        // Only what is there to drop: a capability already outside the set needs no call.
+        for cap in &self.held {
             if !self.bounding.contains(cap) {
                 caps::drop(None, CapSet::Bounding, *cap)
                     .with_context(|| format!("drop {cap} from the bounding set"))?;
@@ -130,6 +145,18 @@ impl CapabilitySets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bounding_set_from_proc_matches_prctl() {
+        assert_eq!(
+            own_bounding_set().unwrap(),
+            caps::read(None, CapSet::Bounding).unwrap()
+        );
+        assert_eq!(
+            bits_to_set(0b101),
+            [Capability::CAP_CHOWN, Capability::CAP_DAC_READ_SEARCH].into()
+        );
+    }
 
     #[test]
     fn names_the_first_capability_berth_does_not_hold() {

@@ -302,6 +302,9 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("read {}", procs.display())),
     }
+    if !has_subdirs(dir)? {
+        return Ok(());
+    }
     for entry in fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
@@ -309,6 +312,17 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a cgroup directory has sub-cgroups: cgroupfs (kernfs) keeps a directory's link
+/// count at 2 + its subdirectories, so one stat spares listing every leaf.
+fn has_subdirs(dir: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(dir) {
+        Ok(m) => Ok(m.nlink() > 2),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("stat {}", dir.display())),
+    }
 }
 
 /// Removes each directory and any sub-cgroups the container made, deepest first. The caller
@@ -321,6 +335,12 @@ pub fn remove(dirs: &[PathBuf]) -> Result<()> {
 }
 
 fn remove_tree(dir: &Path) -> Result<()> {
+    // Most containers make no sub-cgroups: try the rmdir alone first (EBUSY when there are).
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),

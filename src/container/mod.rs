@@ -298,14 +298,15 @@ impl Container {
     }
 }
 
-/// Empties and removes the container's cgroups. A setup process orphaned by a killed
-/// `create` may join between the kill and the rmdir (EBUSY): then kill and try again.
+/// Empties and removes the container's cgroups. The rmdir comes first: a cgroup with a
+/// process in it refuses (EBUSY), and only then are its processes listed and killed, so the
+/// usual empty cgroup costs no listing. A setup process orphaned by a killed `create` may
+/// join between the kill and the rmdir: then kill and try again.
 pub fn remove_cgroups(dirs: &[PathBuf]) -> Result<()> {
     const ATTEMPTS: u32 = 10;
     for attempt in 1..=ATTEMPTS {
-        kill_cgroup_processes(dirs)?;
         match cgroups::remove(dirs) {
-            Err(e) if attempt < ATTEMPTS && is_busy(&e) => continue,
+            Err(e) if attempt < ATTEMPTS && is_busy(&e) => kill_cgroup_processes(dirs)?,
             r => return r,
         }
     }
