@@ -213,6 +213,9 @@ fn reap_zombies_named(names: &[&str]) {
     }
 }
 
+/// The command names of the engine processes that can end up as children of the test.
+const ENGINE_COMMANDS: &[&str] = &["containerd", "containerd-shim", "conmon", "podman"];
+
 /// Stops every live process mentioning `needle`: TERM, a grace period, then KILL.
 fn stop_processes_mentioning(needle: &str, grace: Duration) {
     let deadline = Instant::now() + grace;
@@ -220,6 +223,9 @@ fn stop_processes_mentioning(needle: &str, grace: Duration) {
     loop {
         let left = processes_mentioning(needle);
         if left.is_empty() {
+            // Engine daemons that exited were reparented to the test process (a subreaper):
+            // collect them rather than leave zombies for the rest of the run.
+            reap_zombies_named(ENGINE_COMMANDS);
             return;
         }
         let sig = if Instant::now() >= deadline {
@@ -236,7 +242,7 @@ fn stop_processes_mentioning(needle: &str, grace: Duration) {
             }
             signalled = true;
         }
-        reap_zombies_named(&["containerd", "containerd-shim", "conmon", "podman"]);
+        reap_zombies_named(ENGINE_COMMANDS);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
