@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod cgroups;
+mod engines;
 mod filesystem;
 mod hooks;
 mod lifecycle;

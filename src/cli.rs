@@ -110,6 +110,8 @@ pub enum Command {
     Update(Box<UpdateArgs>),
     /// Print the container's resource usage, and OOM events, as JSON lines.
     Events(EventsArgs),
+    /// Print what this build of berth supports, as runc's Features JSON.
+    Features,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -24,7 +24,8 @@ use clap::Parser;
 
 use cli::{Cli, Command, DEFAULT_ROOT};
 
-const SPEC_VERSION: &str = "1.2.0";
+/// The runtime-spec version berth implements (`--version`, `features`).
+pub const SPEC_VERSION: &str = "1.2.0";
 
 fn main() {
     let cli = Cli::parse().with_globals_in_create_opts();
@@ -64,6 +65,7 @@ fn main() {
         Command::Ps(a) => commands::ps(&root, a),
         Command::Update(a) => commands::update(&root, a),
         Command::Events(a) => commands::events(&root, a),
+        Command::Features => commands::features(),
     };
     match result {
         Ok(code) => std::process::exit(code),

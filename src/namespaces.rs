@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 /// Order of joining by path: the user namespace first (it decides what the others may do),
 /// the mount namespace last (joining it changes how later paths resolve).
-const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::User,
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,

@@ -104,12 +104,12 @@ pub fn set_personality(p: &LinuxPersonality) -> Result<()> {
         .context("linux.personality: personality")
 }
 
-fn apparmor_enabled() -> bool {
+pub fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|s| s.starts_with('Y'))
 }
 
-fn selinux_enabled() -> bool {
+pub fn selinux_enabled() -> bool {
     std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok()
 }
 

@@ -10,8 +10,84 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
+
+/// `const $name: [$ty; N]` with every variant of `$ty`, and a match that stops compiling when
+/// the enum gains a variant the list lacks, so the lists `berth features` prints stay whole.
+macro_rules! every_variant {
+    ($name:ident, $check:ident, $ty:ident: $($v:ident),+ $(,)?) => {
+        pub const $name: &[$ty] = &[$($ty::$v),+];
+        #[allow(dead_code)]
+        fn $check(x: $ty) {
+            match x {
+                $($ty::$v)|+ => {}
+            }
+        }
+    };
+}
+
+every_variant!(ACTIONS, _all_actions, LinuxSeccompAction:
+    ScmpActKill, ScmpActKillThread, ScmpActKillProcess, ScmpActTrap, ScmpActErrno,
+    ScmpActNotify, ScmpActTrace, ScmpActLog, ScmpActAllow);
+every_variant!(OPERATORS, _all_operators, LinuxSeccompOperator:
+    ScmpCmpNe, ScmpCmpLt, ScmpCmpLe, ScmpCmpEq, ScmpCmpGe, ScmpCmpGt, ScmpCmpMaskedEq);
+every_variant!(FLAGS, _all_flags, LinuxSeccompFilterFlag:
+    SeccompFilterFlagLog, SeccompFilterFlagTsync, SeccompFilterFlagSpecAllow,
+    SeccompFilterFlagWaitKillableRecv);
+every_variant!(SPEC_ARCHS, _all_archs, Arch:
+    ScmpArchNative, ScmpArchX86, ScmpArchX86_64, ScmpArchX32, ScmpArchArm, ScmpArchAarch64,
+    ScmpArchMips, ScmpArchMips64, ScmpArchMips64n32, ScmpArchMipsel, ScmpArchMipsel64,
+    ScmpArchMipsel64n32, ScmpArchPpc, ScmpArchPpc64, ScmpArchPpc64le, ScmpArchS390,
+    ScmpArchS390x, ScmpArchParisc, ScmpArchParisc64, ScmpArchRiscv64, ScmpArchLoongarch64,
+    ScmpArchM68k, ScmpArchSh, ScmpArchSheb);
+
+/// The architectures of the spec that a filter built here can hold: known to the linked
+/// libseccomp and of the native byte order (libseccomp refuses to mix them), each added to a
+/// new filter as `create` adds it. The others fail `create`.
+pub fn known_archs() -> Vec<Arch> {
+    SPEC_ARCHS
+        .iter()
+        .copied()
+        .filter(|a| {
+            let Ok(arch) = ScmpArch::from_str(&spec_name(a)) else {
+                return false;
+            };
+            ScmpFilterContext::new(ScmpAction::Allow)
+                .is_ok_and(|mut ctx| ctx.add_arch(arch).is_ok())
+        })
+        .collect()
+}
+
+/// The filter flags that the linked libseccomp and this kernel accept: each one set on a new
+/// filter the way `create` sets it (libseccomp probes the kernel for the flag).
+pub fn supported_flags() -> Vec<LinuxSeccompFilterFlag> {
+    FLAGS
+        .iter()
+        .copied()
+        .filter(|f| {
+            ScmpFilterContext::new(ScmpAction::Allow)
+                .is_ok_and(|mut ctx| set_flag(&mut ctx, *f).is_ok())
+        })
+        .collect()
+}
+
+fn set_flag(ctx: &mut ScmpFilterContext, flag: LinuxSeccompFilterFlag) -> Result<()> {
+    match flag {
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(drop),
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true).map(drop),
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true).map(drop),
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+            ctx.set_ctl_waitkill(true).map(drop)
+        }
+    }
+    .map_err(|e| match flag {
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+            anyhow::anyhow!("{e} (needs libseccomp 2.6, API level 7, and Linux 5.19)")
+        }
+        _ => e.into(),
+    })
+}
 
 fn action(a: LinuxSeccompAction, errno_ret: Option<u32>) -> ScmpAction {
     let errno = errno_ret.unwrap_or(libc::EPERM as u32);
@@ -45,7 +121,7 @@ fn compare(op: LinuxSeccompOperator, value: u64, value_two: Option<u64>) -> (Scm
 }
 
 /// The spec's name for an enum value (e.g. "SCMP_ARCH_X86_64"), for lookups and messages.
-fn spec_name<T: serde::Serialize>(v: &T) -> String {
+pub fn spec_name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -71,21 +147,8 @@ pub fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             .with_context(|| format!("linux.seccomp.architectures[{i}]: add {name}"))?;
     }
     for flag in seccomp.flags().iter().flatten() {
-        match flag {
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(drop),
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true).map(drop),
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true).map(drop),
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                ctx.set_ctl_waitkill(true).map(drop)
-            }
-        }
-        .map_err(|e| match flag {
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                anyhow::anyhow!("{e} (needs libseccomp 2.6, API level 7, and Linux 5.19)")
-            }
-            _ => e.into(),
-        })
-        .with_context(|| format!("config.json: linux.seccomp.flags: {}", spec_name(flag)))?;
+        set_flag(&mut ctx, *flag)
+            .with_context(|| format!("config.json: linux.seccomp.flags: {}", spec_name(flag)))?;
     }
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
         let act = action(rule.action(), rule.errno_ret());
@@ -256,6 +319,58 @@ mod tests {
                   {"names":["getcwd"],"action":"SCMP_ACT_ALLOW"}]}"#,
         );
         build(&p).unwrap();
+    }
+
+    fn profile_with(arch: Option<Arch>, flag: Option<LinuxSeccompFilterFlag>) -> LinuxSeccomp {
+        let mut p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
+        p.set_architectures(arch.map(|a| vec![a]));
+        p.set_flags(flag.map(|f| vec![f]));
+        p
+    }
+
+    #[test]
+    fn listed_archs_and_flags_are_what_build_accepts() {
+        let known = known_archs();
+        assert!(known.contains(&Arch::ScmpArchX86_64) && known.contains(&Arch::ScmpArchX86));
+        for a in SPEC_ARCHS {
+            let built = build(&profile_with(Some(*a), None));
+            assert_eq!(
+                built.is_ok(),
+                known.contains(a),
+                "{a:?}: build says {:?}",
+                built.err()
+            );
+        }
+        let supported = supported_flags();
+        assert!(supported.contains(&LinuxSeccompFilterFlag::SeccompFilterFlagTsync));
+        for f in FLAGS {
+            let built = build(&profile_with(None, Some(*f)));
+            assert_eq!(
+                built.is_ok(),
+                supported.contains(f),
+                "{f:?}: build says {:?}",
+                built.err()
+            );
+        }
+    }
+
+    #[test]
+    fn every_listed_action_and_operator_builds() {
+        for (i, a) in ACTIONS.iter().enumerate() {
+            let rule = serde_json::json!({"names": ["mkdir"], "action": a, "errnoRet": 1});
+            let p: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent",
+                "syscalls": [rule]}))
+            .unwrap();
+            build(&p).unwrap_or_else(|e| panic!("ACTIONS[{i}] {a:?}: {e:#}"));
+        }
+        for op in OPERATORS {
+            let p: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["personality"],
+                "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "valueTwo": 1, "op": op}]}]}))
+            .unwrap();
+            build(&p).unwrap_or_else(|e| panic!("{op:?}: {e:#}"));
+        }
     }
 
     #[test]

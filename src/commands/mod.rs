@@ -1,10 +1,12 @@
 //! One function per subcommand: look the container up, call the operation, print.
 
 mod cgroup;
+mod features;
 mod run;
 mod spec;
 
 pub use cgroup::{events, pause, ps, resume, update};
+pub use features::features;
 pub use run::run;
 pub use spec::spec;
 

@@ -30,9 +30,9 @@ impl RecursiveAttrs {
     }
 }
 
-/// runc's recursive options: (name, clear?, MOUNT_ATTR bits). The atime ones replace the
-/// whole atime field, as the kernel requires.
-fn recursive(name: &str) -> Option<RecursiveAttrs> {
+/// runc's recursive options: (name, MOUNT_ATTR bits to set, bits to clear). The atime ones
+/// replace the whole atime field, as the kernel requires.
+const RECURSIVE: &[(&str, u64, u64)] = {
     use libc::{
         MOUNT_ATTR_NOATIME as NOATIME, MOUNT_ATTR_NODEV as NODEV,
         MOUNT_ATTR_NODIRATIME as NODIRATIME, MOUNT_ATTR_NOEXEC as NOEXEC,
@@ -40,37 +40,33 @@ fn recursive(name: &str) -> Option<RecursiveAttrs> {
         MOUNT_ATTR_RDONLY as RDONLY, MOUNT_ATTR_RELATIME as RELATIME,
         MOUNT_ATTR_STRICTATIME as STRICTATIME, MOUNT_ATTR__ATIME as ATIME,
     };
-    let set = |bits| RecursiveAttrs {
-        set: bits,
-        clear: 0,
-    };
-    let clear = |bits| RecursiveAttrs {
-        set: 0,
-        clear: bits,
-    };
-    let atime = |bits| RecursiveAttrs {
-        set: bits,
-        clear: ATIME,
-    };
-    Some(match name {
-        "rro" => set(RDONLY),
-        "rrw" => clear(RDONLY),
-        "rnosuid" => set(NOSUID),
-        "rsuid" => clear(NOSUID),
-        "rnodev" => set(NODEV),
-        "rdev" => clear(NODEV),
-        "rnoexec" => set(NOEXEC),
-        "rexec" => clear(NOEXEC),
-        "rnodiratime" => set(NODIRATIME),
-        "rdiratime" => clear(NODIRATIME),
-        "rnosymfollow" => set(NOSYMFOLLOW),
-        "rsymfollow" => clear(NOSYMFOLLOW),
-        "rrelatime" => atime(RELATIME),
-        "rnoatime" => atime(NOATIME),
-        "rstrictatime" => atime(STRICTATIME),
-        "ratime" | "rnorelatime" | "rnostrictatime" => atime(RELATIME),
-        _ => return None,
-    })
+    &[
+        ("rro", RDONLY, 0),
+        ("rrw", 0, RDONLY),
+        ("rnosuid", NOSUID, 0),
+        ("rsuid", 0, NOSUID),
+        ("rnodev", NODEV, 0),
+        ("rdev", 0, NODEV),
+        ("rnoexec", NOEXEC, 0),
+        ("rexec", 0, NOEXEC),
+        ("rnodiratime", NODIRATIME, 0),
+        ("rdiratime", 0, NODIRATIME),
+        ("rnosymfollow", NOSYMFOLLOW, 0),
+        ("rsymfollow", 0, NOSYMFOLLOW),
+        ("rrelatime", RELATIME, ATIME),
+        ("rnoatime", NOATIME, ATIME),
+        ("rstrictatime", STRICTATIME, ATIME),
+        ("ratime", RELATIME, ATIME),
+        ("rnorelatime", RELATIME, ATIME),
+        ("rnostrictatime", RELATIME, ATIME),
+    ]
+};
+
+fn recursive(name: &str) -> Option<RecursiveAttrs> {
+    RECURSIVE
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, set, clear)| RecursiveAttrs { set, clear })
 }
 
 impl MountOptions {
@@ -84,7 +80,51 @@ impl MountOptions {
     }
 }
 
-const MS_NOSYMFOLLOW: u64 = 256;
+const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
+
+/// The options that set (`false`) or clear (`true`) a mount(2) flag.
+const FLAGS: &[(&str, bool, MsFlags)] = &[
+    ("defaults", false, MsFlags::empty()),
+    ("ro", false, MsFlags::MS_RDONLY),
+    ("rw", true, MsFlags::MS_RDONLY),
+    ("suid", true, MsFlags::MS_NOSUID),
+    ("nosuid", false, MsFlags::MS_NOSUID),
+    ("dev", true, MsFlags::MS_NODEV),
+    ("nodev", false, MsFlags::MS_NODEV),
+    ("exec", true, MsFlags::MS_NOEXEC),
+    ("noexec", false, MsFlags::MS_NOEXEC),
+    ("sync", false, MsFlags::MS_SYNCHRONOUS),
+    ("async", true, MsFlags::MS_SYNCHRONOUS),
+    ("dirsync", false, MsFlags::MS_DIRSYNC),
+    ("remount", false, MsFlags::MS_REMOUNT),
+    ("mand", false, MsFlags::MS_MANDLOCK),
+    ("nomand", true, MsFlags::MS_MANDLOCK),
+    ("atime", true, MsFlags::MS_NOATIME),
+    ("noatime", false, MsFlags::MS_NOATIME),
+    ("diratime", true, MsFlags::MS_NODIRATIME),
+    ("nodiratime", false, MsFlags::MS_NODIRATIME),
+    ("relatime", false, MsFlags::MS_RELATIME),
+    ("norelatime", true, MsFlags::MS_RELATIME),
+    ("strictatime", false, MsFlags::MS_STRICTATIME),
+    ("nostrictatime", true, MsFlags::MS_STRICTATIME),
+    ("nosymfollow", false, MS_NOSYMFOLLOW),
+    ("symfollow", true, MS_NOSYMFOLLOW),
+    ("bind", false, MsFlags::MS_BIND),
+    ("rbind", false, MsFlags::MS_BIND.union(MsFlags::MS_REC)),
+];
+
+/// berth's own option (not a mount(2) flag): a tmpfs starts with a copy of its destination.
+const TMPCOPYUP: &str = "tmpcopyup";
+
+/// Every option name berth interprets itself (anything else is filesystem data), for
+/// `berth features`.
+pub fn known() -> Vec<&'static str> {
+    let mut names: Vec<&str> = FLAGS.iter().map(|(n, _, _)| *n).collect();
+    names.extend(PROPAGATION.iter().map(|(n, _)| *n));
+    names.extend(RECURSIVE.iter().map(|(n, _, _)| *n));
+    names.push(TMPCOPYUP);
+    names
+}
 
 /// Parses `options`; `clear` options (rw, suid, ...) cancel flags set before them.
 pub fn parse(options: &[String]) -> MountOptions {
@@ -97,73 +137,44 @@ pub fn parse(options: &[String]) -> MountOptions {
     };
     let mut data = Vec::new();
     for opt in options {
-        let (clear, flag) = match opt.as_str() {
-            "defaults" => (false, MsFlags::empty()),
-            "ro" => (false, MsFlags::MS_RDONLY),
-            "rw" => (true, MsFlags::MS_RDONLY),
-            "suid" => (true, MsFlags::MS_NOSUID),
-            "nosuid" => (false, MsFlags::MS_NOSUID),
-            "dev" => (true, MsFlags::MS_NODEV),
-            "nodev" => (false, MsFlags::MS_NODEV),
-            "exec" => (true, MsFlags::MS_NOEXEC),
-            "noexec" => (false, MsFlags::MS_NOEXEC),
-            "sync" => (false, MsFlags::MS_SYNCHRONOUS),
-            "async" => (true, MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (false, MsFlags::MS_DIRSYNC),
-            "remount" => (false, MsFlags::MS_REMOUNT),
-            "mand" => (false, MsFlags::MS_MANDLOCK),
-            "nomand" => (true, MsFlags::MS_MANDLOCK),
-            "atime" => (true, MsFlags::MS_NOATIME),
-            "noatime" => (false, MsFlags::MS_NOATIME),
-            "diratime" => (true, MsFlags::MS_NODIRATIME),
-            "nodiratime" => (false, MsFlags::MS_NODIRATIME),
-            "relatime" => (false, MsFlags::MS_RELATIME),
-            "norelatime" => (true, MsFlags::MS_RELATIME),
-            "strictatime" => (false, MsFlags::MS_STRICTATIME),
-            "nostrictatime" => (true, MsFlags::MS_STRICTATIME),
-            "nosymfollow" => (false, MsFlags::from_bits_retain(MS_NOSYMFOLLOW)),
-            "symfollow" => (true, MsFlags::from_bits_retain(MS_NOSYMFOLLOW)),
-            "bind" => (false, MsFlags::MS_BIND),
-            "rbind" => (false, MsFlags::MS_BIND | MsFlags::MS_REC),
-            "tmpcopyup" => {
-                out.tmpcopyup = true;
-                continue;
+        if let Some(&(_, clear, flag)) = FLAGS.iter().find(|(n, _, _)| n == opt) {
+            if clear {
+                out.flags.remove(flag);
+            } else {
+                out.flags.insert(flag);
             }
-            other => {
-                if let Some(p) = propagation(other) {
-                    out.propagation.push(p);
-                } else if let Some(r) = recursive(other) {
-                    out.recursive.set = (out.recursive.set & !r.clear) | r.set;
-                    out.recursive.clear = (out.recursive.clear & !r.set) | r.clear;
-                } else {
-                    data.push(other.to_string());
-                }
-                continue;
-            }
-        };
-        if clear {
-            out.flags.remove(flag);
+        } else if opt == TMPCOPYUP {
+            out.tmpcopyup = true;
+        } else if let Some(p) = propagation(opt) {
+            out.propagation.push(p);
+        } else if let Some(r) = recursive(opt) {
+            out.recursive.set = (out.recursive.set & !r.clear) | r.set;
+            out.recursive.clear = (out.recursive.clear & !r.set) | r.clear;
         } else {
-            out.flags.insert(flag);
+            data.push(opt.to_string());
         }
     }
     out.data = data.join(",");
     out
 }
 
+const PROPAGATION: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
 /// The mount(2) flags of a propagation option (`rslave`, `private`, ...).
 pub fn propagation(name: &str) -> Option<MsFlags> {
-    Some(match name {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, flags)| flags)
 }
 
 #[cfg(test)]
@@ -205,6 +216,33 @@ mod tests {
     #[test]
     fn unknown_options_are_filesystem_data() {
         assert_eq!(p(&["size=1m", "bogus"]).data, "size=1m,bogus");
+    }
+
+    #[test]
+    fn every_known_option_is_interpreted_not_passed_as_data() {
+        let known = known();
+        for name in &known {
+            let o = p(&[name]);
+            assert_eq!(o.data, "", "{name} fell through to filesystem data");
+            let did_something = !o.flags.is_empty()
+                || !o.propagation.is_empty()
+                || !o.recursive.is_empty()
+                || o.tmpcopyup
+                // options that clear a flag (and "defaults") show after one that sets it
+                || p(&["ro", "nosuid", "nodev", "noexec", "sync", "mand", "noatime", "nodiratime",
+                       "relatime", "strictatime", "nosymfollow", name]).flags
+                    != p(&["ro", "nosuid", "nodev", "noexec", "sync", "mand", "noatime",
+                           "nodiratime", "relatime", "strictatime", "nosymfollow"]).flags
+                || *name == "defaults";
+            assert!(did_something, "{name} is listed but changes nothing");
+        }
+        let mut sorted = known.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), known.len(), "an option is listed twice");
+        assert!(
+            known.contains(&"rro") && known.contains(&"rslave") && known.contains(&"tmpcopyup")
+        );
     }
 
     #[test]

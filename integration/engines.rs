@@ -1,0 +1,1061 @@
+//! Real engines driving berth: containerd (`ctr` through containerd-shim-runc-v2) and podman
+//! (through conmon), each started privately per test (own root, state, socket, storage,
+//! cgroup parent) on a busybox image made locally by hack/make-image.sh, and torn down by a
+//! Drop guard even when the test fails. A test skips, saying so, only when the engine's
+//! binaries are not installed.
+//!
+//! TODO(exec): scenarios left for when exec, terminals and hooks land (another branch):
+//! - `ctr task exec` (plain and `--tty`), `ctr run -t`
+//! - `podman exec` (plain, `-it`, `--user`, `--workdir`), `podman run -it`, `podman attach`
+//! - `podman healthcheck run` (it runs an exec)
+//! - OCI hooks: `podman --hooks-dir` with a prestart/poststop hook, hooks in a containerd spec
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::harness::*;
+
+/// One engine test at a time: they share host paths that the engines hard-code
+/// (/run/containerd/s for shim sockets, /run/berth for podman, /var/lib/containers/cache),
+/// which each guard removes again when it created them.
+fn engine_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The installed binary `name`, or None.
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+/// Returns early from the test, saying why, when an engine binary is missing.
+macro_rules! require_binaries {
+    ($($name:expr),+) => {
+        for name in [$($name),+] {
+            if find_binary(name).is_none() {
+                eprintln!("SKIPPED: {name} is not installed (apt-get install containerd podman conmon)");
+                return;
+            }
+        }
+    };
+}
+
+/// The busybox image as a docker-archive tarball, made once per test run.
+fn image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let tar = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-busybox-image.tar");
+        if !tar.exists() {
+            let tmp = tar.with_extension(format!("tmp{}", std::process::id()));
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/make-image.sh");
+            let st = Command::new(script)
+                .arg(&tmp)
+                .arg(IMAGE)
+                .status()
+                .expect("run hack/make-image.sh");
+            assert!(st.success(), "hack/make-image.sh failed");
+            fs::rename(&tmp, &tar).unwrap();
+        }
+        tar
+    })
+}
+
+const IMAGE: &str = "localhost/berth-busybox:latest";
+
+fn out_text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    )
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed: {}", out_text(out));
+}
+
+/// Waits until `f` is true, or fails naming `what`.
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The directory of `pid`'s cgroup in the hierarchy holding `controller` (v1), else in the
+/// cgroup2 hierarchy.
+fn host_cgroup_dir(pid: i32, controller: &str) -> PathBuf {
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mount_of = |v2: bool| {
+        mountinfo.lines().find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let post: Vec<&str> = post.split(' ').collect();
+            let ok = if v2 {
+                post[0] == "cgroup2"
+            } else {
+                post[0] == "cgroup" && post.get(2)?.split(',').any(|o| o == controller)
+            };
+            ok.then(|| PathBuf::from(pre.split(' ').nth(4).unwrap()))
+        })
+    };
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        if ctrls.split(',').any(|c| c == controller) {
+            return mount_of(false).unwrap().join(path.trim_start_matches('/'));
+        }
+    }
+    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    mount_of(true).unwrap().join(path.trim_start_matches('/'))
+}
+
+fn is_v1(controller: &str) -> bool {
+    fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .any(|l| {
+            l.split(':')
+                .nth(1)
+                .unwrap_or("")
+                .split(',')
+                .any(|c| c == controller)
+        })
+}
+
+/// The host's view of the container's memory limit, pids limit and freezer state.
+fn memory_limit(pid: i32) -> String {
+    let dir = host_cgroup_dir(pid, "memory");
+    let file = if is_v1("memory") {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    fs::read_to_string(dir.join(file))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn pids_limit(pid: i32) -> String {
+    let dir = host_cgroup_dir(pid, "pids");
+    fs::read_to_string(dir.join("pids.max"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn frozen(pid: i32) -> bool {
+    let dir = host_cgroup_dir(pid, "freezer");
+    if is_v1("freezer") {
+        fs::read_to_string(dir.join("freezer.state"))
+            .unwrap()
+            .trim()
+            == "FROZEN"
+    } else {
+        fs::read_to_string(dir.join("cgroup.events"))
+            .unwrap()
+            .contains("frozen 1")
+    }
+}
+
+/// Live processes whose command line mentions `needle` (an engine's private directory).
+fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me || !alive(pid) {
+            continue;
+        }
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if args.contains(needle) {
+            found.push((pid, args));
+        }
+    }
+    found
+}
+
+/// Reaps zombies of ours (engine daemons reparented to the test process, a subreaper) whose
+/// command name is one of `names`.
+fn reap_zombies_named(names: &[&str]) {
+    let me = std::process::id().to_string();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let Some((pid, comm)) = head.split_once(" (") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        if fields.len() > 1 && fields[0] == "Z" && fields[1] == me && names.contains(&comm) {
+            reap(pid.parse().unwrap());
+        }
+    }
+}
+
+/// The command names of the engine processes that can end up as children of the test.
+const ENGINE_COMMANDS: &[&str] = &["containerd", "containerd-shim", "conmon", "podman"];
+
+/// Stops every live process mentioning `needle`: TERM, a grace period, then KILL.
+fn stop_processes_mentioning(needle: &str, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    let mut signalled = false;
+    loop {
+        let left = processes_mentioning(needle);
+        if left.is_empty() {
+            // Engine daemons that exited were reparented to the test process (a subreaper):
+            // collect them rather than leave zombies for the rest of the run.
+            reap_zombies_named(ENGINE_COMMANDS);
+            return;
+        }
+        let sig = if Instant::now() >= deadline {
+            libc::SIGKILL
+        } else if !signalled {
+            libc::SIGTERM
+        } else {
+            0
+        };
+        if sig != 0 {
+            for (pid, _) in &left {
+                // SAFETY: kill(2) on a pid we just saw; at worst it is gone (ESRCH).
+                unsafe { libc::kill(*pid, sig) };
+            }
+            signalled = true;
+        }
+        reap_zombies_named(ENGINE_COMMANDS);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Unmounts (lazily) whatever is still mounted under `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let dir = dir.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let c = std::ffi::CString::new(p).unwrap();
+        // SAFETY: umount2 with a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Removes cgroup directory `rel` (and what is under it) from every hierarchy.
+fn remove_cgroup_tree(rel: &str) {
+    fn rm(dir: &Path) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(dir);
+    }
+    for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = h.path().join(rel.trim_start_matches('/'));
+        if dir.is_dir() {
+            rm(&dir);
+        }
+    }
+    // A pure cgroup2 host has the tree at the top.
+    let top = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+    if top.is_dir() {
+        rm(&top);
+    }
+}
+
+fn cgroup_tree_exists(rel: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = h.path().join(rel.trim_start_matches('/'));
+        if dir.is_dir() {
+            found.push(dir);
+        }
+    }
+    found
+}
+
+/// Removes `dir` at the end when it did not exist at the start (and is then empty, or holds
+/// only what an engine put there for this test).
+struct CreatedDir {
+    dir: PathBuf,
+    existed: bool,
+}
+
+impl CreatedDir {
+    fn note(dir: &str) -> CreatedDir {
+        CreatedDir {
+            dir: PathBuf::from(dir),
+            existed: Path::new(dir).exists(),
+        }
+    }
+
+    fn clean(&self, whole: bool) {
+        if self.existed {
+            return;
+        }
+        if whole {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            let _ = fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// containerd
+
+struct Containerd {
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+    ns: String,
+    daemon: Option<Child>,
+    run_containerd: CreatedDir,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        require_root();
+        let lock = engine_lock();
+        let run_containerd = CreatedDir::note("/run/containerd");
+        let dir = tempfile::Builder::new()
+            .prefix("berth-containerd-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        let sock = d.join("containerd.sock");
+        // Only what `ctr run` needs: no CRI (it wants CNI and a network), no snapshotters
+        // that need special filesystems, no tracing or metrics endpoints.
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[metrics]
+  address = ""
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = sock.display(),
+        );
+        fs::write(d.join("config.toml"), config).unwrap();
+        let log = fs::File::create(d.join("containerd.log")).unwrap();
+        let daemon = Command::new(find_binary("containerd").unwrap())
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let ns = format!("berth-test-{}-{}", std::process::id(), unique_id("ns"));
+        let c = Containerd {
+            dir,
+            sock,
+            ns,
+            daemon: Some(daemon),
+            run_containerd,
+            _lock: lock,
+        };
+        wait_for("containerd to answer", Duration::from_secs(20), || {
+            c.ctr(&["version"]).status.success()
+        });
+        let out = c.ctr(&[
+            "images",
+            "import",
+            "--snapshotter",
+            "native",
+            image_tar().to_str().unwrap(),
+        ]);
+        assert_ok(&out, "ctr images import");
+        c
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new(find_binary("ctr").unwrap())
+            .arg("--address")
+            .arg(&self.sock)
+            .args(["-n", &self.ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ctr")
+    }
+
+    /// The shim's `--root` for berth: `<runc-root>/<namespace>`.
+    fn berth_root(&self) -> PathBuf {
+        self.dir.path().join("runc").join(&self.ns)
+    }
+
+    /// `ctr run` with berth as the shim's runc, everything private to this test.
+    fn run(&self, opts: &[&str], id: &str, args: &[&str]) -> Output {
+        let runc_root = self.dir.path().join("runc");
+        let fifo = self.dir.path().join("fifo");
+        let mut a: Vec<&str> = vec![
+            "run",
+            "--snapshotter",
+            "native",
+            "--runc-binary",
+            BERTH,
+            "--runc-root",
+            runc_root.to_str().unwrap(),
+            "--fifo-dir",
+            fifo.to_str().unwrap(),
+        ];
+        a.extend_from_slice(opts);
+        a.push(IMAGE);
+        a.push(id);
+        a.extend_from_slice(args);
+        self.ctr(&a)
+    }
+
+    /// STATUS of task `id` in `ctr task ls`.
+    fn task_status(&self, id: &str) -> String {
+        let out = self.ctr(&["task", "ls"]);
+        assert_ok(&out, "ctr task ls");
+        stdout(&out)
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&id)).then(|| f[2].to_string())
+            })
+            .unwrap_or_default()
+    }
+
+    fn task_pid(&self, id: &str) -> i32 {
+        let out = self.ctr(&["task", "ls"]);
+        stdout(&out)
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&id)).then(|| f[1].parse().unwrap())
+            })
+            .unwrap()
+    }
+
+    /// A detached task running `script` under sh, with the given `ctr run` options.
+    fn run_detached(&self, opts: &[&str], id: &str, script: &str) -> i32 {
+        let mut o = vec!["-d"];
+        o.extend_from_slice(opts);
+        let out = self.run(&o, id, &["sh", "-c", script]);
+        assert_ok(&out, "ctr run -d");
+        wait_for("the task to run", Duration::from_secs(10), || {
+            self.task_status(id) == "RUNNING"
+        });
+        self.task_pid(id)
+    }
+
+    /// Deletes task and container `id` and returns what `ctr task delete` said (it reports a
+    /// non-zero exit code as a warning).
+    fn delete(&self, id: &str) -> Output {
+        wait_for("the task to stop", Duration::from_secs(10), || {
+            self.task_status(id) == "STOPPED"
+        });
+        let out = self.ctr(&["task", "delete", id]);
+        assert_ok(&out, "ctr task delete");
+        assert_ok(
+            &self.ctr(&["containers", "delete", id]),
+            "ctr containers delete",
+        );
+        out
+    }
+
+    /// Nothing of container `id` left: berth state, cgroup, mount, process.
+    fn assert_nothing_left(&self, id: &str) {
+        let root = self.berth_root();
+        let left: Vec<_> = fs::read_dir(&root)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "berth's root {root:?} still holds {left:?}"
+        );
+        let cg = cgroup_dirs_named(id);
+        assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
+        assert!(m.is_empty(), "mounts of {id} left: {m:?}");
+        assert_no_process_of(id);
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Tasks and containers first, while containerd and the shims are up.
+        if let Some(out) = self
+            .daemon
+            .as_ref()
+            .map(|_| self.ctr(&["task", "ls", "-q"]))
+        {
+            for id in stdout(&out).lines() {
+                let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                let _ = self.ctr(&["task", "delete", "--force", id]);
+            }
+            for id in stdout(&self.ctr(&["containers", "ls", "-q"])).lines() {
+                let _ = self.ctr(&["containers", "delete", id]);
+            }
+        }
+        if let Some(mut d) = self.daemon.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        // Shims mention the private socket path in their arguments.
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        stop_processes_mentioning(&dir, Duration::from_secs(5));
+        // Whatever berth still holds (a failed test), then the namespace's parent cgroup
+        // that containerd makes for `/<namespace>/<id>`.
+        let root = self.berth_root();
+        if let Ok(entries) = fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let _ = Command::new(BERTH)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force"])
+                    .arg(e.file_name())
+                    .output();
+            }
+        }
+        unmount_under(self.dir.path());
+        remove_cgroup_tree(&self.ns);
+        // The shim's socket directory is hard-coded under /run/containerd.
+        let _ = fs::remove_dir(Path::new("/run/containerd/s"));
+        self.run_containerd.clean(false);
+        if !std::thread::panicking() {
+            let left = processes_mentioning(&dir);
+            assert!(left.is_empty(), "engine processes left: {left:?}");
+            let cg = cgroup_tree_exists(&self.ns);
+            assert!(cg.is_empty(), "cgroups left: {cg:?}");
+        }
+    }
+}
+
+#[test]
+fn features_prints_what_containerd_reads() {
+    // As containerd calls it: no global flags at all.
+    let out = Command::new(BERTH)
+        .arg("features")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&out, "berth features");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("features prints JSON");
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    assert!(v["ociVersionMax"].as_str().unwrap().starts_with("1."));
+    let opts: Vec<&str> = v["mountOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    // containerd's CRI checks for "rro" before asking for recursive read-only mounts.
+    assert!(opts.contains(&"rro") && opts.contains(&"rbind"), "{opts:?}");
+    assert!(v["hooks"].is_array());
+    let linux = &v["linux"];
+    assert!(linux["namespaces"].as_array().unwrap().len() == 8);
+    assert!(linux["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("CAP_SYS_ADMIN")));
+    assert_eq!(linux["seccomp"]["enabled"], true);
+    assert!(linux["seccomp"]["supportedFlags"].is_array());
+    assert!(linux["mountExtensions"]["idmap"]["enabled"].is_boolean());
+    assert!(linux["cgroup"]["v2"].is_boolean());
+}
+
+#[test]
+fn containerd_runs_with_output_and_exit_status() {
+    require_binaries!("containerd", "ctr", "containerd-shim-runc-v2");
+    let ctd = Containerd::start();
+    let id = unique_id("ctd-run");
+    let out = ctd.run(&["--rm"], &id, &["sh", "-c", "echo hi; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", out_text(&out));
+    assert_eq!(stdout(&out).trim(), "hi");
+    ctd.assert_nothing_left(&id);
+}
+
+#[test]
+fn containerd_kill_term_and_kill_with_exit_status() {
+    require_binaries!("containerd", "ctr", "containerd-shim-runc-v2");
+    let ctd = Containerd::start();
+    // PID 1 has no default action for TERM: the trap shows it arrived.
+    let id = unique_id("ctd-term");
+    ctd.run_detached(
+        &[],
+        &id,
+        "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+    );
+    assert_ok(&ctd.ctr(&["task", "kill", &id]), "ctr task kill");
+    let out = ctd.delete(&id);
+    assert!(stderr(&out).contains("exit code 7"), "{}", out_text(&out));
+    ctd.assert_nothing_left(&id);
+
+    let id = unique_id("ctd-kill");
+    let pid = ctd.run_detached(&[], &id, "trap '' TERM; while true; do sleep 0.1; done");
+    assert_ok(
+        &ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]),
+        "ctr task kill -s SIGKILL",
+    );
+    let out = ctd.delete(&id);
+    assert!(stderr(&out).contains("exit code 137"), "{}", out_text(&out));
+    assert!(!alive(pid));
+    ctd.assert_nothing_left(&id);
+}
+
+#[test]
+fn containerd_ps_pause_resume_and_metrics() {
+    require_binaries!("containerd", "ctr", "containerd-shim-runc-v2");
+    let ctd = Containerd::start();
+    let id = unique_id("ctd-pause");
+    let pid = ctd.run_detached(
+        &["--memory-limit", "67108864"],
+        &id,
+        "sleep 1000 & while true; do sleep 0.1; done",
+    );
+
+    // ps: init and the backgrounded sleep, by host pid.
+    let out = ctd.ctr(&["task", "ps", &id]);
+    assert_ok(&out, "ctr task ps");
+    let pids: Vec<i32> = stdout(&out)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(pids.contains(&pid), "init {pid} not in {pids:?}");
+    assert!(pids.len() >= 2, "{pids:?}");
+
+    assert_eq!(memory_limit(pid), "67108864");
+
+    // metrics: containerd reads the cgroup itself; the pid count is the container's.
+    let out = ctd.ctr(&["task", "metrics", &id]);
+    assert_ok(&out, "ctr task metrics");
+    let metrics = stdout(&out);
+    let current: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pids.current"))
+        .unwrap_or_else(|| panic!("no pids.current in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (2..=3).contains(&current),
+        "pids.current {current}: {metrics}"
+    );
+    assert!(
+        metrics.contains("67108864"),
+        "memory limit not in {metrics}"
+    );
+
+    assert_ok(&ctd.ctr(&["task", "pause", &id]), "ctr task pause");
+    assert_eq!(ctd.task_status(&id), "PAUSED");
+    assert!(frozen(pid), "the host's freezer does not show it frozen");
+    assert_ok(&ctd.ctr(&["task", "resume", &id]), "ctr task resume");
+    assert_eq!(ctd.task_status(&id), "RUNNING");
+    assert!(!frozen(pid));
+
+    assert_ok(
+        &ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]),
+        "ctr task kill",
+    );
+    ctd.delete(&id);
+    ctd.assert_nothing_left(&id);
+}
+
+#[test]
+fn containerd_read_only_rootfs() {
+    require_binaries!("containerd", "ctr", "containerd-shim-runc-v2");
+    let ctd = Containerd::start();
+    let script = "touch /written && echo wrote; exit 0";
+    let id = unique_id("ctd-rw");
+    let out = ctd.run(&["--rm"], &id, &["sh", "-c", script]);
+    assert_ok(&out, "writable run");
+    assert_eq!(stdout(&out).trim(), "wrote");
+    let id = unique_id("ctd-ro");
+    let out = ctd.run(&["--rm", "--read-only"], &id, &["sh", "-c", script]);
+    assert_ok(&out, "read-only run");
+    assert!(
+        stderr(&out).contains("Read-only file system") && !stdout(&out).contains("wrote"),
+        "{}",
+        out_text(&out)
+    );
+    ctd.assert_nothing_left(&id);
+}
+
+#[test]
+fn containerd_shows_berths_error_when_a_container_cannot_start() {
+    require_binaries!("containerd", "ctr", "containerd-shim-runc-v2");
+    let ctd = Containerd::start();
+    let id = unique_id("ctd-fail");
+    let out = ctd.run(&["--rm"], &id, &["/nonexistent"]);
+    assert!(!out.status.success());
+    // berth's own error line, passed on through log.json by the shim.
+    assert!(
+        stderr(&out).contains(
+            r#"process.args[0]: exec "/nonexistent": no such executable file in the container"#
+        ),
+        "{}",
+        out_text(&out)
+    );
+    ctd.assert_nothing_left(&id);
+}
+
+// ---------------------------------------------------------------------------------------
+// podman
+
+struct Podman {
+    dir: tempfile::TempDir,
+    cgroup_parent: String,
+    run_berth: CreatedDir,
+    var_lib_containers: CreatedDir,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Podman {
+    fn start() -> Podman {
+        require_root();
+        let lock = engine_lock();
+        let p = Podman {
+            dir: tempfile::Builder::new()
+                .prefix("berth-podman-")
+                .tempdir()
+                .unwrap(),
+            cgroup_parent: format!("/{}", unique_id("podman")),
+            // podman passes no --root, so berth keeps its state in /run/berth; and podman
+            // keeps a blob cache in /var/lib/containers whatever --root says.
+            run_berth: CreatedDir::note("/run/berth"),
+            var_lib_containers: CreatedDir::note("/var/lib/containers"),
+            _lock: lock,
+        };
+        let out = p.podman(&["load", "-i", image_tar().to_str().unwrap()]);
+        assert_ok(&out, "podman load");
+        p
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        let d = self.dir.path();
+        Command::new(find_binary("podman").unwrap())
+            .arg("--runtime")
+            .arg(BERTH)
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podman")
+    }
+
+    /// `podman run` with no network, this test's cgroup parent and the extra `opts`.
+    /// Podman asks, as root, for RLIMIT_NOFILE and RLIMIT_NPROC of 1048576; this machine's
+    /// bounding set lacks CAP_SYS_RESOURCE, so no runtime can raise a hard limit that far
+    /// (runc fails the same way): the tests ask for lower limits.
+    fn run(&self, opts: &[&str], args: &[&str]) -> Output {
+        let mut a = vec![
+            "run",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &self.cgroup_parent,
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+        ];
+        a.extend_from_slice(opts);
+        a.push(IMAGE);
+        a.extend_from_slice(args);
+        self.podman(&a)
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> String {
+        let out = self.podman(&["inspect", "--format", format, name]);
+        assert_ok(&out, "podman inspect");
+        stdout(&out).trim().to_string()
+    }
+
+    /// A detached container running `script`; returns its id and host pid.
+    fn run_detached(&self, opts: &[&str], name: &str, script: &str) -> (String, i32) {
+        let mut o = vec!["-d", "--name", name];
+        o.extend_from_slice(opts);
+        let out = self.run(&o, &["sh", "-c", script]);
+        assert_ok(&out, "podman run -d");
+        let id = stdout(&out).trim().to_string();
+        let pid = self.inspect(name, "{{.State.Pid}}").parse().unwrap();
+        (id, pid)
+    }
+
+    /// Nothing of container `id` left: berth state in /run/berth, cgroup, mount, process.
+    fn assert_nothing_left(&self, id: &str) {
+        assert!(
+            !Path::new("/run/berth").join(id).exists(),
+            "berth state /run/berth/{id} left"
+        );
+        let cg = cgroup_dirs_named(&format!("libpod-{id}"));
+        assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
+        assert!(m.is_empty(), "mounts of {id} left: {m:?}");
+        assert_no_process_of(id);
+    }
+
+    fn rm(&self, name: &str) {
+        assert_ok(&self.podman(&["rm", "--force", name]), "podman rm");
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let out = self.podman(&["ps", "--all", "--quiet", "--no-trunc"]);
+        let ids: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+        let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]);
+        // conmon and podman's cleanup processes mention the private directories.
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        stop_processes_mentioning(&dir, Duration::from_secs(5));
+        for id in &ids {
+            let _ = Command::new(BERTH).args(["delete", "--force", id]).output();
+        }
+        unmount_under(self.dir.path());
+        remove_cgroup_tree(&self.cgroup_parent);
+        self.run_berth.clean(false);
+        self.var_lib_containers.clean(true);
+        if !std::thread::panicking() {
+            let left = processes_mentioning(&dir);
+            assert!(left.is_empty(), "engine processes left: {left:?}");
+            let cg = cgroup_tree_exists(&self.cgroup_parent);
+            assert!(cg.is_empty(), "cgroups left: {cg:?}");
+            for id in &ids {
+                assert!(!Path::new("/run/berth").join(id).exists());
+            }
+        }
+    }
+}
+
+#[test]
+fn podman_run_output_exit_status_and_rm() {
+    require_binaries!("podman", "conmon");
+    let pod = Podman::start();
+    let cidfile = pod.dir.path().join("cid");
+    let out = pod.run(
+        &["--rm", "--cidfile", cidfile.to_str().unwrap()],
+        &["sh", "-c", "echo hi; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", out_text(&out));
+    assert_eq!(stdout(&out).trim(), "hi");
+    let id = fs::read_to_string(&cidfile).unwrap().trim().to_string();
+    let all = pod.podman(&["ps", "--all", "--quiet"]);
+    assert_eq!(stdout(&all).trim(), "", "--rm left a container");
+    pod.assert_nothing_left(&id);
+}
+
+#[test]
+fn podman_stop_and_kill() {
+    require_binaries!("podman", "conmon");
+    let pod = Podman::start();
+    let (id, _) = pod.run_detached(
+        &[],
+        "stopme",
+        "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+    );
+    assert_ok(&pod.podman(&["stop", "--time", "20", "stopme"]), "stop");
+    assert_eq!(pod.inspect("stopme", "{{.State.ExitCode}}"), "7");
+    pod.rm("stopme");
+    pod.assert_nothing_left(&id);
+
+    let (id, pid) = pod.run_detached(
+        &[],
+        "killme",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    );
+    assert_ok(&pod.podman(&["kill", "--signal", "KILL", "killme"]), "kill");
+    wait_for("the container to exit", Duration::from_secs(10), || {
+        pod.inspect("killme", "{{.State.Status}}") == "exited"
+    });
+    assert_eq!(pod.inspect("killme", "{{.State.ExitCode}}"), "137");
+    assert!(!alive(pid));
+    pod.rm("killme");
+    pod.assert_nothing_left(&id);
+}
+
+#[test]
+fn podman_pause_unpause_and_limits() {
+    require_binaries!("podman", "conmon");
+    let pod = Podman::start();
+    let (id, pid) = pod.run_detached(
+        &["--memory", "64m", "--pids-limit", "50"],
+        "limited",
+        "while true; do sleep 0.1; done",
+    );
+    assert_eq!(memory_limit(pid), "67108864");
+    assert_eq!(pids_limit(pid), "50");
+
+    assert_ok(&pod.podman(&["pause", "limited"]), "pause");
+    assert_eq!(pod.inspect("limited", "{{.State.Status}}"), "paused");
+    assert!(frozen(pid), "the host's freezer does not show it frozen");
+    // berth's own view, from the root podman leaves to it.
+    let state = Command::new(BERTH).args(["state", &id]).output().unwrap();
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["status"], "paused");
+    assert_ok(&pod.podman(&["unpause", "limited"]), "unpause");
+    assert_eq!(pod.inspect("limited", "{{.State.Status}}"), "running");
+    assert!(!frozen(pid));
+
+    pod.rm("limited");
+    pod.assert_nothing_left(&id);
+}
+
+#[test]
+fn podman_read_only_user_caps_hostname() {
+    require_binaries!("podman", "conmon");
+    let pod = Podman::start();
+    // --read-only: the root refuses writes; podman's tmpfs on /tmp takes them.
+    let out = pod.run(
+        &["--rm", "--read-only"],
+        &[
+            "sh",
+            "-c",
+            "touch /x 2>&1; echo root=$?; touch /tmp/y && echo tmp=$?",
+        ],
+    );
+    assert_ok(&out, "read-only run");
+    let text = stdout(&out);
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(text.contains("root=1") && text.contains("tmp=0"), "{text}");
+
+    let out = pod.run(
+        &["--rm", "--user", "65534:65534"],
+        &["sh", "-c", "id -u; id -g"],
+    );
+    assert_ok(&out, "--user run");
+    assert_eq!(
+        stdout(&out).split_whitespace().collect::<Vec<_>>(),
+        ["65534", "65534"]
+    );
+
+    let caps = "grep CapEff /proc/self/status";
+    let out = pod.run(&["--rm"], &["sh", "-c", caps]);
+    assert_ok(&out, "default caps run");
+    assert!(
+        !stdout(&out).contains("0000000000000000"),
+        "{}",
+        stdout(&out)
+    );
+    let out = pod.run(&["--rm", "--cap-drop", "ALL"], &["sh", "-c", caps]);
+    assert_ok(&out, "--cap-drop ALL run");
+    assert_eq!(stdout(&out).trim(), "CapEff:\t0000000000000000");
+
+    let out = pod.run(&["--rm", "--hostname", "berth-host"], &["hostname"]);
+    assert_ok(&out, "--hostname run");
+    assert_eq!(stdout(&out).trim(), "berth-host");
+}
+
+#[test]
+fn podman_volume() {
+    require_binaries!("podman", "conmon");
+    let pod = Podman::start();
+    let vol = pod.dir.path().join("vol");
+    fs::create_dir(&vol).unwrap();
+    fs::write(vol.join("in"), "from host\n").unwrap();
+    let spec = format!("{}:/data", vol.display());
+    let out = pod.run(
+        &["--rm", "-v", &spec],
+        &["sh", "-c", "cat /data/in; echo from container > /data/out"],
+    );
+    assert_ok(&out, "volume run");
+    assert_eq!(stdout(&out).trim(), "from host");
+    assert_eq!(
+        fs::read_to_string(vol.join("out")).unwrap(),
+        "from container\n"
+    );
+    assert_no_mount_under(&vol);
+}
+
+#[test]
+fn podman_seccomp_default_and_custom_profiles() {
+    require_binaries!("podman", "conmon");
+    let pod = Podman::start();
+    let mode = "grep '^Seccomp:' /proc/self/status";
+    // podman's default profile is loaded: the process runs in filter mode (2).
+    let out = pod.run(&["--rm"], &["sh", "-c", mode]);
+    assert_ok(&out, "default profile run");
+    assert_eq!(stdout(&out).trim(), "Seccomp:\t2");
+    let out = pod.run(
+        &["--rm", "--security-opt", "seccomp=unconfined"],
+        &["sh", "-c", mode],
+    );
+    assert_ok(&out, "unconfined run");
+    assert_eq!(stdout(&out).trim(), "Seccomp:\t0");
+
+    // A custom profile that refuses mkdir with EACCES (13).
+    let profile = pod.dir.path().join("seccomp.json");
+    fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = pod.run(
+        &["--rm", "--security-opt", &opt],
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/d 2>&1; echo rc=$?; touch /tmp/f && echo touched",
+        ],
+    );
+    assert_ok(&out, "custom profile run");
+    let text = stdout(&out);
+    assert!(
+        text.contains("Permission denied") && text.contains("rc=1"),
+        "{text}"
+    );
+    assert!(text.contains("touched"), "{text}");
+}
