@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod cgroups;
+mod exec;
 mod filesystem;
 mod lifecycle;
 mod namespaces;

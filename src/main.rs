@@ -5,6 +5,7 @@ mod cgroups;
 mod cli;
 mod commands;
 mod container;
+mod foreground;
 mod logging;
 mod namespaces;
 mod process;
@@ -16,6 +17,7 @@ mod signals;
 mod spec;
 mod sys;
 mod sysctl;
+mod tty;
 
 use std::path::PathBuf;
 
@@ -63,6 +65,7 @@ fn main() {
         Command::Ps(a) => commands::ps(&root, a),
         Command::Update(a) => commands::update(&root, a),
         Command::Events(a) => commands::events(&root, a),
+        Command::Exec(a) => commands::exec(&root, a),
     };
     match result {
         Ok(code) => std::process::exit(code),
