@@ -11,3 +11,4 @@ mod lifecycle;
 mod namespaces;
 mod robustness;
 mod security;
+mod terminal;
