@@ -109,7 +109,7 @@ fn add_user_namespace(b: &mut Bundle, host_id: u32, size: u32) {
 
 /// A user-namespace bundle whose /sys is bound from the host and without a cgroup mount, as
 /// runc's rootless spec has it.
-fn userns_bundle(args: &[&str], host_id: u32, size: u32) -> Bundle {
+pub fn userns_bundle(args: &[&str], host_id: u32, size: u32) -> Bundle {
     let mut b = Bundle::new(args);
     add_user_namespace(&mut b, host_id, size);
     b.edit(|c| {

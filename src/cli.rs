@@ -112,6 +112,66 @@ pub enum Command {
     Events(EventsArgs),
     /// Print what this build of berth supports, as runc's Features JSON.
     Features,
+    /// Run a new process in a running (or created) container.
+    Exec(Box<ExecArgs>),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExecArgs {
+    /// An OCI `Process` JSON file to run (as containerd sends it); the process flags below are
+    /// then ignored, as in runc.
+    #[arg(short = 'p', long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Allocate a terminal for the process.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Unix socket to receive the master of the process's pty.
+    #[arg(long = "console-socket", value_name = "SOCKET")]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process has started instead of waiting for it.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Write the process's host pid to this file.
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Environment variable (K=V) to set; overrides the config's.
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// User to run as: UID[:GID] (numeric, in the container).
+    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Additional group id (repeatable).
+    #[arg(short = 'g', long = "additional-gids", value_name = "GID")]
+    pub additional_gids: Vec<u32>,
+    /// Capability to add (repeatable), e.g. CAP_NET_ADMIN.
+    #[arg(short = 'c', long = "cap", value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// AppArmor profile for the process.
+    #[arg(long, value_name = "PROFILE")]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process.
+    #[arg(long = "process-label", value_name = "LABEL")]
+    pub process_label: Option<String>,
+    /// Pass N extra file descriptors (from 3 on) to the process.
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Sub-cgroup of the container's cgroup to run the process in.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// Exec even when the container is paused.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// The container ID.
+    pub id: String,
+    /// The command and its arguments (without --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -469,6 +529,60 @@ mod tests {
         };
         assert!(s.rootless);
         assert_eq!(s.bundle, PathBuf::from("/b"));
+    }
+
+    #[test]
+    fn exec_as_containerd_sends_it_and_with_flags() {
+        let Some(Command::Exec(e)) = parse(&[
+            "exec",
+            "--process",
+            "/tmp/p.json",
+            "--console-socket",
+            "/s",
+            "--detach",
+            "--pid-file",
+            "/b/e1.pid",
+            "c1",
+        ])
+        .command
+        else {
+            panic!("not exec")
+        };
+        assert_eq!(e.process, Some(PathBuf::from("/tmp/p.json")));
+        assert!(e.detach && !e.tty && e.command.is_empty());
+        assert_eq!(e.pid_file, Some(PathBuf::from("/b/e1.pid")));
+        let Some(Command::Exec(e)) = parse(&[
+            "exec",
+            "-t",
+            "-e",
+            "A=1",
+            "-e",
+            "B=2",
+            "-u",
+            "1000:1000",
+            "-g",
+            "10",
+            "-c",
+            "CAP_NET_ADMIN",
+            "--cwd",
+            "/tmp",
+            "--no-new-privs",
+            "c1",
+            "sh",
+            "-c",
+            "ls -l",
+        ])
+        .command
+        else {
+            panic!("not exec")
+        };
+        assert!(e.tty && e.no_new_privs);
+        assert_eq!(e.env, ["A=1", "B=2"]);
+        assert_eq!(e.user.as_deref(), Some("1000:1000"));
+        assert_eq!(e.additional_gids, [10]);
+        assert_eq!(e.cap, ["CAP_NET_ADMIN"]);
+        assert_eq!(e.id, "c1");
+        assert_eq!(e.command, ["sh", "-c", "ls -l"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cgroups;
 mod cli;
 mod commands;
 mod container;
+mod foreground;
 mod hooks;
 mod logging;
 mod namespaces;
@@ -17,6 +18,7 @@ mod signals;
 mod spec;
 mod sys;
 mod sysctl;
+mod tty;
 
 use std::path::PathBuf;
 
@@ -66,6 +68,7 @@ fn main() {
         Command::Update(a) => commands::update(&root, a),
         Command::Events(a) => commands::events(&root, a),
         Command::Features => commands::features(),
+        Command::Exec(a) => commands::exec(&root, a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -2,7 +2,7 @@
 //! order in which the child enters them.
 
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -98,6 +98,49 @@ impl Namespaces {
         }
         unshare(flags).with_context(|| format!("unshare namespaces {flags:?}"))
     }
+}
+
+/// The namespace files under /proc/PID/ns, user first: the order in which they are joined
+/// one by one where setns cannot take a pidfd.
+pub const PROC_NS: [(&str, CloneFlags); 8] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// setns(2) with a pidfd: joins the namespaces in `flags` of that process, all at once.
+pub fn setns_pidfd(pidfd: &OwnedFd, flags: CloneFlags) -> nix::Result<()> {
+    // SAFETY: setns takes an fd and flags; no memory is passed.
+    let r = unsafe { libc::setns(pidfd.as_raw_fd(), flags.bits()) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+/// Joins the namespaces in `flags` of process `pid`: through its pidfd in one step (Linux
+/// 5.8), else one /proc/PID/ns file at a time, the user namespace first. The pidfd keeps the
+/// process from being replaced by another with its pid while its files are opened.
+pub fn join_process(pidfd: &OwnedFd, pid: i32, flags: CloneFlags) -> Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    match setns_pidfd(pidfd, flags) {
+        Ok(()) => return Ok(()),
+        // Older kernels take only namespace fds.
+        Err(nix::errno::Errno::EINVAL) => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("join the namespaces {flags:?} of pid {pid}"))
+        }
+    }
+    for (name, flag) in PROC_NS.iter().filter(|(_, f)| flags.contains(*f)) {
+        let path = format!("/proc/{pid}/ns/{name}");
+        let f = File::open(&path).with_context(|| format!("open {path}"))?;
+        setns(f.as_fd(), *flag).with_context(|| format!("join {path}"))?;
+    }
+    Ok(())
 }
 
 /// Writes `linux.timeOffsets` for a new time namespace, before its first process is forked.

@@ -115,7 +115,15 @@ pub fn selinux_enabled() -> bool {
 
 /// Refuses LSM settings this host cannot apply, before anything is created.
 pub fn check_lsm(spec: &Spec) -> Result<()> {
-    let process = spec.process().as_ref();
+    match spec.process().as_ref() {
+        Some(p) => check_lsm_process(p),
+        None => Ok(()),
+    }
+}
+
+/// `check_lsm` for one process (also an exec'd one).
+pub fn check_lsm_process(process: &oci_spec::runtime::Process) -> Result<()> {
+    let process = Some(process);
     if let Some(profile) = process
         .and_then(|p| p.apparmor_profile().as_deref())
         .filter(|p| !p.is_empty())

@@ -15,13 +15,17 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{CreateArgs, DeleteArgs, KillArgs, ListArgs, ListFormat};
+use crate::cli::{CreateArgs, DeleteArgs, ExecArgs, KillArgs, ListArgs, ListFormat};
 use crate::container::{self, Container};
 use crate::{process, signals};
 
 pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
-    process::create(root, &args.id, &args.opts)?;
+    process::create(root, &args.id, &args.opts, None)?;
     Ok(0)
+}
+
+pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
+    process::exec::exec(root, args)
 }
 
 pub fn start(root: &Path, id: &str) -> Result<i32> {

@@ -20,7 +20,9 @@
 //!   return                                                        ... `start` ... execve
 
 pub mod channel;
+pub mod exec;
 mod init;
+mod setup;
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -56,26 +58,32 @@ pub struct SetupConfig {
     pub listen_fds: u32,
     /// Device and inode of berth's own binary, which the container process must never be.
     pub own_binary: (u64, u64),
+    /// With `process.terminal`: where init sends the master of the container's terminal.
+    pub console_socket: Option<OwnedFd>,
 }
 
 /// Creates container `id` from the bundle in `opts` under `root`. On error nothing is left:
 /// no state dir, cgroup or process.
-pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
+/// `console` is a socket already connected for the terminal's master (a foreground `run`
+/// that relays the terminal itself); otherwise `--console-socket` is connected.
+pub fn create(
+    root: &Path,
+    id: &str,
+    opts: &CreateOpts,
+    console: Option<OwnedFd>,
+) -> Result<Container> {
     container::id::validate(id)?;
     if opts.systemd_cgroup {
         // Never a silent fallback to cgroupfs: the user asked systemd to own the cgroup.
         bail!("--systemd-cgroup: berth does not implement the systemd cgroup driver yet; run without --systemd-cgroup (berth then manages the cgroup directly)");
     }
     let bundle = spec::load_bundle(&opts.bundle)?;
-    if bundle
+    let terminal = bundle
         .spec
         .process()
         .as_ref()
-        .is_some_and(|p| p.terminal() == Some(true))
-    {
-        // Said plainly rather than running without the terminal the config asks for.
-        bail!("config.json: process.terminal: terminal mode is not supported yet; set it to false");
-    }
+        .is_some_and(|p| p.terminal() == Some(true));
+    let console_socket = console_socket(terminal, opts.console_socket.as_deref(), console)?;
     crate::process_attrs::check_lsm(&bundle.spec)?;
     let namespaces = Namespaces::from_spec(&bundle.spec);
     if let Some(sysctls) = bundle
@@ -181,7 +189,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOpts) -> Result<Container> {
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         listen_fds: listen_fds(),
-        own_binary: own_binary()?,
+        own_binary: setup::own_binary()?,
+        console_socket,
     };
     let (parent_end, child_end) = channel::pair()?;
     let (forked, born_in_cgroup) = fork_setup_process(&cfg.cgroup_dirs)?;
@@ -489,10 +498,24 @@ fn make_exec_fifo(dir: &Path, bundle: &Bundle) -> Result<OwnedFd> {
     Ok(f.into())
 }
 
-fn own_binary() -> Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata("/proc/self/exe").context("stat berth's own binary")?;
-    Ok((m.dev(), m.ino()))
+/// The socket init sends the terminal's master to, as runc decides it: a terminal needs a
+/// console socket (or a foreground `run`, which passes its own), and a console socket
+/// without a terminal is a mistake.
+pub fn console_socket(
+    terminal: bool,
+    path: Option<&Path>,
+    given: Option<OwnedFd>,
+) -> Result<Option<OwnedFd>> {
+    match (terminal, path, given) {
+        (true, _, Some(fd)) => Ok(Some(fd)),
+        (true, Some(path), None) => crate::tty::connect_socket(path).map(Some),
+        (true, None, None) => bail!("process.terminal is true, but no --console-socket was given to receive the terminal (needed unless berth runs in the foreground)"),
+        (false, Some(path), _) => bail!(
+            "--console-socket {}: given, but process.terminal is false (there is no terminal to send)",
+            path.display()
+        ),
+        (false, None, _) => Ok(None),
+    }
 }
 
 fn owner_name() -> String {

@@ -1,0 +1,379 @@
+//! `exec`, checked from the host: the new process is in every namespace and the cgroup of
+//! the container, sees what the flags or process.json ask for, its exit status comes back,
+//! and refused or failed execs leave nothing behind.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use serde_json::json;
+
+use crate::harness::{self, alive, ns_link, stderr, stdout, Bundle, Runtime};
+
+/// Creates and starts `b` as `id`; returns init's pid.
+fn started(rt: &Runtime, b: &Bundle, id: &str) -> i32 {
+    let out = rt.create(b, id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = rt.berth(&["start", id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    rt.state(id)["pid"].as_i64().unwrap() as i32
+}
+
+/// `exec` in the foreground, capturing the process's output.
+fn exec(rt: &Runtime, args: &[&str]) -> Output {
+    rt.cmd()
+        .arg("exec")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth exec")
+}
+
+/// `exec -d --pid-file`, the process's stdout going to `out`; returns the pid from the file.
+fn exec_detached(rt: &Runtime, b: &Bundle, extra: &[&str], id: &str, cmd: &[&str]) -> i32 {
+    let pid_file = b
+        .path()
+        .join(format!("exec-{}.pid", harness::unique_id("p")));
+    let out_file = File::create(b.path().join("exec.out")).unwrap();
+    let st = rt
+        .cmd()
+        .args(["exec", "-d", "--pid-file"])
+        .arg(&pid_file)
+        .args(extra)
+        .arg(id)
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(File::create(b.path().join("exec.err")).unwrap())
+        .status()
+        .unwrap();
+    let err = fs::read_to_string(b.path().join("exec.err")).unwrap();
+    assert!(st.success(), "exec -d: {err}");
+    fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A field of /proc/PID/status.
+fn status_field(pid: i32, field: &str) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// The host pids in the container's cgroups (read from the host's cgroup files).
+fn cgroup_pids(id: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = harness::cgroup_dirs_named(id)
+        .iter()
+        .flat_map(|d| {
+            fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    pids.sort();
+    pids.dedup();
+    pids
+}
+
+/// Kills and reaps the detached exec'd processes (children of the test process, a
+/// subreaper, as they would be of containerd's shim): a PID 1 cannot finish exiting while a
+/// process of its namespace is an unreaped zombie. Then deletes the container.
+fn finish(rt: &Runtime, id: &str, execd: &[i32], init: i32) {
+    for p in execd {
+        // SAFETY: kill on a pid the test itself started (through berth exec) and not yet reaped.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+        harness::reap(*p);
+    }
+    rt.delete_force(id);
+    harness::reap(init);
+    rt.assert_nothing_left(id);
+}
+
+#[test]
+fn exec_joins_every_namespace_and_the_cgroup_of_init() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execns");
+    let init = started(&rt, &b, &id);
+    let pid = exec_detached(&rt, &b, &[], &id, &["sleep", "100"]);
+    assert!(alive(pid));
+    for ns in ["mnt", "pid", "net", "ipc", "uts", "cgroup", "user", "time"] {
+        assert_eq!(
+            ns_link(&pid.to_string(), ns),
+            ns_link(&init.to_string(), ns),
+            "{ns} namespace of the exec'd process"
+        );
+    }
+    // Not the host's: the container has its own of these.
+    for ns in ["mnt", "pid", "net", "ipc", "uts"] {
+        assert_ne!(ns_link(&pid.to_string(), ns), ns_link("self", ns), "{ns}");
+    }
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap(),
+        fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap()
+    );
+    assert!(
+        cgroup_pids(&id).contains(&pid),
+        "{pid} not in the container's cgroup.procs"
+    );
+    // In the container's PID namespace (host pid, then the container's), and the same root.
+    let nspid = status_field(pid, "NSpid");
+    assert_eq!(nspid.split_whitespace().count(), 2, "NSpid {nspid}");
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        fs::read_link(format!("/proc/{init}/root")).unwrap()
+    );
+    finish(&rt, &id, &[pid], init);
+}
+
+#[test]
+fn exec_into_a_user_namespace_container() {
+    let rt = Runtime::new();
+    let b = crate::namespaces::userns_bundle(&["sleep", "100"], 200000, 65536);
+    let id = harness::unique_id("execuserns");
+    let init = started(&rt, &b, &id);
+    let out = exec(&rt, &[&id, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("0\n"), "{text}");
+    assert!(
+        text.split_whitespace()
+            .collect::<Vec<_>>()
+            .ends_with(&["0", "200000", "65536"]),
+        "{text}"
+    );
+    let pid = exec_detached(&rt, &b, &[], &id, &["sleep", "100"]);
+    assert_eq!(
+        ns_link(&pid.to_string(), "user"),
+        ns_link(&init.to_string(), "user")
+    );
+    assert_ne!(ns_link(&pid.to_string(), "user"), ns_link("self", "user"));
+    finish(&rt, &id, &[pid], init);
+}
+
+#[test]
+fn exit_status_and_signals_propagate() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execstatus");
+    let init = started(&rt, &b, &id);
+    let out = exec(&rt, &[&id, "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+    let out = exec(&rt, &[&id, "sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    // A signal to berth exec reaches the process: sh dies of the relayed SIGTERM.
+    let mut child = rt
+        .cmd()
+        .args(["exec", &id, "sh", "-c", "echo ready; sleep 100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: kill on the pid of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(128 + libc::SIGTERM));
+    finish(&rt, &id, &[], init);
+}
+
+#[test]
+fn flags_change_what_the_process_sees() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "KEEP=1", "FOO=old"]);
+    });
+    let id = harness::unique_id("execflags");
+    let init = started(&rt, &b, &id);
+    let show = "echo $FOO $KEEP; pwd; id -u; id -g; id -G; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status";
+    let plain = exec(&rt, &[&id, "sh", "-c", show]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let plain = stdout(&plain);
+    let lines: Vec<&str> = plain.lines().collect();
+    assert_eq!(&lines[..3], ["old 1", "/", "0"], "{plain}");
+    assert!(plain.contains("NoNewPrivs:\t0"), "{plain}");
+
+    let out = exec(
+        &rt,
+        &[
+            "-e",
+            "FOO=new",
+            "--cwd",
+            "/etc",
+            "-u",
+            "1000:1001",
+            "-g",
+            "4242",
+            "--no-new-privs",
+            &id,
+            "sh",
+            "-c",
+            show,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..4], ["new 1", "/etc", "1000", "1001"], "{text}");
+    assert!(lines[4].split_whitespace().any(|g| g == "4242"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    // A non-root user keeps no effective capabilities of the config's.
+    assert!(text.contains("CapEff:\t0000000000000000"), "{text}");
+
+    // --cap adds to the effective set: CAP_SYS_ADMIN is bit 21.
+    let cap_eff = |out: &str| {
+        let hex = out
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:\t"))
+            .unwrap()
+            .to_string();
+        u64::from_str_radix(&hex, 16).unwrap()
+    };
+    let before = cap_eff(&plain);
+    assert_eq!(
+        before & (1 << 21),
+        0,
+        "the default config has no CAP_SYS_ADMIN"
+    );
+    let out = exec(&rt, &["--cap", "CAP_SYS_ADMIN", &id, "sh", "-c", show]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cap_eff(&stdout(&out)), before | (1 << 21));
+    // The host's /dev/null was the stdio of the --user exec: never chowned.
+    use std::os::unix::fs::MetadataExt;
+    let null = fs::metadata("/dev/null").unwrap();
+    assert_eq!((null.uid(), null.gid()), (0, 0));
+    finish(&rt, &id, &[], init);
+}
+
+#[test]
+fn process_json_as_containerd_sends_it() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execjson");
+    let init = started(&rt, &b, &id);
+    let mut process = b.config["process"].clone();
+    process["args"] = json!(["sh", "-c", "echo $FROMJSON; pwd; sleep 100"]);
+    process["env"] = json!(["PATH=/bin", "FROMJSON=yes"]);
+    process["cwd"] = json!("/proc");
+    let file = b.path().join("process.json");
+    fs::write(&file, serde_json::to_vec(&process).unwrap()).unwrap();
+    let pid = exec_detached(&rt, &b, &["--process", file.to_str().unwrap()], &id, &[]);
+    assert!(alive(pid), "the pid file must name the live process");
+    let nspid = status_field(pid, "NSpid");
+    let in_container: i32 = nspid.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(in_container > 1, "NSpid {nspid}");
+    assert_eq!(
+        ns_link(&pid.to_string(), "pid"),
+        ns_link(&init.to_string(), "pid")
+    );
+    // Output arrives once the shell has run its first commands.
+    let out = b.path().join("exec.out");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fs::read_to_string(&out).unwrap().lines().count() < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(fs::read_to_string(&out).unwrap(), "yes\n/proc\n");
+    finish(&rt, &id, &[pid], init);
+}
+
+#[test]
+fn exec_into_a_created_container() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execcreated");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let out = exec(&rt, &[&id, "sh", "-c", "echo in; hostname"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().next(), Some("in"));
+    assert_eq!(rt.status(&id), "created");
+    finish(&rt, &id, &[], init);
+}
+
+#[test]
+fn missing_binary_paused_stopped_and_unknown_are_refused() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execrefused");
+    let init = started(&rt, &b, &id);
+    let before = cgroup_pids(&id);
+
+    let out = exec(&rt, &[&id, "no-such-binary", "x"]);
+    harness::fails_with_one_line(&out, "process.args[0]: exec \"no-such-binary\"");
+    let out = exec(&rt, &["-d", &id, "/bin/no-such-binary"]);
+    harness::fails_with_one_line(&out, "process.args[0]");
+    assert_eq!(cgroup_pids(&id), before, "a failed exec left a process");
+
+    assert!(rt.berth(&["pause", &id]).status.success());
+    let out = exec(&rt, &[&id, "true"]);
+    harness::fails_with_one_line(&out, "cannot exec in a paused container");
+    assert!(rt.berth(&["resume", &id]).status.success());
+    assert_eq!(cgroup_pids(&id), before);
+
+    let out = exec(&rt, &["no-such-container", "true"]);
+    harness::fails_with_one_line(&out, "container \"no-such-container\" does not exist");
+    let out = exec(&rt, &[&id]);
+    harness::fails_with_one_line(&out, "no command given");
+    let out = exec(&rt, &["--cap", "CAP_BOGUS", &id, "true"]);
+    harness::fails_with_one_line(&out, "--cap CAP_BOGUS: unknown capability");
+    let out = exec(&rt, &["--process", "/nonexistent.json", &id]);
+    harness::fails_with_one_line(&out, "--process /nonexistent.json");
+
+    assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
+    harness::reap(init);
+    let out = exec(&rt, &[&id, "true"]);
+    harness::fails_with_one_line(&out, "cannot exec in a stopped container");
+    finish(&rt, &id, &[], 0);
+}
+
+#[test]
+fn seccomp_and_fd_hygiene_apply_to_exec() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+        });
+    });
+    let id = harness::unique_id("execseccomp");
+    let init = started(&rt, &b, &id);
+    let out = exec(&rt, &[&id, "sh", "-c", "mkdir /dev/shm/d; echo rc=$?"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("Function not implemented") && text.contains("rc=1"),
+        "{text}"
+    );
+    // Only stdio (and ls's own directory fd) are open in the exec'd process.
+    let extra = File::open("/dev/null").unwrap();
+    let out = rt
+        .cmd()
+        .args(["exec", &id, "ls", "/proc/self/fd"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    drop(extra);
+    let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "{}", stderr(&out));
+    assert!(Path::new(&format!("/proc/{init}")).exists());
+    finish(&rt, &id, &[], init);
+}

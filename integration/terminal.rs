@@ -1,0 +1,239 @@
+//! Terminals: `process.terminal` with `--console-socket` for create and `exec -t`, received
+//! here as containerd's shim receives them (a unix listener, the master over SCM_RIGHTS), and
+//! a foreground `run` that relays the terminal itself.
+
+use std::fs::File;
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::json;
+
+use crate::harness::{self, stderr, stdout, Bundle, Runtime};
+
+/// A console socket in a temp dir, as a shim makes one.
+struct ConsoleSocket {
+    dir: tempfile::TempDir,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    fn new() -> ConsoleSocket {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("console.sock")).unwrap();
+        ConsoleSocket { dir, listener }
+    }
+
+    fn path(&self) -> String {
+        self.dir
+            .path()
+            .join("console.sock")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Accepts the runtime's connection and receives the master: (name payload, master).
+    fn receive(&self) -> (String, File) {
+        let (conn, _) = self.listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("an fd with the message");
+        let n = msg.bytes;
+        // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+        let master = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), master)
+    }
+}
+
+/// Reads the master until `want` has appeared (or EOF/EIO, or 10 s); returns all read.
+fn read_until(master: &mut File, want: &str) -> String {
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text.contains(want) && Instant::now() < deadline {
+        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(100u16)).unwrap() == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    text
+}
+
+const SCRIPT: &str = "tty; stty size; stat -c 'console %t,%T' /dev/console; stat -Lc 'console %t,%T' $(tty); echo ready; read line; echo got:$line";
+
+#[test]
+fn create_sends_the_master_and_the_slave_is_the_terminal() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", SCRIPT]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 30, "width": 100});
+    });
+    let id = harness::unique_id("tty");
+    let sock = ConsoleSocket::new();
+    let out = rt.create(&b, &id, &["--console-socket", &sock.path()]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let (name, mut master) = sock.receive();
+    assert!(name.starts_with("/dev/pts/"), "payload {name:?}");
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &id]).status.success());
+    let text = read_until(&mut master, "ready");
+    assert!(text.contains(&format!("{name}\r\n")), "{text:?}");
+    assert!(text.contains("30 100\r\n"), "{text:?}");
+    // /dev/console is the slave: same device numbers as the terminal.
+    let consoles: Vec<&str> = text.lines().filter(|l| l.starts_with("console ")).collect();
+    assert_eq!(consoles.len(), 2, "{text:?}");
+    assert_eq!(consoles[0], consoles[1], "{text:?}");
+    master.write_all(b"hello\n").unwrap();
+    let text = read_until(&mut master, "got:hello");
+    assert!(text.contains("got:hello"), "{text:?}");
+    harness::reap(init);
+    assert_eq!(rt.status(&id), "stopped");
+    assert!(rt.berth(&["delete", &id]).status.success());
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn terminal_without_a_console_socket_is_refused_and_socket_without_terminal_too() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let id = harness::unique_id("ttynosock");
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(&out, "no --console-socket");
+    rt.assert_nothing_left(&id);
+    let out = rt.create(&b, &id, &["--console-socket", "/nonexistent/sock"]);
+    harness::fails_with_one_line(&out, "--console-socket /nonexistent/sock: connect");
+    rt.assert_nothing_left(&id);
+    b.edit(|c| c["process"]["terminal"] = json!(false));
+    let sock = ConsoleSocket::new();
+    let out = rt.create(&b, &id, &["--console-socket", &sock.path()]);
+    harness::fails_with_one_line(&out, "process.terminal is false");
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn exec_tty_sends_the_master_of_a_new_terminal() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("exectty");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    assert!(rt.berth(&["start", &id]).status.success());
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let mut process = b.config["process"].clone();
+    process["terminal"] = json!(true);
+    process["consoleSize"] = json!({"height": 12, "width": 34});
+    process["args"] = json!([
+        "sh",
+        "-c",
+        "tty; stty size; echo ready; read line; echo got:$line"
+    ]);
+    let file = b.path().join("process.json");
+    std::fs::write(&file, serde_json::to_vec(&process).unwrap()).unwrap();
+    let sock = ConsoleSocket::new();
+    let pid_file = b.path().join("exec.pid");
+    let out = rt
+        .cmd()
+        .args([
+            "exec",
+            "--process",
+            file.to_str().unwrap(),
+            "--console-socket",
+            &sock.path(),
+        ])
+        .args(["--detach", "--pid-file", pid_file.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (name, mut master) = sock.receive();
+    let text = read_until(&mut master, "ready");
+    assert!(
+        text.contains(&format!("{name}\r\n")) && text.contains("12 34\r\n"),
+        "{text:?}"
+    );
+    master.write_all(b"x y\n").unwrap();
+    assert!(read_until(&mut master, "got:x y").contains("got:x y"));
+    harness::reap(pid);
+    // exec -t with flags: the terminal follows -t.
+    let sock = ConsoleSocket::new();
+    let out = rt
+        .cmd()
+        .args([
+            "exec",
+            "-t",
+            "-d",
+            "--console-socket",
+            &sock.path(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "tty; echo done",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "exec -t: {}", stderr(&out));
+    let (name, mut master) = sock.receive();
+    assert!(read_until(&mut master, "done").contains(&name));
+    // Reaped here, as a shim would: init cannot finish exiting while it is a zombie.
+    harness::reap(
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    rt.delete_force(&id);
+    harness::reap(init);
+    harness::reap_failed_inits();
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn foreground_run_relays_the_terminal() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "tty; stty size; echo out; exit 3"]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 20, "width": 70});
+    });
+    let id = harness::unique_id("ttyrun");
+    let out = rt.run(&b, &id);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("/dev/pts/"), "{text:?}");
+    assert!(text.contains("20 70\r\nout\r\n"), "{text:?}");
+    rt.assert_nothing_left(&id);
+}

@@ -1,0 +1,454 @@
+//! `exec`: a new process in a created or running container, as runc runs it.
+//!
+//!   berth exec                                   process
+//!   state.json, status, pidfd of init (pins it)
+//!   config.json from the bundle, the Process
+//!   setns(pidfd, PID): children are born in the
+//!   container's PID namespace
+//!   fork (v2: clone3 into the cgroup) ──────────▶ cloexec past stdio (+ --preserve-fds)
+//!                                                join the cgroup (v1: cgroup.procs)
+//!                                                setns(pidfd, user|mnt|net|ipc|uts|cgroup|time)
+//!                                                chroot to init's root, setsid, terminal
+//!                                                limits, seccomp, caps, user, cwd (setup.rs)
+//!   ◀──────────────────────────────────────────── Error, or end-of-file at execve (CLOEXEC)
+//!   --pid-file; -d: return; else wait, relaying
+//!   signals (and the terminal), exit with its status
+//!
+//! The process is berth's own child: one fork, since berth itself enters the PID namespace
+//! (which only affects its children) before forking.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec};
+
+use super::channel::{self, Channel, Message};
+use super::setup::{self, ProcessContext};
+use crate::cli::ExecArgs;
+use crate::container::state::{write_atomic, Status};
+use crate::container::Container;
+use crate::{cgroups, foreground, namespaces, spec, sys, tty};
+
+/// Runs `args` in container `args.id`; returns the exit code berth should exit with.
+pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
+    let (c, lock) = Container::load_locked(root, &args.id)?;
+    match c.status() {
+        Status::Created | Status::Running => {}
+        Status::Paused if args.ignore_paused => {}
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
+        s => bail!("cannot exec in a {s} container"),
+    }
+    // From here the pidfd pins init: a reused pid cannot be mistaken for it.
+    let pidfd = c.init_pidfd().context("container not running")?;
+    let init = c.state.pid;
+    let bundle = spec::load_bundle(&c.state.bundle)?;
+    let process = exec_process(args, &bundle.spec)?;
+    crate::process_attrs::check_lsm_process(&process)?;
+    let terminal = process.terminal() == Some(true);
+    // A foreground exec with a terminal and no console socket relays the terminal itself.
+    let relay_pair = match terminal && !args.detach && args.console_socket.is_none() {
+        true => Some(tty::socket_pair()?),
+        false => None,
+    };
+    let (ours, theirs) = match relay_pair {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    let console = super::console_socket(terminal, args.console_socket.as_deref(), theirs)?;
+    let cgroup_dirs = exec_cgroup_dirs(&c.state.cgroup_dirs, args.cgroup.as_deref())?;
+    let join = namespaces_to_join(init)?;
+    // Init's root, reached from the host: the process chroots there after joining the mount
+    // namespace (which alone would leave it at the namespace's root: wrong with --no-pivot
+    // or without a mount namespace of the container's own).
+    let init_root: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(format!("/proc/{init}/root"))
+        .context("open the container's root (/proc/PID/root of its init)")?
+        .into();
+    // A paused container (--ignore-paused) would freeze the process as it joins the cgroup;
+    // `resume` must not find the state dir locked then.
+    drop(lock);
+
+    let signals = match args.detach {
+        false => Some(foreground::block_signals()?),
+        true => None,
+    };
+    if join.contains(CloneFlags::CLONE_NEWPID) {
+        namespaces::setns_pidfd(&pidfd, CloneFlags::CLONE_NEWPID)
+            .context("join the container's PID namespace")?;
+    }
+    let ctx = ExecContext {
+        spec: &bundle.spec,
+        process: &process,
+        pidfd: &pidfd,
+        init,
+        join: join - CloneFlags::CLONE_NEWPID,
+        init_root,
+        cgroup_dirs: &cgroup_dirs,
+        preserve_fds: args.preserve_fds,
+        console,
+    };
+    let (parent_end, child_end) = channel::pair()?;
+    let (forked, born_in_cgroup) = super::fork_setup_process(&cgroup_dirs)?;
+    let child = match forked {
+        ForkResult::Child => {
+            drop(parent_end);
+            child_main(&ctx, child_end, born_in_cgroup)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child_end);
+    drop(ctx);
+    if let Err(e) = wait_for_exec(&parent_end, child, &bundle.spec, &c) {
+        // The process never ran: reap it, so nothing is left.
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(e);
+    }
+    if let Some(pid_file) = &args.pid_file {
+        write_atomic(pid_file, child.to_string().as_bytes())?;
+    }
+    let Some(signals) = signals else {
+        return Ok(0);
+    };
+    let mut relay = match ours.as_ref().map(tty::recv_master) {
+        Some(master) => Some(tty::Relay::new(master?)?),
+        None => None,
+    };
+    let code = foreground::wait_for(child, &signals, relay.as_mut());
+    drop(relay);
+    code
+}
+
+/// Serves the process's requests until it has exec'd (the channel closes, close-on-exec) or
+/// reported an error.
+fn wait_for_exec(chan: &Channel, child: Pid, spec: &Spec, c: &Container) -> Result<()> {
+    loop {
+        match chan.recv_with_fd()? {
+            None => return Ok(()),
+            Some((Message::Error(e), _)) => return Err(anyhow!(e)),
+            Some((Message::SeccompNotifyFd, fd)) => {
+                let fd = fd.context("sync channel: notify fd message without the fd")?;
+                let profile = spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.seccomp().as_ref())
+                    .context("a notify fd without linux.seccomp")?;
+                let state = oci_spec::runtime::StateBuilder::default()
+                    .version(c.state.oci_version.clone())
+                    .id(c.state.id.clone())
+                    .status(oci_spec::runtime::ContainerState::Running)
+                    .pid(c.state.pid)
+                    .bundle(c.state.bundle.clone())
+                    .annotations(c.state.annotations.clone())
+                    .build()?;
+                crate::seccomp::send_to_listener(profile, state, child.as_raw(), fd.as_fd())?;
+                chan.send(&Message::SeccompNotifyFdSent)?;
+            }
+            Some((m, _)) => bail!("sync channel: unexpected {m:?} during exec"),
+        }
+    }
+}
+
+/// What the forked process needs.
+struct ExecContext<'a> {
+    spec: &'a Spec,
+    process: &'a Process,
+    pidfd: &'a OwnedFd,
+    init: i32,
+    /// Namespaces of init that differ from berth's own (the PID one is joined already).
+    join: CloneFlags,
+    init_root: OwnedFd,
+    cgroup_dirs: &'a [PathBuf],
+    preserve_fds: u32,
+    console: Option<OwnedFd>,
+}
+
+fn child_main(ctx: &ExecContext, chan: Channel, born_in_cgroup: bool) -> ! {
+    let prepared = match enter_container(ctx, &chan, born_in_cgroup) {
+        Ok(p) => p,
+        Err(e) => super::fail(&chan, e),
+    };
+    let err = setup::exec(prepared);
+    super::fail(&chan, err)
+}
+
+fn enter_container(
+    ctx: &ExecContext,
+    chan: &Channel,
+    born_in_cgroup: bool,
+) -> Result<setup::Prepared> {
+    // No fd of berth's may reach the process (CVE-2024-21626): only stdio and the preserved
+    // fds survive the exec.
+    sys::cloexec_from(3 + ctx.preserve_fds)?;
+    // The foreground exec blocks signals to relay them; the process starts with none blocked.
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .context("reset the signal mask")?;
+    // Berth's own binary until execve: nothing in the container may ptrace it or open its
+    // /proc/PID/exe, fds or memory (CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    if let Some(adj) = ctx.process.oom_score_adj() {
+        sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
+            .context("process.oomScoreAdj")?;
+    }
+    if !born_in_cgroup {
+        cgroups::join_self(ctx.cgroup_dirs)?;
+    }
+    namespaces::join_process(ctx.pidfd, ctx.init, ctx.join)?;
+    nix::unistd::fchdir(ctx.init_root.as_raw_fd()).context("chdir to the container's root")?;
+    nix::unistd::chroot(".").context("chroot to the container's root")?;
+    nix::unistd::chdir("/").context("chdir / in the container")?;
+    nix::unistd::setsid().context("setsid")?;
+    if let Some(socket) = &ctx.console {
+        tty::setup_console(socket, ctx.process.console_size().as_ref(), false)?;
+    }
+    let pctx = ProcessContext {
+        spec: ctx.spec,
+        process: ctx.process,
+        listen_fds: 0,
+        own_binary: setup::own_binary()?,
+    };
+    setup::prepare(&pctx, chan)
+}
+
+/// The namespaces of `pid` that are not berth's own (a container without, say, a network
+/// namespace of its own shares the host's, and joining one's own user namespace is EINVAL).
+fn namespaces_to_join(pid: i32) -> Result<CloneFlags> {
+    use std::os::unix::fs::MetadataExt;
+    let mut flags = CloneFlags::empty();
+    for (name, flag) in namespaces::PROC_NS {
+        let theirs = match fs::metadata(format!("/proc/{pid}/ns/{name}")) {
+            Ok(m) => m,
+            // A namespace type this kernel does not have.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("read /proc/{pid}/ns/{name}"));
+            }
+        };
+        let ours = fs::metadata(format!("/proc/self/ns/{name}"))
+            .with_context(|| format!("read /proc/self/ns/{name}"))?;
+        if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
+}
+
+/// The container's cgroup dirs, or with `--cgroup PATH` that existing sub-cgroup of each.
+fn exec_cgroup_dirs(dirs: &[PathBuf], sub: Option<&str>) -> Result<Vec<PathBuf>> {
+    let Some(sub) = sub else {
+        return Ok(dirs.to_vec());
+    };
+    if sub.contains(':') {
+        bail!("--cgroup {sub}: the controller:path form is not supported by berth; give a path relative to the container's cgroup");
+    }
+    let rel = Path::new(sub.trim_start_matches('/'));
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!("--cgroup {sub}: must be a path below the container's cgroup, without '..'");
+    }
+    dirs.iter()
+        .map(|d| {
+            let p = d.join(rel);
+            if p.is_dir() {
+                Ok(p)
+            } else {
+                bail!("--cgroup {sub}: {} does not exist", p.display())
+            }
+        })
+        .collect()
+}
+
+/// The process to run: `--process FILE` as is, or the container's process with the command
+/// and the flags applied, as runc does.
+pub fn exec_process(args: &ExecArgs, spec: &Spec) -> Result<Process> {
+    if let Some(path) = &args.process {
+        return read_process_file(path);
+    }
+    let mut p = spec
+        .process()
+        .clone()
+        .context("config.json: process: must be set")?;
+    if args.command.is_empty() {
+        bail!(
+            "exec: no command given: berth exec [OPTIONS] ID COMMAND [ARGS...], or --process FILE"
+        );
+    }
+    p.set_args(Some(args.command.clone()));
+    p.set_terminal(Some(args.tty));
+    if !args.env.is_empty() {
+        p.set_env(Some(merge_env(
+            p.env().as_deref().unwrap_or(&[]),
+            &args.env,
+        )?));
+    }
+    if let Some(cwd) = &args.cwd {
+        if !cwd.is_absolute() {
+            bail!("--cwd {}: must be an absolute path", cwd.display());
+        }
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(user) = &args.user {
+        let (uid, gid) = parse_user(user)?;
+        p.user_mut().set_uid(uid);
+        if let Some(gid) = gid {
+            p.user_mut().set_gid(gid);
+        }
+    }
+    if !args.additional_gids.is_empty() {
+        p.user_mut()
+            .set_additional_gids(Some(args.additional_gids.clone()));
+    }
+    if !args.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_else(empty_caps);
+        for name in &args.cap {
+            let cap = parse_capability(name)?;
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+            // As runc: ambient only where the config has inheritable capabilities, since
+            // the kernel refuses ambient ones that are not inheritable.
+            if caps.inheritable().is_some() {
+                caps.set_ambient(add(caps.ambient()));
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if args.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(a) = &args.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &args.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}
+
+fn empty_caps() -> LinuxCapabilities {
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(None);
+    c.set_effective(None);
+    c.set_inheritable(None);
+    c.set_permitted(None);
+    c.set_ambient(None);
+    c
+}
+
+/// An OCI `Process` JSON file; errors name the file and the field.
+fn read_process_file(path: &Path) -> Result<Process> {
+    let what = format!("--process {}", path.display());
+    let text = fs::read_to_string(path).with_context(|| format!("{what}: read"))?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    let p: Process = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        match field.as_str() {
+            "" | "." | "?" => anyhow!("{what}: {}", e.into_inner()),
+            _ => anyhow!("{what}: {field}: {}", e.into_inner()),
+        }
+    })?;
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!("{what}: args: must not be empty");
+    }
+    if !p.cwd().is_absolute() {
+        bail!("{what}: cwd: {} is not absolute", p.cwd().display());
+    }
+    Ok(p)
+}
+
+/// The config's environment with `--env K=V` entries replacing those of the same name.
+fn merge_env(base: &[String], extra: &[String]) -> Result<Vec<String>> {
+    let mut env = base.to_vec();
+    for e in extra {
+        let Some((key, _)) = e.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("--env {e:?}: must be KEY=VALUE");
+        };
+        env.retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
+        env.push(e.clone());
+    }
+    Ok(env)
+}
+
+/// `--user UID[:GID]`, numeric as runc takes it.
+fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
+    let bad = || anyhow!("--user {s:?}: must be UID or UID:GID (numbers in the container)");
+    let (uid, gid) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = uid.parse().map_err(|_| bad())?;
+    let gid = gid.map(|g| g.parse().map_err(|_| bad())).transpose()?;
+    Ok((uid, gid))
+}
+
+/// `--cap NAME`: CAP_NET_ADMIN, or NET_ADMIN, in any case.
+fn parse_capability(name: &str) -> Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = match upper.starts_with("CAP_") {
+        true => upper,
+        false => format!("CAP_{upper}"),
+    };
+    serde_json::from_value(serde_json::Value::String(full))
+        .map_err(|_| anyhow!("--cap {name}: unknown capability"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_flags_replace_by_name() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let env = merge_env(&base, &["A=2".into(), "B=x=y".into()]).unwrap();
+        assert_eq!(env, ["PATH=/bin", "A=2", "B=x=y"]);
+        assert!(merge_env(&base, &["NOEQUALS".into()]).is_err());
+        assert!(merge_env(&base, &["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn users_and_capabilities() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, None));
+        assert_eq!(parse_user("1000:50").unwrap(), (1000, Some(50)));
+        assert!(parse_user("bob").is_err() && parse_user("1:x").is_err());
+        assert_eq!(
+            parse_capability("CAP_NET_ADMIN").unwrap(),
+            Capability::NetAdmin
+        );
+        assert_eq!(parse_capability("net_raw").unwrap(), Capability::NetRaw);
+        let e = parse_capability("CAP_BOGUS").unwrap_err().to_string();
+        assert_eq!(e, "--cap CAP_BOGUS: unknown capability");
+    }
+
+    #[test]
+    fn cgroup_sub_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        assert_eq!(
+            exec_cgroup_dirs(&dirs, Some("sub")).unwrap(),
+            [dir.path().join("sub")]
+        );
+        assert_eq!(exec_cgroup_dirs(&dirs, None).unwrap(), dirs);
+        assert!(exec_cgroup_dirs(&dirs, Some("../x")).is_err());
+        assert!(exec_cgroup_dirs(&dirs, Some("missing")).is_err());
+        assert!(exec_cgroup_dirs(&dirs, Some("cpu:sub")).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! The user process's own settings, shared by init (`create`) and `exec`: limits, scheduler,
+//! LSM labels, seccomp, capabilities, user, umask, working directory, environment and the
+//! executable, in the order runc applies them, then the final execve.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{access, chdir, execve, setresgid, setresuid, AccessFlags, Gid, Uid};
+use oci_spec::runtime::{Process, Spec};
+
+use super::channel::{Channel, Message};
+use crate::capabilities::CapabilitySets;
+use crate::sys;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the process setup needs: the container's config (seccomp, personality) and the
+/// process to run (config.json's for init, the exec'd one for `exec`).
+pub struct ProcessContext<'a> {
+    pub spec: &'a Spec,
+    pub process: &'a Process,
+    /// Socket-activation fds passed on after stdio (init only; 0 for exec).
+    pub listen_fds: u32,
+    /// Device and inode of berth's own binary, which the container process must never be.
+    pub own_binary: (u64, u64),
+}
+
+/// What setup resolved for the final exec.
+pub struct Prepared {
+    /// A seccomp filter still to be loaded just before execve.
+    seccomp: Option<libseccomp::ScmpFilterContext>,
+    exe: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+/// Applies everything of `ctx.process` short of the exec itself. Runs inside the container
+/// (root, namespaces and cgroup already in place), as root of the container. With a
+/// SCMP_ACT_NOTIFY profile the notify fd goes to the parent over `chan`.
+pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
+    let (spec, process) = (ctx.spec, ctx.process);
+    crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    // While still privileged: real-time policies need CAP_SYS_NICE.
+    if let Some(s) = process.scheduler() {
+        crate::process_attrs::set_scheduler(s)?;
+    }
+    if let Some(p) = process.io_priority() {
+        crate::process_attrs::set_io_priority(p)?;
+    }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        crate::process_attrs::set_personality(p)?;
+    }
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        crate::process_attrs::apparmor_exec_profile(profile)?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        crate::process_attrs::selinux_exec_label(label)?;
+    }
+
+    // Checked before a seccomp profile can deny getcwd; resolving the path does not depend
+    // on who resolves it, so the later chdir as the user lands in the same place.
+    if chdir(process.cwd()).is_ok() {
+        check_cwd_inside(process.cwd(), nix::unistd::getcwd())?;
+    }
+    // The profile is built now so a bad one fails early. Loading it needs CAP_SYS_ADMIN
+    // unless no_new_privs is set: then it goes in before the capabilities are dropped (as
+    // runc), otherwise as late as possible, right before execve. A profile with
+    // SCMP_ACT_NOTIFY is loaded here either way: its fd must reach the agent through the
+    // parent, which may be gone by the time of the exec (`start`).
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let seccomp = profile.map(crate::seccomp::build).transpose()?;
+    let notify = profile.is_some_and(crate::seccomp::uses_notify);
+    if !no_new_privs {
+        if let Some(filter) = &seccomp {
+            crate::seccomp::load(filter)?;
+            if notify {
+                hand_over_notify_fd(filter, chan)?;
+            }
+        }
+    }
+    let caps = CapabilitySets::from_spec(process.capabilities().as_ref());
+    caps.check_held()?;
+    caps.apply_bounding()?;
+    switch_user(process)?;
+    caps.apply_rest()?;
+    umask(Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022),
+    ));
+    chdir(process.cwd())
+        .with_context(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if ctx.listen_fds > 0 {
+        // As runc: the activated sockets follow stdio, and the process is told so.
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={}", ctx.listen_fds));
+        env.push("LISTEN_PID=1".to_string());
+    }
+    let args = process.args().clone().unwrap_or_default();
+    let Some(arg0) = args.first() else {
+        bail!("process.args: must not be empty");
+    };
+    let exe = lookup_executable(arg0, &env)?;
+    refuse_own_binary(&exe, ctx.own_binary, 0)?;
+    if no_new_privs {
+        nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges: prctl")?;
+        if let Some(filter) = seccomp.as_ref().filter(|_| notify) {
+            crate::seccomp::load(filter)?;
+            hand_over_notify_fd(filter, chan)?;
+        }
+    }
+    Ok(Prepared {
+        seccomp: seccomp.filter(|_| no_new_privs && !notify),
+        exe: sys::cstring(&exe.to_string_lossy())?,
+        args: args
+            .iter()
+            .map(|a| sys::cstring(a))
+            .collect::<Result<_>>()?,
+        env: env.iter().map(|e| sys::cstring(e)).collect::<Result<_>>()?,
+    })
+}
+
+/// Loads a seccomp filter left for last and execs; returns only on failure.
+pub fn exec(p: Prepared) -> anyhow::Error {
+    if let Some(filter) = &p.seccomp {
+        if let Err(e) = crate::seccomp::load(filter) {
+            return e;
+        }
+    }
+    match execve(&p.exe, &p.args, &p.env) {
+        Err(e) => anyhow::anyhow!("process.args[0]: exec {:?}: {e}", p.exe),
+        Ok(never) => match never {},
+    }
+}
+
+/// CVE-2024-21626: a working directory reached through a leaked host fd lies outside the
+/// container's root, and getcwd says so (ENOENT, or a path not starting with '/').
+fn check_cwd_inside(cwd: &Path, now: nix::Result<PathBuf>) -> Result<()> {
+    match now {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => bail!(
+            "process.cwd: {} resolved outside the container ({})",
+            cwd.display(),
+            p.display()
+        ),
+        Err(e) => bail!(
+            "process.cwd: {} is not reachable from the container's root: {e}",
+            cwd.display()
+        ),
+    }
+}
+
+/// Gives the loaded filter's notify fd to the parent, which passes it on to the agent, and
+/// waits until it has: from then on the agent answers the notified syscalls.
+fn hand_over_notify_fd(filter: &libseccomp::ScmpFilterContext, chan: &Channel) -> Result<()> {
+    let fd = crate::seccomp::notify_fd(filter)?;
+    chan.send_fd(&Message::SeccompNotifyFd, std::os::fd::AsFd::as_fd(&fd))?;
+    chan.expect(&Message::SeccompNotifyFdSent)
+}
+
+/// setgroups, setresgid, setresuid, keeping the permitted capabilities across the switch so
+/// the configured sets can be applied afterwards.
+fn switch_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    nix::sys::prctl::set_keepcaps(true).context("prctl(PR_SET_KEEPCAPS)")?;
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    // Unprivileged user namespaces deny setgroups (their creator wrote "deny"): then there
+    // are no supplementary groups to drop, only ones that cannot be added.
+    let setgroups_denied =
+        std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if !setgroups_denied {
+        nix::unistd::setgroups(&groups).context("process.user.additionalGids: setgroups")?;
+    } else if !groups.is_empty() {
+        bail!("process.user.additionalGids: setgroups is denied in this user namespace (rootless), so supplementary groups cannot be set");
+    }
+    let gid = Gid::from_raw(user.gid());
+    setresgid(gid, gid, gid).with_context(|| format!("process.user.gid: setresgid {gid}"))?;
+    let uid = Uid::from_raw(user.uid());
+    setresuid(uid, uid, uid).with_context(|| format!("process.user.uid: setresuid {uid}"))?;
+    nix::sys::prctl::set_keepcaps(false).context("prctl(PR_CLEAR_KEEPCAPS)")?;
+    Ok(())
+}
+
+/// Finds `name` as execvp would, using PATH from the container's environment.
+pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
+    let is_executable = |p: &Path| p.is_file() && access(p, AccessFlags::X_OK).is_ok();
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        bail!("process.args[0]: exec {name:?}: no such executable file in the container");
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_executable(p))
+        .with_context(|| {
+            format!("process.args[0]: exec {name:?}: executable file not found in $PATH ({path})")
+        })
+}
+
+/// CVE-2019-5736: until it execs, this process *is* berth's binary, so `/proc/self/exe` (or
+/// a `#!` line naming it) would make the container process the host's berth binary, which a
+/// container could then overwrite once it exits. berth never re-executes itself into a
+/// container, so this is the one way in: refuse it, following `#!` interpreters as the
+/// kernel does (up to 4 levels).
+fn refuse_own_binary(exe: &Path, own: (u64, u64), depth: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let target = std::fs::metadata(exe).with_context(|| format!("stat {}", exe.display()))?;
+    if own == (target.dev(), target.ino()) {
+        bail!(
+            "process.args[0]: {} is the berth binary itself; running it in a container would expose the host's berth binary",
+            exe.display()
+        );
+    }
+    if depth >= 4 {
+        return Ok(());
+    }
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(exe)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let Some(line) = head[..n].strip_prefix(b"#!") else {
+        return Ok(());
+    };
+    let line = String::from_utf8_lossy(line.split(|b| *b == b'\n').next().unwrap_or_default())
+        .into_owned();
+    match line.split_whitespace().next() {
+        Some(interpreter) => refuse_own_binary(Path::new(interpreter), own, depth + 1),
+        None => Ok(()),
+    }
+}
+
+/// Device and inode of berth's own binary.
+pub fn own_binary() -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/self/exe").context("stat berth's own binary")?;
+    Ok((m.dev(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_executables_on_path_and_by_path() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
+        let sh = lookup_executable("sh", &env).unwrap();
+        assert!(sh.ends_with("sh") && sh.is_absolute());
+        assert_eq!(
+            lookup_executable("/bin/sh", &env).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        let e = format!(
+            "{:#}",
+            lookup_executable("no-such-program-x", &env).unwrap_err()
+        );
+        assert!(e.contains("executable file not found in $PATH"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        let e = format!(
+            "{:#}",
+            lookup_executable(plain.to_str().unwrap(), &env).unwrap_err()
+        );
+        assert!(e.contains("no such executable"), "{e}");
+    }
+
+    #[test]
+    fn a_working_directory_outside_the_root_is_refused() {
+        let cwd = Path::new("/work");
+        check_cwd_inside(cwd, Ok(PathBuf::from("/work"))).unwrap();
+        let e = check_cwd_inside(cwd, Err(nix::errno::Errno::ENOENT)).unwrap_err();
+        assert!(e.to_string().contains("not reachable"), "{e}");
+        let e = check_cwd_inside(cwd, Ok(PathBuf::from("(unreachable)/host"))).unwrap_err();
+        assert!(e.to_string().contains("outside the container"), "{e}");
+    }
+}
