@@ -2,6 +2,7 @@
 //! and blocked), start → running (the user process execs), stop → stopped, delete → gone.
 
 use std::fs;
+use std::time::{Duration, Instant};
 
 use crate::harness::{self, alive, stderr, stdout, Bundle, Runtime};
 
@@ -432,4 +433,100 @@ fn without_a_mount_namespace_host_mounts_are_removed_on_delete() {
     );
     rt.delete_force(&id);
     assert_eq!(mounted(&rootfs), 0, "host mounts left after delete");
+}
+
+/// `create` and `start` with NOTIFY_SOCKET=`host` in berth's environment. Stderr goes to a
+/// file: init inherits it, so a pipe would not reach end-of-file while the container runs.
+fn notify_cmd(
+    rt: &Runtime,
+    b: &Bundle,
+    host: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = rt.cmd();
+    let err = fs::File::create(b.path().join("stderr")).unwrap();
+    cmd.env("NOTIFY_SOCKET", host)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err);
+    cmd
+}
+
+fn bundle_stderr(b: &Bundle) -> String {
+    fs::read_to_string(b.path().join("stderr")).unwrap_or_default()
+}
+
+#[test]
+fn notify_socket_passes_the_containers_ready_on_with_its_pid() {
+    use std::os::unix::net::UnixDatagram;
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let host_path = b.path().join("host-notify.sock");
+    let host = UnixDatagram::bind(&host_path).unwrap();
+    let id = harness::unique_id("notify");
+    let bundle = b.path().to_str().unwrap();
+    let st = notify_cmd(&rt, &b, &host_path, &["create", "--bundle", bundle, &id])
+        .status()
+        .unwrap();
+    assert!(st.success(), "create: {}", bundle_stderr(&b));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let mut start = notify_cmd(&rt, &b, &host_path, &["start", &id])
+        .spawn()
+        .unwrap();
+    // The container's socket, reached from the host through init's root.
+    let inside = format!("/proc/{pid}/root/run/notify/notify.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&inside).exists() {
+        assert!(Instant::now() < deadline, "no socket at {inside}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let container = UnixDatagram::unbound().unwrap();
+    container.send_to(b"STATUS=warming up", &inside).unwrap();
+    container
+        .send_to(b"STATUS=done\nREADY=1\n", &inside)
+        .unwrap();
+    let status = start.wait().unwrap();
+    assert!(status.success(), "start failed");
+    host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 256];
+    let mut got = vec![];
+    for _ in 0..2 {
+        let n = host.recv(&mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(got, ["READY=1\n".to_string(), format!("MAINPID={pid}\n")]);
+    // The user process (exec'd by now) was told where its socket is.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|e| e == b"NOTIFY_SOCKET=/run/notify/notify.sock"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
+    rt.delete_force(&id);
+}
+
+#[test]
+fn notify_socket_start_returns_when_the_container_exits_unready() {
+    use std::os::unix::net::UnixDatagram;
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let host_path = b.path().join("host-notify.sock");
+    let host = UnixDatagram::bind(&host_path).unwrap();
+    let id = harness::unique_id("notifyexit");
+    let bundle = b.path().to_str().unwrap();
+    let st = notify_cmd(&rt, &b, &host_path, &["create", "--bundle", bundle, &id])
+        .status()
+        .unwrap();
+    assert!(st.success(), "create: {}", bundle_stderr(&b));
+    let st = notify_cmd(&rt, &b, &host_path, &["start", &id])
+        .status()
+        .unwrap();
+    assert!(st.success(), "start: {}", bundle_stderr(&b));
+    host.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(host.recv(&mut buf).is_err(), "nothing is passed on");
+    rt.delete_force(&id);
 }

@@ -9,6 +9,7 @@ mod foreground;
 mod hooks;
 mod logging;
 mod namespaces;
+mod notify_socket;
 mod process;
 mod process_attrs;
 mod rlimits;

@@ -29,9 +29,24 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
 }
 
 pub fn start(root: &Path, id: &str) -> Result<i32> {
-    let (c, _lock) = Container::load_locked(root, id)?;
+    let (c, lock) = Container::load_locked(root, id)?;
+    let notify = crate::notify_socket::listen(&c.dir)?;
     c.start()?;
+    // Waiting for the container's READY=1 must not keep `kill` or `delete` out.
+    drop(lock);
+    forward_ready(&c, notify)?;
     Ok(0)
+}
+
+/// With a NOTIFY_SOCKET: waits for the container's READY=1 and passes it on.
+pub fn forward_ready(
+    c: &Container,
+    notify: Option<std::os::unix::net::UnixDatagram>,
+) -> Result<()> {
+    match (notify, c.init_pidfd()) {
+        (Some(sock), Some(init)) => crate::notify_socket::forward_ready(&sock, &init, c.state.pid),
+        _ => Ok(()),
+    }
 }
 
 pub fn state(root: &Path, id: &str) -> Result<i32> {

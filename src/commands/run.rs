@@ -12,10 +12,16 @@ use crate::{foreground, process, spec, tty};
 pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     if args.detach {
         let c = process::create(root, &args.id, &args.opts, None)?;
+        let notify = crate::notify_socket::listen(&c.dir);
+        if let Err(e) = notify.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")) {
+            let _ = c.destroy();
+            return Err(e);
+        }
         if let Err(e) = c.start() {
             let _ = c.destroy();
             return Err(e);
         }
+        super::forward_ready(&c, notify?)?;
         return Ok(0);
     }
     // A terminal and no console socket: berth holds the terminal and relays it.
@@ -52,11 +58,18 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
             return Err(e);
         }
     };
+    let notify = crate::notify_socket::listen(&c.dir);
+    if let Err(e) = notify.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")) {
+        drop(relay);
+        let _ = c.destroy();
+        return Err(e);
+    }
     if let Err(e) = c.start() {
         drop(relay);
         let _ = c.destroy();
         return Err(e);
     }
+    super::forward_ready(&c, notify?)?;
     let code = foreground::wait_for(init, &signals, relay.as_mut());
     drop(relay);
     let code = code?;

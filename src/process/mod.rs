@@ -41,7 +41,7 @@ use crate::container::state::{write_atomic, State, Status};
 use crate::container::{self, Container, EXEC_FIFO};
 use crate::namespaces::{self, Namespaces};
 use crate::spec::{self, Bundle};
-use crate::{cgroups, hooks, sys};
+use crate::{cgroups, hooks, notify_socket, sys};
 use channel::{Channel, Message};
 
 /// Everything the child and init need, resolved by the parent before the fork.
@@ -77,7 +77,7 @@ pub fn create(
         // Never a silent fallback to cgroupfs: the user asked systemd to own the cgroup.
         bail!("--systemd-cgroup: berth does not implement the systemd cgroup driver yet; run without --systemd-cgroup (berth then manages the cgroup directly)");
     }
-    let bundle = spec::load_bundle(&opts.bundle)?;
+    let mut bundle = spec::load_bundle(&opts.bundle)?;
     let terminal = bundle
         .spec
         .process()
@@ -124,6 +124,9 @@ pub fn create(
         armed: true,
     };
     let lock = container::lock_dir(&dir)?;
+    if notify_socket::host_socket().is_some() {
+        notify_socket::prepare(&dir, &mut bundle.spec)?;
+    }
 
     let mut state = State {
         oci_version: bundle.spec.version().clone(),
