@@ -797,7 +797,7 @@ fn containerd_shows_berths_error_when_a_container_cannot_start() {
     // berth's own error line, passed on through log.json by the shim.
     assert!(
         stderr(&out).contains(
-            r#"process.args[0]: exec "/nonexistent": no such executable file in the container"#
+            r#"process.args[0]: exec "/nonexistent": no such file or directory in the container"#
         ),
         "{}",
         out_text(&out)
@@ -1101,6 +1101,18 @@ fn podman_run_output_exit_status_and_rm() {
     let all = pod.podman(&["ps", "--all", "--quiet"]);
     assert_eq!(stdout(&all).trim(), "", "--rm left a container");
     pod.assert_nothing_left(&id);
+
+    // podman reads the reason from berth's error words: 127 for a missing command, 126 for
+    // one that cannot be executed (as with runc).
+    let out = pod.run(&["--rm"], &["/nonexistent"]);
+    assert_eq!(out.status.code(), Some(127), "{}", out_text(&out));
+    assert!(
+        stderr(&out).contains("no such file or directory in the container"),
+        "{}",
+        out_text(&out)
+    );
+    let out = pod.run(&["--rm"], &["/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", out_text(&out));
 }
 
 #[test]
