@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod cgroups;
+mod docker;
 mod engines;
 mod exec;
 mod filesystem;

@@ -202,7 +202,12 @@ pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
         if is_executable(&p) {
             return Ok(p);
         }
-        bail!("process.args[0]: exec {name:?}: no such executable file in the container");
+        // Engines read the reason from these words: docker and podman exit 127 for "no such
+        // file or directory" and 126 for "permission denied", as with runc.
+        if std::fs::metadata(&p).is_err() {
+            bail!("process.args[0]: exec {name:?}: no such file or directory in the container");
+        }
+        bail!("process.args[0]: exec {name:?}: permission denied: not an executable file");
     }
     let path = env
         .iter()
@@ -281,7 +286,18 @@ mod tests {
             "{:#}",
             lookup_executable(plain.to_str().unwrap(), &env).unwrap_err()
         );
-        assert!(e.contains("no such executable"), "{e}");
+        assert!(e.contains("permission denied: not an executable"), "{e}");
+        let e = format!(
+            "{:#}",
+            lookup_executable(dir.path().to_str().unwrap(), &env).unwrap_err()
+        );
+        assert!(e.contains("permission denied"), "{e}");
+        let missing = dir.path().join("missing");
+        let e = format!(
+            "{:#}",
+            lookup_executable(missing.to_str().unwrap(), &env).unwrap_err()
+        );
+        assert!(e.contains("no such file or directory"), "{e}");
     }
 
     #[test]
