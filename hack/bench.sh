@@ -12,7 +12,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-berth=$(readlink -f "${1:-$here/target/release/berth}")
+berth=$(readlink -f "${1:-$here/target/$(rustc -vV | sed -n 's/^host: //p')/release/berth}")
 runs=${RUNS:-30}
 runtimes=${RUNTIMES:-berth crun runc}
 
