@@ -72,16 +72,17 @@ fn every_kind_runs_at_its_point_in_order_with_the_state() {
         log.iter().map(|(n, _, _)| n.clone()).collect()
     };
     let created = read_log(&log);
-    assert_eq!(
-        names(&created),
-        ["prestart1", "prestart2", "createRuntime", "createContainer"]
-    );
+    // prestart belongs to `start` (config.md), not to create as in runc.
+    assert_eq!(names(&created), ["createRuntime", "createContainer"]);
     assert!(!b_path.join("rootfs/start.log").exists());
 
     let out = rt.berth(&["start", &id]);
     assert!(out.status.success(), "start: {}", stderr(&out));
     let started = read_log(&log);
-    assert_eq!(names(&started)[4..], ["poststart"]);
+    assert_eq!(
+        names(&started)[2..],
+        ["prestart1", "prestart2", "poststart"]
+    );
     let in_container = read_log(&b_path.join("rootfs/start.log"));
     assert_eq!(names(&in_container), ["startContainer"]);
 
@@ -100,7 +101,7 @@ fn every_kind_runs_at_its_point_in_order_with_the_state() {
     let host = host_mnt_ns();
     for (name, ns, state) in all.iter().chain(in_container.iter()) {
         let want_status = match name.as_str() {
-            "startContainer" => "created",
+            "startContainer" | "prestart1" | "prestart2" => "created",
             "poststart" => "running",
             "poststop" => "stopped",
             _ => "creating",
@@ -125,7 +126,7 @@ fn every_kind_runs_at_its_point_in_order_with_the_state() {
 }
 
 #[test]
-fn a_failing_prestart_hook_fails_create_runs_poststop_and_leaves_nothing() {
+fn a_failing_prestart_hook_fails_start_runs_poststop_and_leaves_nothing() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["touch", "/ran"]);
     let log = b.path().join("hooks.log");
@@ -141,10 +142,14 @@ fn a_failing_prestart_hook_fails_create_runs_poststop_and_leaves_nothing() {
     });
     let id = harness::unique_id("prestartfail");
     let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = rt.berth(&["start", &id]);
     harness::fails_with_one_line(
         &out,
         "hooks.prestart[0] (/bin/sh): exit status 7; stderr: no good",
     );
+    // The container is stopped and undone: `state` no longer knows it.
+    assert!(!rt.berth(&["state", &id]).status.success());
     harness::reap_failed_inits();
     rt.assert_nothing_left(&id);
     harness::assert_no_process_of(&id);

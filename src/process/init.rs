@@ -65,8 +65,8 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<(Prepared, Option<String>)
     };
     rootfs::prepare(&ctx)?;
     // Hooks see the mounts in place and the host's root still reachable: `create` runs
-    // prestart and createRuntime now, then init runs createContainer in the container's
-    // namespaces (runtime-spec: before pivot_root).
+    // createRuntime now, then init runs createContainer in the container's namespaces
+    // (runtime-spec: before pivot_root).
     let hook_state = if needs_hook_state(spec.hooks().as_ref()) {
         chan.send(&Message::HooksPoint)?;
         let Some(Message::HookState { creating, created }) = chan.recv()? else {
@@ -113,7 +113,7 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<(Prepared, Option<String>)
 /// Whether init needs the container state for hooks of its own, or must stop for `create`'s.
 fn needs_hook_state(h: Option<&oci_spec::runtime::Hooks>) -> bool {
     use hooks::Kind::*;
-    [Prestart, CreateRuntime, CreateContainer, StartContainer]
+    [CreateRuntime, CreateContainer, StartContainer]
         .into_iter()
         .any(|k| !hooks::of(h, k).is_empty())
 }

@@ -294,9 +294,8 @@ fn wait_for_ready(
                 pid.as_raw(),
             )?);
             let creating = hooks::state_json(state, ContainerState::Creating, pid.as_raw())?;
-            let hooks = state.hooks.as_ref();
-            hooks::run(hooks, hooks::Kind::Prestart, &creating)?;
-            hooks::run(hooks, hooks::Kind::CreateRuntime, &creating)?;
+            // (prestart runs at `start`: see Container::start.)
+            hooks::run(state.hooks.as_ref(), hooks::Kind::CreateRuntime, &creating)?;
             let created = hooks::state_json(state, ContainerState::Created, pid.as_raw())?;
             chan.send(&Message::HookState { creating, created })?;
         }
