@@ -377,3 +377,62 @@ fn seccomp_and_fd_hygiene_apply_to_exec() {
     assert!(Path::new(&format!("/proc/{init}")).exists());
     finish(&rt, &id, &[], init);
 }
+
+#[test]
+fn preserved_fds_reach_the_exec_process_and_nothing_else_does() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execfds");
+    started(&rt, &b, &id);
+    let fd3 = b.path().join("fd3");
+    fs::write(&fd3, "from-the-host\n").unwrap();
+    let show = "ls /proc/self/fd | sort -n | tr '\\n' ' '; cat <&3";
+    let run = |extra: &[&str]| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"f=$1; shift; exec 3<"$f"; exec "$@""#)
+            .arg("sh")
+            .arg(&fd3)
+            .arg(harness::BERTH)
+            .arg("--root")
+            .arg(rt.root.path())
+            .arg("exec")
+            .args(extra)
+            .args([id.as_str(), "sh", "-c", show])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--preserve-fds", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 0-2, the preserved 3, and the fd ls opens to read the directory.
+    assert_eq!(stdout(&out), "0 1 2 3 4 from-the-host\n");
+    let out = run(&[]);
+    assert_eq!(stdout(&out), "0 1 2 3 ", "{}", stderr(&out));
+    rt.delete_force(&id);
+}
+
+#[test]
+fn ignore_paused_lets_exec_into_a_paused_container_run_once_resumed() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execpaused");
+    started(&rt, &b, &id);
+    let out = rt.berth(&["pause", &id]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    // Joining the frozen cgroup freezes the new process too, until `resume`.
+    let child = rt
+        .cmd()
+        .args(["exec", "--ignore-paused", &id, "echo", "ran"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = rt.berth(&["resume", &id]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ran\n");
+    rt.delete_force(&id);
+}

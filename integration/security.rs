@@ -276,16 +276,39 @@ fn run_with_fd3(
     env: &str,
     extra: &[&str],
 ) -> std::process::Output {
+    run_with_fd3_env(rt, b, id, env, &[], extra)
+}
+
+/// As run_with_fd3, with global options before `run`.
+fn run_with_fd3_and(
+    rt: &Runtime,
+    b: &Bundle,
+    id: &str,
+    global: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
+    run_with_fd3_env(rt, b, id, "", global, extra)
+}
+
+fn run_with_fd3_env(
+    rt: &Runtime,
+    b: &Bundle,
+    id: &str,
+    env: &str,
+    global: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
     let fd3 = b.path().join("fd3");
     std::fs::write(&fd3, "from-the-host\n").unwrap();
     std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!(r#"f=$1; shift; exec 3<"$f"; {env} exec "$@""#))
+        .arg(format!(r#"f=$1; shift; exec 3<"$f" 4<&-; {env} exec "$@""#))
         .arg("sh")
         .arg(&fd3)
         .arg(harness::BERTH)
         .arg("--root")
         .arg(rt.root.path())
+        .args(global)
         .args(["run", "--bundle"])
         .arg(b.path())
         .args(extra)
@@ -319,6 +342,26 @@ fn preserved_fds_reach_the_container_and_nothing_else_does() {
         "cat <&3 must fail: {}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_gap_in_the_preserved_fds_stays_empty_and_no_berth_fd_fills_it() {
+    // fd 3 is passed, fd 4 is not open: berth's own first fd (its --log file here) lands on
+    // 4, and must not reach the container as a "preserved" fd.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", "readlink /proc/self/fd/4 || echo none"]);
+    let log = b.path().join("berth.log");
+    let log_arg = format!("--log={}", log.display());
+    let out = run_with_fd3_and(
+        &rt,
+        &b,
+        &harness::unique_id("fdgap"),
+        &[&log_arg],
+        &["--preserve-fds", "2"],
+    );
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.status.success(), "{} {logged}", stderr(&out));
+    assert_eq!(stdout(&out), "none\n", "{logged}");
 }
 
 #[test]
