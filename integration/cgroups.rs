@@ -586,6 +586,28 @@ fn events_reports_an_oom_kill() {
     rt.delete_force(&id);
 }
 
+/// Runs berth with `args` under `strace -f -e trace=SYSCALLS`; returns its output and the
+/// trace (written into the bundle).
+fn strace_berth(
+    rt: &Runtime,
+    b: &Bundle,
+    syscalls: &str,
+    args: &[&str],
+) -> (std::process::Output, String) {
+    let trace = b.path().join("strace.log");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
+        .arg(&trace)
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("strace (apt-get install strace)");
+    (out, std::fs::read_to_string(&trace).unwrap_or_default())
+}
+
 #[test]
 fn on_v2_the_setup_process_is_born_in_the_cgroup() {
     // cgroup v2 only (runs in the VM of `make v2-test`): clone3(CLONE_INTO_CGROUP) puts the
@@ -600,27 +622,14 @@ fn on_v2_the_setup_process_is_born_in_the_cgroup() {
         json!({"pids": {"limit": 20}}),
     );
     let id = harness::unique_id("clone3");
-    let trace = b.path().join("strace.log");
-    let out = std::process::Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=clone,clone3,fork,vfork,openat,open",
-        ])
-        .arg("-o")
-        .arg(&trace)
-        .arg(harness::BERTH)
-        .arg("--root")
-        .arg(rt.root.path())
-        .args(["run", "--bundle"])
-        .arg(b.path())
-        .arg(&id)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("strace (apt-get install strace)");
+    let bundle = b.path().to_str().unwrap();
+    let (out, log) = strace_berth(
+        &rt,
+        &b,
+        "clone,clone3,fork,vfork,openat,open",
+        &["run", "--bundle", bundle, &id],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let log = std::fs::read_to_string(&trace).unwrap();
     assert!(
         log.lines()
             .any(|l| l.contains("clone3(") && l.contains("CLONE_INTO_CGROUP")),
@@ -657,20 +666,13 @@ fn on_v2_kill_all_with_sigkill_uses_cgroup_kill() {
         assert!(Instant::now() < deadline, "the two sleeps never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let trace = b.path().join("strace.log");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=openat,kill,pidfd_send_signal"])
-        .arg("-o")
-        .arg(&trace)
-        .arg(harness::BERTH)
-        .arg("--root")
-        .arg(rt.root.path())
-        .args(["kill", "--all", &id, "KILL"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("strace (apt-get install strace)");
+    let (out, log) = strace_berth(
+        &rt,
+        &b,
+        "openat,kill,pidfd_send_signal",
+        &["kill", "--all", &id, "KILL"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let log = std::fs::read_to_string(&trace).unwrap();
     assert!(
         log.lines()
             .any(|l| l.contains("/cgroup.kill\"") && l.contains("O_WRONLY")),

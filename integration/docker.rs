@@ -14,12 +14,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::MutexGuard;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::engines::{
-    assert_ok, cgroup_tree_exists, engine_lock, find_binary, frozen, image_tar, memory_limit,
-    out_text, processes_mentioning, remove_cgroup_tree, stop_processes_mentioning, unmount_under,
-    wait_for, CreatedDir, IMAGE,
+    assert_ok, cgroup_tree_exists, engine_lock, find_binary, force_delete_all, frozen, image_tar,
+    memory_limit, out_text, processes_mentioning, remove_cgroup_tree, stop_daemon,
+    stop_processes_mentioning, unmount_under, wait_for, CreatedDir, IMAGE,
 };
 use super::harness::*;
 
@@ -197,32 +197,13 @@ impl Drop for Docker {
                 let _ = self.docker(&a);
             }
         }
-        if let Some(mut d) = self.daemon.take() {
-            // dockerd stops the containerd it started on TERM.
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        // dockerd stops the containerd it started on TERM.
+        stop_daemon(self.daemon.take(), Duration::from_secs(15));
         // containerd (its config is under the exec root) and the shims (their -address is)
         // mention the private directory.
         let dir = self.dir.path().to_string_lossy().into_owned();
         stop_processes_mentioning(&dir, Duration::from_secs(5));
-        let root = self.berth_root();
-        if let Ok(entries) = fs::read_dir(&root) {
-            for e in entries.flatten() {
-                let _ = Command::new(BERTH)
-                    .arg("--root")
-                    .arg(&root)
-                    .args(["delete", "--force"])
-                    .arg(e.file_name())
-                    .output();
-            }
-        }
+        force_delete_all(&self.berth_root());
         unmount_under(self.dir.path());
         remove_cgroup_tree(&self.cgroup_parent);
         // Hard-coded host paths: shim sockets in /run/containerd/s, /run/docker/plugins.

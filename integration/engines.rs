@@ -256,6 +256,31 @@ pub(crate) fn stop_processes_mentioning(needle: &str, grace: Duration) {
 }
 
 /// Unmounts (lazily) whatever is still mounted under `dir`, deepest first.
+/// Stops an engine daemon this test started: SIGTERM, `grace` to exit, then SIGKILL.
+pub(crate) fn stop_daemon(daemon: Option<Child>, grace: Duration) {
+    let Some(mut d) = daemon else { return };
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
+/// `berth delete --force` of every container still in the state root `root` (a failed test).
+pub(crate) fn force_delete_all(root: &Path) {
+    for e in fs::read_dir(root).into_iter().flatten().flatten() {
+        let _ = Command::new(BERTH)
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force"])
+            .arg(e.file_name())
+            .output();
+    }
+}
+
 pub(crate) fn unmount_under(dir: &Path) {
     let dir = dir.to_string_lossy().into_owned();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -596,32 +621,13 @@ impl Drop for Containerd {
                 let _ = self.ctr(&["containers", "delete", id]);
             }
         }
-        if let Some(mut d) = self.daemon.take() {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        stop_daemon(self.daemon.take(), Duration::from_secs(10));
         // Shims mention the private socket path in their arguments.
         let dir = self.dir.path().to_string_lossy().into_owned();
         stop_processes_mentioning(&dir, Duration::from_secs(5));
         // Whatever berth still holds (a failed test), then the namespace's parent cgroup
         // that containerd makes for `/<namespace>/<id>`.
-        let root = self.berth_root();
-        if let Ok(entries) = fs::read_dir(&root) {
-            for e in entries.flatten() {
-                let _ = Command::new(BERTH)
-                    .arg("--root")
-                    .arg(&root)
-                    .args(["delete", "--force"])
-                    .arg(e.file_name())
-                    .output();
-            }
-        }
+        force_delete_all(&self.berth_root());
         unmount_under(self.dir.path());
         remove_cgroup_tree(&self.ns);
         // The shim's socket directory is hard-coded under /run/containerd.
