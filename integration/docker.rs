@@ -17,9 +17,10 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::engines::{
-    assert_ok, cgroup_tree_exists, engine_lock, find_binary, force_delete_all, frozen, image_tar,
-    memory_limit, out_text, processes_mentioning, remove_cgroup_tree, stop_daemon,
-    stop_processes_mentioning, unmount_under, wait_for, CreatedDir, IMAGE,
+    assert_engine_left_nothing, assert_ok, cgroup_tree_exists, engine_lock, find_binary,
+    force_delete_all, frozen, image_tar, memory_limit, out_text, processes_mentioning,
+    remove_cgroup_tree, stop_daemon, stop_processes_mentioning, unmount_under, wait_for,
+    CreatedDir, IMAGE,
 };
 use super::harness::*;
 
@@ -169,20 +170,7 @@ impl Docker {
 
     /// Nothing of container `id` left: berth state, cgroup, mount, process.
     fn assert_nothing_left(&self, id: &str) {
-        let root = self.berth_root();
-        let left: Vec<_> = fs::read_dir(&root)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(
-            left.is_empty(),
-            "berth's root {root:?} still holds {left:?}"
-        );
-        let cg = cgroup_dirs_named(id);
-        assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
-        assert!(m.is_empty(), "mounts of {id} left: {m:?}");
-        assert_no_process_of(id);
+        assert_engine_left_nothing(&self.berth_root(), id);
     }
 }
 

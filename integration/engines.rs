@@ -176,22 +176,8 @@ pub(crate) fn frozen(pid: i32) -> bool {
 
 /// Live processes whose command line mentions `needle` (an engine's private directory).
 pub(crate) fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me || !alive(pid) {
-            continue;
-        }
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if args.contains(needle) {
-            found.push((pid, args));
-        }
-    }
-    found
+    let needle = needle.as_bytes();
+    live_processes(|_, cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
 }
 
 /// Reaps zombies of ours (engine daemons reparented to the test process, a subreaper) whose
@@ -256,6 +242,24 @@ pub(crate) fn stop_processes_mentioning(needle: &str, grace: Duration) {
 }
 
 /// Unmounts (lazily) whatever is still mounted under `dir`, deepest first.
+/// Nothing of container `id` left after an engine deleted it: nothing in berth's state root
+/// `root` (the one the engine passes), no cgroup, mount or process of `id`.
+pub(crate) fn assert_engine_left_nothing(root: &Path, id: &str) {
+    let left: Vec<_> = fs::read_dir(root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "berth's root {root:?} still holds {left:?}"
+    );
+    let cg = cgroup_dirs_named(id);
+    assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
+    assert!(m.is_empty(), "mounts of {id} left: {m:?}");
+    assert_no_process_of(id);
+}
+
 /// Stops an engine daemon this test started: SIGTERM, `grace` to exit, then SIGKILL.
 pub(crate) fn stop_daemon(daemon: Option<Child>, grace: Duration) {
     let Some(mut d) = daemon else { return };
@@ -588,20 +592,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 
     /// Nothing of container `id` left: berth state, cgroup, mount, process.
     fn assert_nothing_left(&self, id: &str) {
-        let root = self.berth_root();
-        let left: Vec<_> = fs::read_dir(&root)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(
-            left.is_empty(),
-            "berth's root {root:?} still holds {left:?}"
-        );
-        let cg = cgroup_dirs_named(id);
-        assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
-        assert!(m.is_empty(), "mounts of {id} left: {m:?}");
-        assert_no_process_of(id);
+        assert_engine_left_nothing(&self.berth_root(), id);
     }
 }
 

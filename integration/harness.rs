@@ -349,6 +349,21 @@ pub fn fails_with_one_line(out: &Output, want: &str) {
 /// arguments (create's setup process and init run berth's binary with create's argv until init
 /// execs the user process) and those in a cgroup with `id` as a path component.
 pub fn live_processes_of(id: &str) -> Vec<(i32, String)> {
+    live_processes(|dir, cmdline| {
+        let in_argv = cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes());
+        let cgroup = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+        let in_cgroup = cgroup.lines().any(|l| {
+            l.splitn(3, ':')
+                .nth(2)
+                .is_some_and(|p| p.split('/').any(|c| c == id))
+        });
+        in_argv || in_cgroup
+    })
+}
+
+/// Live (non-zombie) processes other than this one for which `matches(/proc/PID, cmdline)`
+/// holds, with their arguments joined by spaces.
+pub fn live_processes(matches: impl Fn(&Path, &[u8]) -> bool) -> Vec<(i32, String)> {
     let me = std::process::id() as i32;
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
@@ -359,20 +374,42 @@ pub fn live_processes_of(id: &str) -> Vec<(i32, String)> {
             continue;
         }
         let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let in_argv = cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes());
-        let cgroup = fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        let in_cgroup = cgroup.lines().any(|l| {
-            l.splitn(3, ':')
-                .nth(2)
-                .is_some_and(|p| p.split('/').any(|c| c == id))
-        });
         // Checked again: a process that exited while being looked at is not a leak.
-        if (in_argv || in_cgroup) && alive(pid) {
+        if matches(&entry.path(), &cmdline) && alive(pid) {
             let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             found.push((pid, args));
         }
     }
     found
+}
+
+/// Receives one message with one fd attached (SCM_RIGHTS) on a connected unix socket:
+/// (bytes of the message in `buf`, the fd).
+pub fn recv_with_fd(
+    conn: &impl std::os::fd::AsRawFd,
+    buf: &mut [u8],
+) -> (usize, std::os::fd::OwnedFd) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("an fd with the message");
+    // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+    (msg.bytes, unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Asserts that no process of container `id` is alive. A setup process whose `create` died may

@@ -125,32 +125,13 @@ fn notify_with_no_agent_listening_fails_create_cleanly() {
 /// state it is sent, and answers every notified syscall with success without running it.
 /// Returns (state JSON, how many syscalls it answered) once the container's filter is gone.
 fn seccomp_agent(sock: &std::path::Path) -> std::thread::JoinHandle<(serde_json::Value, u32)> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::fd::AsRawFd;
     let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
     std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let raw = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("the notify fd comes with the state");
-        let len = msg.bytes;
-        // SAFETY: SCM_RIGHTS just gave this thread the fd.
-        let notify = unsafe { OwnedFd::from_raw_fd(raw) };
+        // The notify fd comes with the state.
+        let (len, notify) = harness::recv_with_fd(&conn, &mut buf);
         let state: serde_json::Value = serde_json::from_slice(&buf[..len]).unwrap();
         let mut answered = 0;
         loop {

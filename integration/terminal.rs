@@ -3,14 +3,13 @@
 //! a foreground `run` that relays the terminal itself.
 
 use std::fs::File;
-use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
 
 use crate::harness::{self, stderr, stdout, Bundle, Runtime};
@@ -41,27 +40,11 @@ impl ConsoleSocket {
     fn receive(&self) -> (String, File) {
         let (conn, _) = self.listener.accept().unwrap();
         let mut buf = [0u8; 256];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
+        let (n, master) = harness::recv_with_fd(&conn, &mut buf);
+        (
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            File::from(master),
         )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("an fd with the message");
-        let n = msg.bytes;
-        // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
-        let master = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        (String::from_utf8_lossy(&buf[..n]).into_owned(), master)
     }
 }
 
