@@ -530,3 +530,50 @@ fn notify_socket_start_returns_when_the_container_exits_unready() {
     assert!(host.recv(&mut buf).is_err(), "nothing is passed on");
     rt.delete_force(&id);
 }
+
+/// create saves state.json twice (before the cgroup exists, and with init's pid). The second
+/// save must not force the file to disk: ext4 writes out a file renamed over another at once,
+/// which costs a block allocation and, on a disk mounted with discard, a synchronous discard
+/// when delete unlinks it. Seen from outside with FIEMAP: the file's data is still delayed.
+#[test]
+fn state_json_is_replaced_without_forcing_it_to_disk() {
+    let rt = Runtime::new();
+    let fs_type = nix::sys::statfs::statfs(rt.root.path())
+        .unwrap()
+        .filesystem_type();
+    if fs_type != nix::sys::statfs::EXT4_SUPER_MAGIC {
+        eprintln!("skipped: the state root is not on ext4 ({fs_type:?})");
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let id = harness::unique_id("statefile");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let state_json = rt.root.path().join(&id).join("state.json");
+    let out = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(&state_json)
+        .output()
+        .expect("run filefrag (e2fsprogs)");
+    let extents = stdout(&out);
+    assert!(out.status.success(), "filefrag: {}", stderr(&out));
+    // The extent lines ("   0:  0..  0:  0..  0:  0:  last,unknown_loc,delalloc,eof") end
+    // with the flags.
+    let flags: Vec<&str> = extents
+        .lines()
+        .filter(|l| l.trim_start().starts_with("0:"))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert!(
+        !flags.is_empty() && flags.iter().all(|f| f.contains("delalloc")),
+        "state.json was written out at once:\n{extents}"
+    );
+    // Replaced atomically all the same: only state.json is in the dir, and it has the pid.
+    assert!(rt.state(&id)["pid"].as_i64().unwrap() > 0);
+    let mut names: Vec<_> = fs::read_dir(rt.root.path().join(&id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["exec.fifo", "state.json"]);
+    rt.delete_force(&id);
+}

@@ -17,7 +17,7 @@ fn kernel_supported() -> CapsHashSet {
 /// berth's own bounding set, from the CapBnd line of /proc/self/status: one read instead of
 /// a prctl(PR_CAPBSET_READ) per capability. None when /proc is not there to ask.
 fn own_bounding_set() -> Option<CapsHashSet> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let status = crate::sys::read_virtual("/proc/self/status").ok()?;
     let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
     let bits = u64::from_str_radix(hex.trim(), 16).ok()?;
     Some(bits_to_set(bits))

@@ -32,10 +32,10 @@ fn freezer(dirs: &[PathBuf]) -> Option<Freezer> {
 /// Whether the container's cgroup is frozen (or being frozen).
 pub fn is_frozen(dirs: &[PathBuf]) -> bool {
     match freezer(dirs) {
-        Some(Freezer::V1(d)) => fs::read_to_string(d.join("freezer.state"))
+        Some(Freezer::V1(d)) => crate::sys::read_virtual(d.join("freezer.state"))
             .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")),
         Some(Freezer::V2(d)) => {
-            fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+            crate::sys::read_virtual(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
         }
         None => false,
     }
@@ -71,7 +71,8 @@ fn set_v1(dir: &Path, frozen: bool) -> Result<()> {
     let mut pause = Duration::from_micros(100);
     loop {
         crate::sys::write_file(&file, want)?;
-        let now = fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+        let now =
+            crate::sys::read_virtual(&file).with_context(|| format!("read {}", file.display()))?;
         if now.trim() == want {
             return Ok(());
         }

@@ -148,8 +148,9 @@ pub fn resolve_dirs(
 /// The container's cgroup directories for this host and config.
 pub fn dirs_for(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
     let mountinfo =
-        fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
-    let proc_cgroup = fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?;
+        crate::sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let proc_cgroup =
+        crate::sys::read_virtual("/proc/self/cgroup").context("read /proc/self/cgroup")?;
     resolve_dirs(
         cgroups_path,
         id,
@@ -181,8 +182,10 @@ fn enable_controllers(dir: &Path) {
         .collect();
     levels.reverse();
     for level in levels {
-        let offered = fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
-        let enabled = fs::read_to_string(level.join("cgroup.subtree_control")).unwrap_or_default();
+        let offered =
+            crate::sys::read_virtual(level.join("cgroup.controllers")).unwrap_or_default();
+        let enabled =
+            crate::sys::read_virtual(level.join("cgroup.subtree_control")).unwrap_or_default();
         for ctrl in offered.split_whitespace() {
             if enabled.split_whitespace().any(|e| e == ctrl) {
                 continue;
@@ -199,27 +202,36 @@ fn enable_controllers(dir: &Path) {
 /// them from the parent, top-down, as runc does. (A v2 cgroup with empty cpuset files uses its
 /// parent's effective set, and the v2 root has no cpuset.cpus to copy.)
 fn fill_cpuset(dir: &Path) -> Result<()> {
-    if !dir.join("cpuset.cpus").exists() || dir.join("cgroup.controllers").exists() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| p.join("cpuset.cpus").exists()) {
-        fill_cpuset(parent)?;
-    }
-    for file in ["cpuset.cpus", "cpuset.mems"] {
-        let path = dir.join(file);
-        let current =
-            fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        if current.trim().is_empty() {
-            let parent = dir
-                .parent()
-                .context("cpuset cgroup has no parent")?
-                .join(file);
-            let value = fs::read_to_string(&parent)
-                .with_context(|| format!("read {}", parent.display()))?;
-            crate::sys::write_file(&path, value.trim())?;
-        }
+    // Read rather than stat first: a dir of another hierarchy costs one failed open.
+    if fill_cpuset_file(dir, "cpuset.cpus")?.is_some() {
+        fill_cpuset_file(dir, "cpuset.mems")?;
     }
     Ok(())
+}
+
+/// The value `dir/file` now has, copied from the parent (filled first) when empty; `None`
+/// when `dir` is no v1 cpuset cgroup.
+fn fill_cpuset_file(dir: &Path, file: &str) -> Result<Option<String>> {
+    let path = dir.join(file);
+    let current = match crate::sys::read_virtual(&path) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    if !current.is_empty() {
+        return Ok(Some(current));
+    }
+    if dir.join("cgroup.controllers").exists() {
+        return Ok(None); // v2: empty means the parent's
+    }
+    let value = dir
+        .parent()
+        .map(|parent| fill_cpuset_file(parent, file))
+        .transpose()?
+        .flatten()
+        .with_context(|| format!("{}: empty, and no parent to copy it from", path.display()))?;
+    crate::sys::write_file(&path, &value)?;
+    Ok(Some(value))
 }
 
 /// Whether creating a cgroup failed because this user may not write the tree.
@@ -276,11 +288,39 @@ pub fn kill_via_cgroup_kill(dirs: &[PathBuf]) -> Result<bool> {
 
 /// Moves the calling process into every directory. Done before any namespace is created, so
 /// the container's cgroup namespace is rooted at its own cgroup.
-pub fn join_self(dirs: &[PathBuf]) -> Result<()> {
-    for d in dirs {
-        crate::sys::write_file(&d.join("cgroup.procs"), "0")?;
+/// Moves the calling process, which must be single-threaded (berth's are), into `dirs`;
+/// `born_in_v2`: it was cloned into the cgroup2 directory among them already.
+///
+/// On v1 this writes "0" to `tasks`, moving the calling thread alone, rather than to
+/// `cgroup.procs`: moving a whole thread group write-locks the kernel's global
+/// cgroup_threadgroup_rwsem, which waits for an RCU grace period (several ms, on every
+/// container), while moving the current thread needs no such lock. For a single-threaded
+/// process the effect is the same. cgroup2 has no `tasks` file (and refuses to move a thread
+/// alone to another domain); there it is `cgroup.procs`, or better clone3 (`v2_dir`).
+pub fn join_self(dirs: &[PathBuf], born_in_v2: bool) -> Result<()> {
+    use std::io::Write;
+    let born_in = if born_in_v2 { v2_dir(dirs) } else { None };
+    for d in dirs.iter().filter(|d| Some(*d) != born_in) {
+        let tasks = d.join("tasks");
+        match fs::OpenOptions::new().write(true).open(&tasks) {
+            Ok(mut f) => f
+                .write_all(b"0")
+                .with_context(|| format!("write \"0\" to {}", tasks.display()))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                crate::sys::write_file(&d.join("cgroup.procs"), "0")?
+            }
+            Err(e) => return Err(e).with_context(|| format!("open {}", tasks.display())),
+        }
     }
     Ok(())
+}
+
+/// The cgroup2 directory among `dirs`: the only one on a v2 host, the unified hierarchy's
+/// on a hybrid host (mounted last, so looked for from the end), none on a v1 host.
+pub fn v2_dir(dirs: &[PathBuf]) -> Option<&PathBuf> {
+    dirs.iter()
+        .rev()
+        .find(|d| d.join("cgroup.controllers").exists())
 }
 
 /// Host pids of every process in the container's cgroup and its sub-cgroups, on every
@@ -297,7 +337,7 @@ pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     let procs = dir.join("cgroup.procs");
-    match fs::read_to_string(&procs) {
+    match crate::sys::read_virtual(&procs) {
         Ok(text) => out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("read {}", procs.display())),

@@ -50,7 +50,7 @@ impl<'a> Cgroup<'a> {
     }
 
     pub fn read(&self, file: &str) -> Option<String> {
-        std::fs::read_to_string(self.path_of(file)?)
+        crate::sys::read_virtual(self.path_of(file)?)
             .ok()
             .map(|s| s.trim().to_string())
     }

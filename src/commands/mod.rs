@@ -20,7 +20,8 @@ use crate::container::{self, Container};
 use crate::{process, signals};
 
 pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
-    process::create(root, &args.id, &args.opts, None)?;
+    let bundle = process::load(&args.id, &args.opts)?;
+    process::create(root, &args.id, &args.opts, bundle, None)?;
     Ok(0)
 }
 

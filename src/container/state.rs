@@ -122,7 +122,7 @@ impl State {
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&serde_json::to_vec(self)?)?;
-            fs::rename(&tmp, &path)
+            crate::sys::replace_file(&tmp, &path)
         };
         write()
             .with_context(|| format!("write {}", path.display()))
@@ -140,7 +140,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
     fs::write(&tmp, contents)
-        .and_then(|_| fs::rename(&tmp, path))
+        .and_then(|_| crate::sys::replace_file(&tmp, path))
         .with_context(|| format!("write {}", path.display()))
         .inspect_err(|_| {
             let _ = fs::remove_file(&tmp);

@@ -201,9 +201,7 @@ fn enter_container(
         sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
             .context("process.oomScoreAdj")?;
     }
-    if !born_in_cgroup {
-        cgroups::join_self(ctx.cgroup_dirs)?;
-    }
+    cgroups::join_self(ctx.cgroup_dirs, born_in_cgroup)?;
     namespaces::join_process(ctx.pidfd, ctx.init, ctx.join)?;
     nix::unistd::fchdir(ctx.init_root.as_raw_fd()).context("chdir to the container's root")?;
     nix::unistd::chroot(".").context("chroot to the container's root")?;

@@ -62,22 +62,27 @@ pub struct SetupConfig {
     pub console_socket: Option<OwnedFd>,
 }
 
-/// Creates container `id` from the bundle in `opts` under `root`. On error nothing is left:
-/// no state dir, cgroup or process.
+/// Checks the id and options of a `create` and loads its bundle, before anything exists.
+pub fn load(id: &str, opts: &CreateOpts) -> Result<Bundle> {
+    container::id::validate(id)?;
+    if opts.systemd_cgroup {
+        // Never a silent fallback to cgroupfs: the user asked systemd to own the cgroup.
+        bail!("--systemd-cgroup: berth does not implement the systemd cgroup driver yet; run without --systemd-cgroup (berth then manages the cgroup directly)");
+    }
+    spec::load_bundle(&opts.bundle)
+}
+
+/// Creates container `id` under `root` from `bundle` (from `load`). On error nothing is
+/// left: no state dir, cgroup or process.
 /// `console` is a socket already connected for the terminal's master (a foreground `run`
 /// that relays the terminal itself); otherwise `--console-socket` is connected.
 pub fn create(
     root: &Path,
     id: &str,
     opts: &CreateOpts,
+    mut bundle: Bundle,
     console: Option<OwnedFd>,
 ) -> Result<Container> {
-    container::id::validate(id)?;
-    if opts.systemd_cgroup {
-        // Never a silent fallback to cgroupfs: the user asked systemd to own the cgroup.
-        bail!("--systemd-cgroup: berth does not implement the systemd cgroup driver yet; run without --systemd-cgroup (berth then manages the cgroup directly)");
-    }
-    let mut bundle = spec::load_bundle(&opts.bundle)?;
     let terminal = bundle
         .spec
         .process()
@@ -328,23 +333,24 @@ fn pass_notify_fd(cfg: &SetupConfig, state: &State, init_pid: Pid, fd: OwnedFd) 
     crate::seccomp::send_to_listener(profile, oci_state, init_pid.as_raw(), fd.as_fd())
 }
 
-/// Forks the setup process. On cgroup v2 it is born in the container's cgroup (clone3 with
-/// CLONE_INTO_CGROUP), so it joins before anything else happens and nobody writes
-/// cgroup.procs; elsewhere, or where the kernel lacks clone3, it is a plain fork and the child
-/// joins itself. Returns whether the child was born in the cgroup.
+/// Forks the setup process. Where the container has a cgroup2 directory (on a v2 host, or
+/// the unified hierarchy of a hybrid one) the child is born in it (clone3 with
+/// CLONE_INTO_CGROUP), so nobody writes its cgroup.procs; the child joins any v1 hierarchies
+/// itself (`cgroups::join_self`). Without one, or where the kernel lacks clone3, it is a
+/// plain fork and the child joins them all. Returns whether the child was born in cgroup2.
 fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, bool)> {
-    if cgroups::is_v2(cgroup_dirs) {
+    if let Some(v2_dir) = cgroups::v2_dir(cgroup_dirs) {
         // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
         let dir = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&cgroup_dirs[0]);
+            .open(v2_dir);
         match dir {
             Ok(dir) => match sys::fork_into_cgroup(&dir) {
                 Ok(forked) => return Ok((forked, true)),
                 Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
             },
-            Err(e) => log::debug!("open {}: {e}", cgroup_dirs[0].display()),
+            Err(e) => log::debug!("open {}: {e}", v2_dir.display()),
         }
     }
     // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
@@ -398,9 +404,7 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in_cgroup: bool) -> 
         )
         .context("process.oomScoreAdj")?;
     }
-    if !born_in_cgroup {
-        cgroups::join_self(&cfg.cgroup_dirs)?;
-    }
+    cgroups::join_self(&cfg.cgroup_dirs, born_in_cgroup)?;
     let ns = &cfg.namespaces;
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
     if ns.is_new(LinuxNamespaceType::User) {

@@ -180,7 +180,7 @@ fn switch_user(process: &Process) -> Result<()> {
     // Unprivileged user namespaces deny setgroups (their creator wrote "deny"): then there
     // are no supplementary groups to drop, only ones that cannot be added.
     let setgroups_denied =
-        std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+        crate::sys::read_virtual("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
     if !setgroups_denied {
         nix::unistd::setgroups(&groups).context("process.user.additionalGids: setgroups")?;
     } else if !groups.is_empty() {

@@ -107,7 +107,7 @@ fn change_mount<P: ?Sized + nix::NixPath>(target: &P, flags: MsFlags) -> nix::Re
 /// How many mounts are stacked on `path` in this mount namespace.
 pub fn mounts_at(path: &Path) -> Result<usize> {
     let text =
-        std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+        crate::sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
     let want = path.to_string_lossy().replace(' ', "\\040");
     Ok(text
         .lines()
