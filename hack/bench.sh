@@ -57,29 +57,49 @@ mkdir -p "$work/tbundle"
 jq --arg root "$bundle/rootfs" 'del(.linux.cgroupsPath) | .root.path = $root' "$bundle/config.json" > "$work/tbundle/config.json"
 
 declare -A result
-median() { jq -r '.results[0].median * 1000 | . * 100 | round / 100' "$1"; }
-minimum() { jq -r '.results[0].min * 1000 | . * 100 | round / 100' "$1"; }
-
-bench() { # name runtime command [prepare]
-    local name=$1 rt=$2 cmd=$3 prep=${4:-true} json=$work/$1-$2.json
-    hyperfine -N --style none --warmup 3 --runs "$runs" --prepare "$prep" --export-json "$json" "$cmd" >/dev/null 2>"$work/err" \
+# A shared machine's speed drifts over minutes, so the timed metrics are taken in rounds: in
+# each round every runtime gets its share of the runs, one after the other (the order turning
+# each round), and the median and minimum are taken over all of a runtime's runs.
+rounds=${ROUNDS:-5}
+per_round=$(( (runs + rounds - 1) / rounds ))
+timed() { # name runtime command [prepare]: this round's runs, appended to NAME-RT.times
+    local name=$1 rt=$2 cmd=$3 prep=${4:-true} json=$work/round.json
+    hyperfine -N --style none --warmup 1 --runs "$per_round" --prepare "$prep" --export-json "$json" "$cmd" >/dev/null 2>"$work/err" \
         || { cat "$work/err"; $cmd; die "$name failed for $rt"; }
-    result[$name,$rt]="$(median "$json") (min $(minimum "$json"))"
-    result[$name-median,$rt]=$(median "$json")
+    jq -r '.results[0].times[]' "$json" >> "$work/$name-$rt.times"
 }
+# Median and minimum of a file of seconds, in ms.
+stats() { sort -g "$1" | awk '{t[NR] = $1} END {
+    m = NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
+    printf "%.2f %.2f\n", m * 1000, t[1] * 1000 }'; }
+
+rt_cmd() { echo "$(rt_bin "$1") --root $work/root-$1"; }
+read -r -a order <<< "$runtimes"
+for _ in $(seq "$rounds"); do
+    for rt in "${order[@]}"; do
+        r=$(rt_cmd "$rt")
+        q="sh -c"
+        timed run "$rt" "$r run --bundle $bundle b-run"
+        timed create "$rt" "$r create --bundle $bundle b-one" "$q '$r delete --force b-one >/dev/null 2>&1 || true'"
+        timed start "$rt" "$r start b-one" "$q '$r delete --force b-one >/dev/null 2>&1; $r create --bundle $bundle b-one'"
+        timed delete "$rt" "$r delete --force b-one" "$q '$r delete --force b-one >/dev/null 2>&1; $r create --bundle $bundle b-one; $r start b-one'"
+        $r delete --force b-one >/dev/null 2>&1 || true
+        $r create --bundle "$bundle" b-state
+        timed state "$rt" "$r state b-state"
+        $r delete --force b-state
+    done
+    order=("${order[@]:1}" "${order[0]}")
+done
+for rt in $runtimes; do
+    for name in run create start delete state; do
+        read -r med min < <(stats "$work/$name-$rt.times")
+        result[$name,$rt]="$med (min $min)"
+        result[$name-median,$rt]=$med
+    done
+done
 
 for rt in $runtimes; do
-    bin=$(rt_bin "$rt")
-    r="$bin --root $work/root-$rt"
-    q="sh -c"
-    bench run "$rt" "$r run --bundle $bundle b-run"
-    bench create "$rt" "$r create --bundle $bundle b-one" "$q '$r delete --force b-one >/dev/null 2>&1 || true'"
-    bench start "$rt" "$r start b-one" "$q '$r delete --force b-one >/dev/null 2>&1; $r create --bundle $bundle b-one'"
-    bench delete "$rt" "$r delete --force b-one" "$q '$r delete --force b-one >/dev/null 2>&1; $r create --bundle $bundle b-one; $r start b-one'"
-    $r delete --force b-one >/dev/null 2>&1 || true
-    $r create --bundle "$bundle" b-state
-    bench state "$rt" "$r state b-state"
-    $r delete --force b-state
+    r=$(rt_cmd "$rt")
 
     # Peak RSS (KiB) of the runtime process itself, the worst of 10.
     for what in create run; do
@@ -102,23 +122,36 @@ for rt in $runtimes; do
     calls=$(awk '/^100.00/ {print $4}' "$work/strace-$rt")
     result[syscalls,$rt]=$calls
     result[syscalls-median,$rt]=$calls
+done
 
-    # Throughput: 50 containers create+start+delete at concurrency 2 and 8.
+# Throughput: 50 containers create+start+delete at concurrency 2 and 8, one run per runtime
+# per round, interleaved as above.
+read -r -a order <<< "$runtimes"
+for _ in $(seq "$rounds"); do
+    for rt in "${order[@]}"; do
+        r=$(rt_cmd "$rt")
+        for c in 2 8; do
+            cmd="seq 50 | xargs -P $c -I{} sh -c '$r create --bundle $work/tbundle tp{} && $r start tp{} && $r delete --force tp{}'"
+            start=$(date +%s.%N)
+            sh -c "$cmd" >/dev/null 2>"$work/err" || { cat "$work/err"; die "throughput at concurrency $c failed for $rt"; }
+            awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {print b - a}' >> "$work/tp$c-$rt.times"
+        done
+    done
+    order=("${order[@]:1}" "${order[0]}")
+done
+for rt in $runtimes; do
     for c in 2 8; do
-        json=$work/tp$c-$rt.json
-        cmd="seq 50 | xargs -P $c -I{} sh -c '$r create --bundle $work/tbundle tp{} && $r start tp{} && $r delete --force tp{}'"
-        hyperfine --style none --warmup 1 --runs 5 --export-json "$json" "$cmd" >/dev/null 2>"$work/err" \
-            || { sh -c "$cmd"; die "throughput at concurrency $c failed for $rt"; }
-        secs=$(jq -r '.results[0].median' "$json")
-        result[tp$c,$rt]=$(awk "BEGIN{printf \"%.0f\", 50/$secs}")
-        result[tp$c-median,$rt]=$(awk "BEGIN{print 50/$secs}")
+        read -r med _ < <(stats "$work/tp$c-$rt.times")
+        result[tp$c,$rt]=$(awk "BEGIN{printf \"%.0f\", 50000/$med}")
+        result[tp$c-median,$rt]=$(awk "BEGIN{print 50000/$med}")
     done
 done
 
-floor_json=$work/floor.json
-hyperfine -N --style none --warmup 3 --runs "$runs" --export-json "$floor_json" \
+hyperfine -N --style none --warmup 3 --runs "$runs" --export-json "$work/floor.json" \
     "unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot $bundle/rootfs /bin/true" >/dev/null
-floor="$(median "$floor_json") (min $(minimum "$floor_json"))"
+jq -r '.results[0].times[]' "$work/floor.json" > "$work/floor.times"
+read -r med min < <(stats "$work/floor.times")
+floor="$med (min $min)"
 
 ratio() { awk "BEGIN{ if ($2 == 0) print \"-\"; else printf \"%.2f\", $1/$2 }"; }
 row() { # label key
@@ -127,7 +160,7 @@ row() { # label key
         "$(ratio "$b" "$c")" "$(ratio "$b" "$u")"
 }
 echo
-echo "berth benchmark, $(date -u +%Y-%m-%d), $(nproc) CPUs, kernel $(uname -r); $runs runs each; medians"
+echo "berth benchmark, $(date -u +%Y-%m-%d), $(nproc) CPUs, kernel $(uname -r); $((per_round * rounds)) runs each in $rounds interleaved rounds; medians"
 echo
 echo "| metric | berth | crun | runc | berth/crun | berth/runc |"
 echo "| --- | --- | --- | --- | --- | --- |"

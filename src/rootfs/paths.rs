@@ -64,21 +64,32 @@ fn create_in_root_depth(root: &impl AsFd, path: &Path, kind: Kind, depth: u32) -
     };
     // Only what is missing is walked: the parent first (created as needed), then the name.
     let parent_fd = create_in_root_depth(root, parent, Kind::Dir, depth)?;
-    if let Ok(target) = readlinkat(Some(parent_fd.as_raw_fd()), name) {
-        // A dangling symlink: create what it points to, still inside the root.
-        return create_in_root_depth(root, &parent.join(target), kind, depth + 1);
-    }
-    match kind {
-        Kind::File => create_file_at(&parent_fd, name)
-            .with_context(|| format!("create file {} in the container", path.display()))?,
-        Kind::Dir => match mkdirat(
+    // Created without following a symlink (mkdirat never does, O_NOFOLLOW); the name may
+    // exist all the same: a dangling symlink (or a racing creator).
+    let created = match kind {
+        Kind::File => create_file_at(&parent_fd, name),
+        Kind::Dir => mkdirat(
             Some(parent_fd.as_raw_fd()),
             name,
             Mode::from_bits_truncate(0o755),
-        ) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => bail!("create directory {} in the container: {e}", path.display()),
-        },
+        ),
+    };
+    match created {
+        Ok(()) => {}
+        Err(Errno::EEXIST | Errno::ELOOP) => {
+            if let Ok(target) = readlinkat(Some(parent_fd.as_raw_fd()), name) {
+                // A dangling symlink: create what it points to, still inside the root.
+                return create_in_root_depth(root, &parent.join(target), kind, depth + 1);
+            }
+        }
+        Err(e) => {
+            let what = if kind == Kind::Dir {
+                "directory"
+            } else {
+                "file"
+            };
+            bail!("create {what} {} in the container: {e}", path.display())
+        }
     }
     open_in_root(root, path)
         .with_context(|| format!("open {} in the container after creating it", path.display()))
@@ -141,6 +152,13 @@ mod tests {
         assert!(root.path().join("a/b/file").is_file());
         create_in_root(&r, Path::new("/c/d"), Kind::Dir).unwrap();
         assert!(root.path().join("c/d").is_dir());
+        // A dangling symlink as the last name: its target is created, inside the root.
+        symlink("/made/here", root.path().join("dangling-file")).unwrap();
+        create_in_root(&r, Path::new("/dangling-file"), Kind::File).unwrap();
+        assert!(root.path().join("made/here").is_file());
+        symlink("../made/dir", root.path().join("c/dangling-dir")).unwrap();
+        create_in_root(&r, Path::new("/c/dangling-dir"), Kind::Dir).unwrap();
+        assert!(root.path().join("made/dir").is_dir());
         // Existing paths are opened, not recreated.
         let fd = create_in_root(&r, Path::new("/a/b/file"), Kind::Dir).unwrap();
         assert_eq!(real_path(&fd), root.path().join("a/b/file"));
