@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{self, stderr, stdout, Bundle, Runtime};
 
-fn v2_host() -> bool {
+pub fn v2_host() -> bool {
     std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 

@@ -436,3 +436,191 @@ fn ignore_paused_lets_exec_into_a_paused_container_run_once_resumed() {
     assert_eq!(stdout(&out), "ran\n");
     rt.delete_force(&id);
 }
+
+/// /proc/PID/cgroup read from the host: (controllers, path) per hierarchy, in the kernel's
+/// order ("" for cgroup2).
+fn proc_cgroup(pid: i32) -> Vec<(String, String)> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(3, ':').skip(1);
+            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The container's cgroup directory on the v1 hierarchy of `ctrl` (mounted, as on Debian,
+/// at a directory named after its controllers, e.g. /sys/fs/cgroup/cpu,cpuacct).
+fn v1_dir_of(id: &str, ctrl: &str) -> std::path::PathBuf {
+    harness::cgroup_dirs_named(id)
+        .into_iter()
+        .find(|d| {
+            d.parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == ctrl))
+        })
+        .unwrap_or_else(|| panic!("no {ctrl} cgroup of {id}"))
+}
+
+/// Makes the sub-cgroup `name` of cgroup `dir`, as a user would before `exec --cgroup`: a
+/// new v1 cpuset cgroup has no cpus or mems, and no process could join it until given some.
+fn make_sub_cgroup(dir: &std::path::Path, name: &str) {
+    let sub = dir.join(name);
+    fs::create_dir(&sub).unwrap();
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        if sub.join(file).exists() && !sub.join("cgroup.controllers").exists() {
+            fs::write(sub.join(file), fs::read(dir.join(file)).unwrap()).unwrap();
+        }
+    }
+}
+
+/// Detached exec'd processes (children of the test process) to kill and reap if the test
+/// fails before `finish`: the harness's `delete --force` would otherwise wait forever for an
+/// init that cannot finish exiting while they are unreaped zombies of its namespace.
+struct ReapOnPanic(Vec<i32>);
+
+impl Drop for ReapOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in &self.0 {
+                // SAFETY: kill on a pid the test started and has not reaped, so not reused.
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+                harness::reap(*p);
+            }
+        }
+    }
+}
+
+#[test]
+fn cgroup_flag_runs_the_process_in_sub_cgroups() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execcg");
+    let init = started(&rt, &b, &id);
+    let v2 = crate::cgroups::v2_host();
+    let base = proc_cgroup(init);
+    // `sub` below the container's cgroup on every hierarchy (cgroup2's on a hybrid host too).
+    for d in harness::cgroup_dirs_named(&id) {
+        make_sub_cgroup(&d, "sub");
+    }
+
+    // A plain path: every hierarchy's sub-cgroup.
+    let mut execd = ReapOnPanic(Vec::new());
+    let all = exec_detached(&rt, &b, &["--cgroup", "sub"], &id, &["sleep", "100"]);
+    execd.0.push(all);
+    let want: Vec<_> = base
+        .iter()
+        .map(|(c, p)| (c.clone(), format!("{p}/sub")))
+        .collect();
+    assert_eq!(proc_cgroup(all), want, "--cgroup sub");
+    // A leading '/' is the container's cgroup, not the hierarchy's root.
+    let top = exec_detached(&rt, &b, &["--cgroup", "/"], &id, &["sleep", "100"]);
+    execd.0.push(top);
+    assert_eq!(proc_cgroup(top), base, "--cgroup /");
+
+    if v2 {
+        // One hierarchy: a controller prefix has nothing to select (runc ignores it).
+        let out = exec(&rt, &["--cgroup", "memory:sub", &id, "true"]);
+        harness::fails_with_one_line(
+            &out,
+            "--cgroup memory:sub: a controller prefix selects a cgroup v1 hierarchy",
+        );
+    } else {
+        make_sub_cgroup(&v1_dir_of(&id, "memory"), "m");
+        for ctrl in ["pids", "cpu"] {
+            let d = v1_dir_of(&id, ctrl);
+            if !d.join("p").exists() {
+                make_sub_cgroup(&d, "p"); // cpu may share cpuacct's hierarchy
+            }
+        }
+        let pid = exec_detached(
+            &rt,
+            &b,
+            &["--cgroup", "memory:m", "--cgroup", "pids,cpu:p"],
+            &id,
+            &["sleep", "100"],
+        );
+        execd.0.push(pid);
+        // The named hierarchies moved; every other one stays in the container's cgroup.
+        let want: Vec<_> = base
+            .iter()
+            .map(|(c, p)| {
+                let named = |n: &str| c.split(',').any(|x| x == n);
+                let sub = match () {
+                    _ if named("memory") => "/m",
+                    _ if named("pids") || named("cpu") => "/p",
+                    _ => "",
+                };
+                (c.clone(), format!("{p}{sub}"))
+            })
+            .collect();
+        assert_eq!(
+            proc_cgroup(pid),
+            want,
+            "--cgroup memory:m --cgroup pids,cpu:p"
+        );
+        assert!(
+            want.iter()
+                .any(|(c, p)| c == "freezer" && !p.ends_with("/p")),
+            "{want:?}"
+        );
+    }
+
+    // Bad values: one line naming the value, and no process started.
+    let before = harness::live_processes_of(&id);
+    let missing = if v2 { "nosuch" } else { "memory:nosuch" };
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec![missing], format!("--cgroup {missing}: ")),
+        (
+            vec!["../sub"],
+            "--cgroup ../sub: must be a path below".into(),
+        ),
+        (
+            vec!["/../.."],
+            "--cgroup /../..: must be a path below".into(),
+        ),
+        (
+            vec!["sub", "memory:sub"],
+            "--cgroup sub: a path without CONTROLLER:".into(),
+        ),
+        (
+            vec!["memory:sub", "pids,memory:sub"],
+            "--cgroup pids,memory:sub: controller memory given more than once".into(),
+        ),
+        (
+            vec!["memory,:sub"],
+            "--cgroup memory,:sub: empty controller name".into(),
+        ),
+        (
+            vec!["memory:a:b"],
+            "--cgroup memory:a:b: more than one ':'".into(),
+        ),
+    ];
+    for (values, want) in &cases {
+        let mut args: Vec<&str> = values.iter().flat_map(|v| ["--cgroup", v]).collect();
+        args.extend([id.as_str(), "sh", "-c", "echo ran"]);
+        let out = exec(&rt, &args);
+        harness::fails_with_one_line(&out, want);
+        assert!(out.stdout.is_empty(), "{values:?} ran: {}", stdout(&out));
+    }
+    if !v2 {
+        let out = exec(&rt, &["--cgroup", "whaaat:sub", &id, "true"]);
+        harness::fails_with_one_line(
+            &out,
+            "--cgroup whaaat:sub: the container has no cgroup v1 hierarchy with the whaaat controller",
+        );
+        let out = exec(&rt, &["--cgroup", "memory:nosuch", &id, "true"]);
+        let want = format!(
+            "{} does not exist",
+            v1_dir_of(&id, "memory").join("nosuch").display()
+        );
+        harness::fails_with_one_line(&out, &want);
+    }
+    assert_eq!(
+        harness::live_processes_of(&id),
+        before,
+        "a refused exec left a process"
+    );
+    finish(&rt, &id, &std::mem::take(&mut execd.0), init);
+}

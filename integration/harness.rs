@@ -192,6 +192,12 @@ impl Runtime {
             .unwrap()
     }
 
+    /// Checks container `id` for leaks at the end of the test (and force-deletes it after a
+    /// failure), for a container started with a command line of the test's own.
+    pub fn track(&self, id: &str) {
+        self.ids.lock().unwrap().push(id.to_string());
+    }
+
     pub fn state(&self, id: &str) -> Value {
         let out = self.berth(&["state", id]);
         assert!(out.status.success(), "state {id}: {}", stderr(&out));

@@ -4,12 +4,14 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::termios::{self, LocalFlags, Termios};
 use serde_json::json;
 
 use crate::harness::{self, stderr, stdout, Bundle, Runtime};
@@ -218,5 +220,109 @@ fn foreground_run_relays_the_terminal() {
     let text = stdout(&out);
     assert!(text.starts_with("/dev/pts/"), "{text:?}");
     assert!(text.contains("20 70\r\nout\r\n"), "{text:?}");
+    rt.assert_nothing_left(&id);
+}
+
+/// The termios fields that make up a terminal's mode (Termios also carries the kernel's
+/// copy, compared field by field here).
+fn mode(t: &Termios) -> impl PartialEq + std::fmt::Debug {
+    (
+        t.input_flags,
+        t.output_flags,
+        t.control_flags,
+        t.local_flags,
+        t.control_chars,
+    )
+}
+
+fn set_size(fd: BorrowedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a struct winsize from the pointer, valid for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn foreground_run_on_a_real_terminal_is_raw_resized_and_restored() {
+    let rt = Runtime::new();
+    // The container reports its terminal's size at start, then waits (up to 5 s) for it to
+    // change and reports it again.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stty size; echo ready; n=0; \
+         while [ \"$(stty size)\" = '33 111' ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done; \
+         stty size; echo done; exit 5",
+    ]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 20, "width": 70});
+    });
+    let id = harness::unique_id("ttyreal");
+    // The test's own terminal for berth, as an interactive shell's would be.
+    let size = libc::winsize {
+        ws_row: 33,
+        ws_col: 111,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let before = termios::tcgetattr(&pty.slave).unwrap();
+    assert!(
+        before
+            .local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO),
+        "a new pty starts in canonical mode with echo"
+    );
+    let stdio = || Stdio::from(pty.slave.try_clone().unwrap());
+    let mut cmd = rt.cmd();
+    cmd.args(["run", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(stdio());
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid, and TIOCSCTTY on fd
+    // 0 (the pty slave) with argument 0, which passes no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Its own session, with the pty as controlling terminal: as run from a shell.
+            nix::unistd::setsid()?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    rt.track(&id);
+    let mut berth = cmd.spawn().unwrap();
+    let mut master = File::from(pty.master);
+
+    // Output has come through the relay: berth has the outer terminal in raw mode.
+    let text = read_until(&mut master, "ready");
+    let during = termios::tcgetattr(&pty.slave).unwrap();
+    let mut raw = before.clone();
+    termios::cfmakeraw(&mut raw);
+    assert_eq!(mode(&during), mode(&raw), "the terminal is not in raw mode");
+    // The container started with the outer terminal's size, not consoleSize (as runc), and
+    // its "\r\n" reached us untouched (no output processing on the outer side).
+    assert!(text.contains("33 111\r\nready\r\n"), "{text:?}");
+
+    // A resized outer terminal, and SIGWINCH for berth, resize the container's.
+    set_size(master.as_fd(), 44, 122);
+    // SAFETY: kill on the pid of our own child, not yet waited for.
+    unsafe { libc::kill(berth.id() as i32, libc::SIGWINCH) };
+    let text = read_until(&mut master, "done");
+    assert!(text.contains("44 122\r\ndone"), "{text:?}");
+
+    assert_eq!(berth.wait().unwrap().code(), Some(5));
+    // Restored as it was.
+    let after = termios::tcgetattr(&pty.slave).unwrap();
+    assert_eq!(mode(&after), mode(&before), "the terminal was not restored");
     rt.assert_nothing_left(&id);
 }

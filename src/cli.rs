@@ -161,9 +161,11 @@ pub struct ExecArgs {
     /// Pass N extra file descriptors (from 3 on) to the process.
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Sub-cgroup of the container's cgroup to run the process in.
-    #[arg(long, value_name = "PATH")]
-    pub cgroup: Option<String>,
+    /// Existing sub-cgroup to run the process in, as runc: PATH (below the container's
+    /// cgroup on every hierarchy; only as the sole --cgroup) or CONTROLLER[,CONTROLLER...]:PATH
+    /// (those cgroup v1 controllers only; repeatable).
+    #[arg(long, value_name = "[CONTROLLER[,CONTROLLER...]:]PATH")]
+    pub cgroup: Vec<String>,
     /// Exec even when the container is paused.
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
@@ -567,6 +569,10 @@ mod tests {
             "--cwd",
             "/tmp",
             "--no-new-privs",
+            "--cgroup",
+            "memory:m",
+            "--cgroup",
+            "cpu,cpuacct:c",
             "c1",
             "sh",
             "-c",
@@ -581,6 +587,8 @@ mod tests {
         assert_eq!(e.user.as_deref(), Some("1000:1000"));
         assert_eq!(e.additional_gids, [10]);
         assert_eq!(e.cap, ["CAP_NET_ADMIN"]);
+        // Repeatable, and a comma is part of the value (runc splits no slice flag on commas).
+        assert_eq!(e.cgroup, ["memory:m", "cpu,cpuacct:c"]);
         assert_eq!(e.id, "c1");
         assert_eq!(e.command, ["sh", "-c", "ls -l"]);
     }

@@ -20,7 +20,7 @@
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::CloneFlags;
@@ -38,6 +38,8 @@ use crate::{cgroups, foreground, namespaces, spec, sys, tty};
 
 /// Runs `args` in container `args.id`; returns the exit code berth should exit with.
 pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
+    // A malformed --cgroup fails before anything is looked at or made.
+    let subs = parse_sub_cgroups(&args.cgroup)?;
     let (c, lock) = Container::load_locked(root, &args.id)?;
     match c.status() {
         Status::Created | Status::Running => {}
@@ -64,7 +66,13 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         None => (None, None),
     };
     let console = super::console_socket(terminal, args.console_socket.as_deref(), theirs)?;
-    let cgroup_dirs = exec_cgroup_dirs(&c.state.cgroup_dirs, args.cgroup.as_deref())?;
+    let hierarchies = match subs {
+        SubCgroups::PerController(_) => cgroups::parse_hierarchies(
+            &fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?,
+        ),
+        _ => Vec::new(),
+    };
+    let cgroup_dirs = exec_cgroup_dirs(&c.state.cgroup_dirs, &subs, &hierarchies)?;
     let join = namespaces_to_join(init)?;
     // Init's root, reached from the host: the process chroots there after joining the mount
     // namespace (which alone would leave it at the namespace's root: wrong with --no-pivot
@@ -242,31 +250,141 @@ fn namespaces_to_join(pid: i32) -> Result<CloneFlags> {
     Ok(flags)
 }
 
-/// The container's cgroup dirs, or with `--cgroup PATH` that existing sub-cgroup of each.
-fn exec_cgroup_dirs(dirs: &[PathBuf], sub: Option<&str>) -> Result<Vec<PathBuf>> {
-    let Some(sub) = sub else {
-        return Ok(dirs.to_vec());
-    };
-    if sub.contains(':') {
-        bail!("--cgroup {sub}: the controller:path form is not supported by berth; give a path relative to the container's cgroup");
-    }
-    let rel = Path::new(sub.trim_start_matches('/'));
-    if rel
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        bail!("--cgroup {sub}: must be a path below the container's cgroup, without '..'");
-    }
-    dirs.iter()
-        .map(|d| {
-            let p = d.join(rel);
-            if p.is_dir() {
-                Ok(p)
-            } else {
-                bail!("--cgroup {sub}: {} does not exist", p.display())
+/// What `--cgroup` asked for, parsed as runc's exec parses it.
+#[derive(Debug, PartialEq)]
+enum SubCgroups {
+    /// No --cgroup: the container's own cgroup on every hierarchy.
+    None,
+    /// `PATH`, the only --cgroup: that sub-cgroup on every hierarchy (the form for cgroup v2).
+    All { arg: String, rel: PathBuf },
+    /// `CONTROLLER[,CONTROLLER...]:PATH`, repeatable: one (controller, sub-path, the --cgroup
+    /// value) per controller named. Hierarchies whose controllers are not named stay in the
+    /// container's cgroup.
+    PerController(Vec<(String, PathBuf, String)>),
+}
+
+/// Parses the `--cgroup` values; errors name the value.
+fn parse_sub_cgroups(args: &[String]) -> Result<SubCgroups> {
+    let mut per: Vec<(String, PathBuf, String)> = Vec::new();
+    for arg in args {
+        let (ctrls, path) = match arg.split_once(':') {
+            None if args.len() == 1 => {
+                let rel = sub_path(arg, arg)?;
+                return Ok(SubCgroups::All {
+                    arg: arg.clone(),
+                    rel,
+                });
             }
-        })
-        .collect()
+            None => bail!("--cgroup {arg}: a path without CONTROLLER: must be the only --cgroup"),
+            Some((_, path)) if path.contains(':') => {
+                bail!("--cgroup {arg}: more than one ':' (the form is [CONTROLLER[,CONTROLLER...]:]PATH)")
+            }
+            Some(split) => split,
+        };
+        let rel = sub_path(arg, path)?;
+        for ctrl in ctrls.split(',') {
+            if ctrl.is_empty() {
+                bail!("--cgroup {arg}: empty controller name");
+            }
+            if per.iter().any(|(c, _, _)| c == ctrl) {
+                bail!("--cgroup {arg}: controller {ctrl} given more than once");
+            }
+            per.push((ctrl.to_string(), rel.clone(), arg.clone()));
+        }
+    }
+    Ok(match per.is_empty() {
+        true => SubCgroups::None,
+        false => SubCgroups::PerController(per),
+    })
+}
+
+/// `path` relative to the container's cgroup. A leading '/' still means the container's
+/// cgroup, not the hierarchy's root (runc joins it to the container's path), and '..' is
+/// refused outright rather than resolved, so nothing can climb out.
+fn sub_path(arg: &str, path: &str) -> Result<PathBuf> {
+    let mut rel = PathBuf::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(name) => rel.push(name),
+            Component::RootDir | Component::CurDir => {}
+            _ => bail!("--cgroup {arg}: must be a path below the container's cgroup, without '..'"),
+        }
+    }
+    Ok(rel)
+}
+
+/// The cgroup directories the exec'd process joins: the container's (one per hierarchy), with
+/// the sub-cgroups `subs` asks for, each of which must exist. `hierarchies` (the mounted ones)
+/// tell which v1 controllers each directory's hierarchy has; only a per-controller `subs`
+/// needs them.
+fn exec_cgroup_dirs(
+    dirs: &[PathBuf],
+    subs: &SubCgroups,
+    hierarchies: &[cgroups::Hierarchy],
+) -> Result<Vec<PathBuf>> {
+    let mut out = dirs.to_vec();
+    // Which entries of `out` moved to a sub-cgroup, and for which --cgroup value.
+    let mut moved: Vec<(usize, &str)> = Vec::new();
+    match subs {
+        SubCgroups::None => return Ok(out),
+        SubCgroups::All { arg, rel } => {
+            if dirs.is_empty() {
+                bail!("--cgroup {arg}: the container has no cgroup");
+            }
+            for (i, d) in out.iter_mut().enumerate() {
+                *d = d.join(rel);
+                moved.push((i, arg));
+            }
+        }
+        SubCgroups::PerController(per) => {
+            // runc takes the prefix on cgroup v2 and then ignores it (the process joins the
+            // container's cgroup); refusing says what would not happen.
+            if cgroups::is_v2(dirs) {
+                bail!(
+                    "--cgroup {}: a controller prefix selects a cgroup v1 hierarchy, but this container's cgroup is v2: give the path alone",
+                    per[0].2
+                );
+            }
+            let has = |d: &PathBuf, ctrl: &str| {
+                hierarchy_of(d, hierarchies)
+                    .is_some_and(|h| !h.is_v2() && h.controllers.split(',').any(|c| c == ctrl))
+            };
+            // Per hierarchy: the sub-path given and the controller it was given for.
+            let mut given: Vec<Option<(&Path, &str)>> = vec![None; dirs.len()];
+            for (ctrl, rel, arg) in per {
+                let Some(i) = dirs.iter().position(|d| has(d, ctrl)) else {
+                    bail!("--cgroup {arg}: the container has no cgroup v1 hierarchy with the {ctrl} controller");
+                };
+                // Co-mounted controllers (cpu,cpuacct) share one directory: one path for both.
+                match given[i] {
+                    Some((other, other_ctrl)) if other != rel.as_path() => bail!(
+                        "--cgroup {arg}: {ctrl} shares its hierarchy with {other_ctrl}, which was given {}",
+                        other.display()
+                    ),
+                    _ => given[i] = Some((rel, ctrl)),
+                }
+                out[i] = dirs[i].join(rel);
+                moved.push((i, arg));
+            }
+        }
+    }
+    for (i, arg) in moved {
+        if !out[i].is_dir() {
+            bail!("--cgroup {arg}: {} does not exist", out[i].display());
+        }
+    }
+    Ok(out)
+}
+
+/// The hierarchy `dir` is on: the one mounted deepest above it.
+fn hierarchy_of<'a>(
+    dir: &Path,
+    hierarchies: &'a [cgroups::Hierarchy],
+) -> Option<&'a cgroups::Hierarchy> {
+    hierarchies
+        .iter()
+        .filter(|h| dir.starts_with(&h.mount_point))
+        .max_by_key(|h| h.mount_point.components().count())
 }
 
 /// The process to run: `--process FILE` as is, or the container's process with the command
@@ -435,18 +553,202 @@ mod tests {
         assert_eq!(e, "--cap CAP_BOGUS: unknown capability");
     }
 
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn parse_err(v: &[&str]) -> String {
+        parse_sub_cgroups(&args(v)).unwrap_err().to_string()
+    }
+
     #[test]
-    fn cgroup_sub_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("sub")).unwrap();
-        let dirs = vec![dir.path().to_path_buf()];
+    fn cgroup_flag_forms() {
+        assert_eq!(parse_sub_cgroups(&[]).unwrap(), SubCgroups::None);
+        // A plain path: every hierarchy; a leading '/' is still below the container.
+        for (arg, rel) in [
+            ("sub", "sub"),
+            ("/a/b", "a/b"),
+            ("./a/./b/", "a/b"),
+            ("/", ""),
+        ] {
+            assert_eq!(
+                parse_sub_cgroups(&args(&[arg])).unwrap(),
+                SubCgroups::All {
+                    arg: arg.into(),
+                    rel: rel.into()
+                },
+                "{arg}"
+            );
+        }
+        let per = |v: &[(&str, &str, &str)]| {
+            SubCgroups::PerController(
+                v.iter()
+                    .map(|(c, p, a)| (c.to_string(), PathBuf::from(p), a.to_string()))
+                    .collect(),
+            )
+        };
         assert_eq!(
-            exec_cgroup_dirs(&dirs, Some("sub")).unwrap(),
-            [dir.path().join("sub")]
+            parse_sub_cgroups(&args(&["memory:m", "cpu,cpuacct:/c/d"])).unwrap(),
+            per(&[
+                ("memory", "m", "memory:m"),
+                ("cpu", "c/d", "cpu,cpuacct:/c/d"),
+                ("cpuacct", "c/d", "cpu,cpuacct:/c/d"),
+            ])
         );
-        assert_eq!(exec_cgroup_dirs(&dirs, None).unwrap(), dirs);
-        assert!(exec_cgroup_dirs(&dirs, Some("../x")).is_err());
-        assert!(exec_cgroup_dirs(&dirs, Some("missing")).is_err());
-        assert!(exec_cgroup_dirs(&dirs, Some("cpu:sub")).is_err());
+        // An empty path after the prefix is the container's own cgroup, as in runc.
+        assert_eq!(
+            parse_sub_cgroups(&args(&["name=systemd:"])).unwrap(),
+            per(&[("name=systemd", "", "name=systemd:")])
+        );
+    }
+
+    #[test]
+    fn bad_cgroup_flags_name_the_value() {
+        assert_eq!(
+            parse_err(&["a", "memory:b"]),
+            "--cgroup a: a path without CONTROLLER: must be the only --cgroup"
+        );
+        assert_eq!(
+            parse_err(&["memory:a", "b"]),
+            "--cgroup b: a path without CONTROLLER: must be the only --cgroup"
+        );
+        assert_eq!(
+            parse_err(&["memory:a", "pids,memory:b"]),
+            "--cgroup pids,memory:b: controller memory given more than once"
+        );
+        assert_eq!(
+            parse_err(&["cpu,cpu:a"]),
+            "--cgroup cpu,cpu:a: controller cpu given more than once"
+        );
+        for bad in [":a", "cpu,:a", ",cpu:a"] {
+            assert_eq!(
+                parse_err(&[bad]),
+                format!("--cgroup {bad}: empty controller name")
+            );
+        }
+        assert!(parse_err(&["memory:a:b"]).starts_with("--cgroup memory:a:b: more than one ':'"));
+        for bad in ["..", "../x", "a/../../x", "memory:../x", "/.."] {
+            assert!(
+                parse_err(&[bad]).starts_with(&format!("--cgroup {bad}: must be a path below")),
+                "{bad}"
+            );
+        }
+    }
+
+    /// A fake v1 host: a hierarchy per entry of `mounts` under a temp dir, the container's
+    /// cgroup `c1` in each, and `subs` made below it.
+    fn fake_v1(
+        mounts: &[&str],
+        subs: &[&str],
+    ) -> (tempfile::TempDir, Vec<cgroups::Hierarchy>, Vec<PathBuf>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut hierarchies = Vec::new();
+        let mut dirs = Vec::new();
+        for m in mounts {
+            let mount_point = tmp.path().join(m);
+            fs::create_dir_all(mount_point.join("c1")).unwrap();
+            for sub in subs {
+                fs::create_dir_all(mount_point.join("c1").join(sub)).unwrap();
+            }
+            let controllers = match *m {
+                "unified" => String::new(),
+                m => m.to_string(),
+            };
+            hierarchies.push(cgroups::Hierarchy {
+                mount_root: "/".into(),
+                mount_point: mount_point.clone(),
+                controllers,
+            });
+            dirs.push(mount_point.join("c1"));
+        }
+        (tmp, hierarchies, dirs)
+    }
+
+    fn resolve(dirs: &[PathBuf], h: &[cgroups::Hierarchy], v: &[&str]) -> Result<Vec<PathBuf>> {
+        exec_cgroup_dirs(dirs, &parse_sub_cgroups(&args(v)).unwrap(), h)
+    }
+
+    #[test]
+    fn cgroup_flags_pick_hierarchies() {
+        let (_tmp, h, dirs) = fake_v1(
+            &["cpu,cpuacct", "memory", "pids", "name=systemd", "unified"],
+            &["s", "t"],
+        );
+        let sub = |i: usize, s: &str| dirs[i].join(s);
+        assert_eq!(resolve(&dirs, &h, &[]).unwrap(), dirs);
+        // A plain path moves every hierarchy, the named one and cgroup2 included, as runc.
+        assert_eq!(
+            resolve(&dirs, &h, &["s"]).unwrap(),
+            (0..5).map(|i| sub(i, "s")).collect::<Vec<_>>()
+        );
+        assert_eq!(resolve(&dirs, &h, &["/"]).unwrap(), dirs);
+        // Named controllers move their hierarchies only; the rest stay in the container's.
+        assert_eq!(
+            resolve(&dirs, &h, &["memory:s", "cpuacct,pids:t"]).unwrap(),
+            [
+                sub(0, "t"),
+                sub(1, "s"),
+                sub(2, "t"),
+                dirs[3].clone(),
+                dirs[4].clone()
+            ]
+        );
+        assert_eq!(
+            resolve(&dirs, &h, &["name=systemd:s"]).unwrap()[3],
+            sub(3, "s")
+        );
+        // Co-mounted controllers: the same path twice is fine, two paths are not.
+        assert_eq!(
+            resolve(&dirs, &h, &["cpu:s", "cpuacct:s"]).unwrap()[0],
+            sub(0, "s")
+        );
+        let e = resolve(&dirs, &h, &["cpu:s", "cpuacct:t"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--cgroup cpuacct:t: cpuacct shares its hierarchy with cpu, which was given s"
+        );
+        let e = resolve(&dirs, &h, &["whaaat:s"]).unwrap_err().to_string();
+        assert_eq!(e, "--cgroup whaaat:s: the container has no cgroup v1 hierarchy with the whaaat controller");
+        let e = resolve(&dirs, &h, &["pids:missing"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "--cgroup pids:missing: {} does not exist",
+                sub(2, "missing").display()
+            )
+        );
+        // Missing on one hierarchy only is enough to refuse.
+        fs::remove_dir(sub(4, "t")).unwrap();
+        let e = resolve(&dirs, &h, &["t"]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("--cgroup t: {} does not exist", sub(4, "t").display())
+        );
+    }
+
+    #[test]
+    fn cgroup_v2_takes_a_plain_path_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c1");
+        fs::create_dir_all(dir.join("s")).unwrap();
+        fs::write(dir.join("cgroup.controllers"), "memory pids\n").unwrap();
+        let h = [cgroups::Hierarchy {
+            mount_root: "/".into(),
+            mount_point: tmp.path().into(),
+            controllers: String::new(),
+        }];
+        let dirs = vec![dir.clone()];
+        assert_eq!(resolve(&dirs, &h, &["s"]).unwrap(), [dir.join("s")]);
+        let e = resolve(&dirs, &h, &["memory:s"]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--cgroup memory:s: a controller prefix selects a cgroup v1 hierarchy"),
+            "{e}"
+        );
+        let e = resolve(&[], &h, &["s"]).unwrap_err().to_string();
+        assert_eq!(e, "--cgroup s: the container has no cgroup");
     }
 }
