@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_ROOT: &str = "/run/berth";
 
@@ -72,8 +72,10 @@ impl Cli {
     /// Hands the global flags that shape `create` to the create options of create and run.
     pub fn with_globals_in_create_opts(mut self) -> Cli {
         let (systemd, rootless) = (self.global.systemd_cgroup, self.global.rootless);
-        if let Some(Command::Create(CreateArgs { opts, .. }) | Command::Run(RunArgs { opts, .. })) =
-            &mut self.command
+        if let Some(
+            Command::Create(Deferred(CreateArgs { opts, .. }))
+            | Command::Run(Deferred(RunArgs { opts, .. })),
+        ) = &mut self.command
         {
             opts.systemd_cgroup = systemd;
             opts.rootless = rootless;
@@ -85,35 +87,69 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a container from a bundle; it waits at the start gate.
-    Create(CreateArgs),
+    Create(Deferred<CreateArgs>),
     /// Start a created container.
-    Start(IdArg),
+    Start(Deferred<IdArg>),
     /// Print the state of a container as JSON.
-    State(IdArg),
+    State(Deferred<IdArg>),
     /// Send a signal to a container's init process (or to all its processes).
-    Kill(KillArgs),
+    Kill(Deferred<KillArgs>),
     /// Delete a container and the resources it holds.
-    Delete(DeleteArgs),
+    Delete(Deferred<DeleteArgs>),
     /// Create and start a container, wait for it and print nothing of its own.
-    Run(RunArgs),
+    Run(Deferred<RunArgs>),
     /// List the containers under the root directory.
-    List(ListArgs),
+    List(Deferred<ListArgs>),
     /// Write a default config.json into a bundle.
-    Spec(SpecArgs),
+    Spec(Deferred<SpecArgs>),
     /// Freeze every process of a running container.
-    Pause(IdArg),
+    Pause(Deferred<IdArg>),
     /// Thaw a paused container.
-    Resume(IdArg),
+    Resume(Deferred<IdArg>),
     /// List the processes of a container.
-    Ps(PsArgs),
+    Ps(Deferred<PsArgs>),
     /// Change the cgroup limits of a container.
-    Update(Box<UpdateArgs>),
+    Update(Deferred<Box<UpdateArgs>>),
     /// Print the container's resource usage, and OOM events, as JSON lines.
-    Events(EventsArgs),
+    Events(Deferred<EventsArgs>),
     /// Print what this build of berth supports, as runc's Features JSON.
     Features,
     /// Run a new process in a running (or created) container.
-    Exec(Box<ExecArgs>),
+    Exec(Deferred<Box<ExecArgs>>),
+}
+
+/// A subcommand's arguments, added to clap's command tree only when that subcommand is the
+/// one given (clap's `Command::defer`): building every subcommand's arguments on each call
+/// cost berth about a third of its start-up (heap pages and time) for one command it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Deferred<T>(pub T);
+
+impl<T: Args> Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args_for_update)
+    }
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+}
+
+impl<T: FromArgMatches> FromArgMatches for Deferred<T> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(matches).map(Deferred)
+    }
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+}
+
+impl<T> std::ops::Deref for Deferred<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -403,18 +439,20 @@ mod tests {
         assert_eq!(cli.global.log_format, LogFormat::Json);
         assert!(cli.global.systemd_cgroup && cli.global.debug);
         assert_eq!(cli.global.rootless, Some(Rootless::Auto));
-        assert!(matches!(cli.command, Some(Command::Start(IdArg { ref id })) if id == "c1"));
+        assert!(
+            matches!(cli.command, Some(Command::Start(Deferred(IdArg { ref id }))) if id == "c1")
+        );
     }
 
     #[test]
     fn cgroup_commands_as_containerd_sends_them() {
         let cli = parse(&["ps", "--format", "json", "c1"]);
         assert!(
-            matches!(cli.command, Some(Command::Ps(PsArgs { format: ListFormat::Json, ref id, .. })) if id == "c1")
+            matches!(cli.command, Some(Command::Ps(Deferred(PsArgs { format: ListFormat::Json, ref id, .. }))) if id == "c1")
         );
         let cli = parse(&["ps", "c1", "-o", "pid,comm"]);
         assert!(
-            matches!(cli.command, Some(Command::Ps(PsArgs { ref ps_args, .. })) if ps_args == &["-o", "pid,comm"])
+            matches!(cli.command, Some(Command::Ps(Deferred(PsArgs { ref ps_args, .. }))) if ps_args == &["-o", "pid,comm"])
         );
         let cli = parse(&["update", "--resources", "-", "c1"]);
         assert!(
@@ -437,11 +475,11 @@ mod tests {
         let cli = parse(&["events", "--stats", "c1"]);
         assert!(matches!(
             cli.command,
-            Some(Command::Events(EventsArgs { stats: true, .. }))
+            Some(Command::Events(Deferred(EventsArgs { stats: true, .. })))
         ));
         let cli = parse(&["events", "--interval", "250ms", "c1"]);
         assert!(
-            matches!(cli.command, Some(Command::Events(EventsArgs { interval, .. })) if interval == std::time::Duration::from_millis(250))
+            matches!(cli.command, Some(Command::Events(Deferred(EventsArgs { interval, .. }))) if interval == std::time::Duration::from_millis(250))
         );
     }
 

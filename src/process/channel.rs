@@ -8,8 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    recv, recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +93,24 @@ impl Channel {
 
     /// The next message and the fd attached to it, if any.
     pub fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // The datagram's length first (MSG_PEEK|MSG_TRUNC give it whole), so the buffer is
+        // just that big: a fixed 64 KiB one, zeroed on every message, cost each forked
+        // process sixteen copy-on-write page faults.
+        let len = loop {
+            match recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => bail!("sync channel: receive: {e}"),
+            }
+        };
+        if len == 0 {
+            return Ok(None); // every message has some JSON: this is the peer's close
+        }
+        let mut buf = vec![0u8; len];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let (n, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -154,6 +171,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("peer exited"));
+    }
+
+    #[test]
+    fn a_message_of_any_size_arrives_whole() {
+        // Hook state carries the annotations, which have no size limit.
+        let (a, b) = pair().unwrap();
+        for size in [1, 4096, 100_000] {
+            let msg = Message::HookState {
+                creating: "c".repeat(size),
+                created: "d".into(),
+            };
+            a.send(&msg).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(msg));
+        }
     }
 
     #[test]
