@@ -267,6 +267,9 @@ fn wait_for_ready(
     guard: &mut Cleanup,
 ) -> Result<Pid> {
     let mut init_pid = None;
+    // Ready (from init) may overtake InitPid (from the setup process that forked it): two
+    // senders, and on a busy host the setup process may not run again before init is done.
+    let mut ready = false;
     let mut hooks_due = false;
     // With a PID namespace, init's notify fd may in theory overtake the middle process's
     // InitPid: then it waits here for the pid the agent must be told.
@@ -282,9 +285,7 @@ fn wait_for_ready(
                 notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
             }
             Some((Message::HooksPoint, _)) => hooks_due = true,
-            Some((Message::Ready, _)) => {
-                return init_pid.context("init reported ready before its pid")
-            }
+            Some((Message::Ready, _)) => ready = true,
             Some((Message::Error(e), _)) => return Err(anyhow!(e)),
             Some((m, _)) => bail!("sync channel: unexpected {m:?} during create"),
             None => bail!("container setup exited without reporting an error"),
@@ -308,6 +309,9 @@ fn wait_for_ready(
             let fd = notify_fd.take().expect("checked above");
             pass_notify_fd(cfg, state, pid, fd)?;
             chan.send(&Message::SeccompNotifyFdSent)?;
+        }
+        if let (Some(pid), true) = (init_pid, ready) {
+            return Ok(pid);
         }
     }
 }
@@ -572,6 +576,66 @@ impl Drop for Cleanup {
         let _ = fs::remove_dir_all(&self.dir);
         if let Some(state) = &self.poststop {
             hooks::run_warn(self.hooks.as_ref(), hooks::Kind::Poststop, state);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup_config() -> SetupConfig {
+        let spec = oci_spec::runtime::Spec::default();
+        SetupConfig {
+            namespaces: Namespaces::from_spec(&spec),
+            bundle: Bundle {
+                dir: "/b".into(),
+                rootfs: "/b/rootfs".into(),
+                spec,
+            },
+            cgroup_dirs: Vec::new(),
+            exec_fifo: fs::File::open("/dev/null").unwrap().into(),
+            no_pivot: false,
+            no_new_keyring: false,
+            preserve_fds: 0,
+            listen_fds: 0,
+            own_binary: (0, 0),
+            console_socket: None,
+        }
+    }
+
+    fn state() -> State {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0", "id": "c", "pid": 0, "status": "creating",
+            "bundle": "/b", "rootfs": "/b/rootfs", "created": "2026-11-27T00:00:00Z",
+            "owner": "root"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn init_ready_may_come_before_the_setup_process_sends_its_pid() {
+        let cfg = setup_config();
+        let state = state();
+        for order in [
+            [Message::InitPid(42), Message::Ready],
+            [Message::Ready, Message::InitPid(42)],
+        ] {
+            let (parent, child) = channel::pair().unwrap();
+            for m in &order {
+                child.send(m).unwrap();
+            }
+            let mut guard = Cleanup {
+                dir: "/nonexistent".into(),
+                cgroup_dirs: Vec::new(),
+                pids: Vec::new(),
+                host_rootfs_mounts: None,
+                poststop: None,
+                hooks: None,
+                armed: false,
+            };
+            let pid = wait_for_ready(&parent, Pid::from_raw(1), &cfg, &state, &mut guard);
+            assert_eq!(pid.unwrap(), Pid::from_raw(42), "{order:?}");
         }
     }
 }
