@@ -121,52 +121,130 @@ fn notify_with_no_agent_listening_fails_create_cleanly() {
     rt.assert_nothing_left(&id);
 }
 
-/// A minimal seccomp agent: takes one connection on `sock`, keeps the container process
-/// state it is sent, and answers every notified syscall with success without running it.
-/// Returns (state JSON, how many syscalls it answered) once the container's filter is gone.
-fn seccomp_agent(sock: &std::path::Path) -> std::thread::JoinHandle<(serde_json::Value, u32)> {
+/// How long the agent waits for a connection, or for the next notification on one, before
+/// giving up: a test that goes wrong fails instead of hanging.
+const AGENT_WAIT_MS: i32 = 30_000;
+
+/// What a seccomp agent got on one connection.
+struct AgentConnection {
+    /// The container process state sent with the fd.
+    state: serde_json::Value,
+    /// What the fd is, from /proc/self/fd: "anon_inode:seccomp notify" for a notify fd.
+    fd_kind: String,
+    /// The pids (in the host's PID namespace) of the callers whose syscalls it answered.
+    callers: Vec<u32>,
+}
+
+/// A minimal seccomp agent on `sock`: it takes one connection per entry of `answers`, in
+/// order, and answers every syscall notified on that connection's fd with the entry's errno,
+/// or for 0 with success without running the syscall. Each fd is served on a thread of its
+/// own (init's stays open while an exec'd process's syscalls come in on another). Returns the
+/// connections once every process under their filters is gone; one that never came is
+/// missing from the result.
+fn seccomp_agent(
+    sock: &std::path::Path,
+    answers: &[i32],
+) -> std::thread::JoinHandle<Vec<AgentConnection>> {
     use std::os::fd::AsRawFd;
     let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    let answers = answers.to_vec();
     std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        // The notify fd comes with the state.
-        let (len, notify) = harness::recv_with_fd(&conn, &mut buf);
-        let state: serde_json::Value = serde_json::from_slice(&buf[..len]).unwrap();
-        let mut answered = 0;
-        loop {
-            let mut pfd = libc::pollfd {
-                fd: notify.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 20_000) } <= 0 || pfd.revents & libc::POLLIN == 0 {
-                break; // POLLHUP: every process under the filter is gone
+        let mut served = Vec::new();
+        for errno in answers {
+            if !readable_within(&listener, AGENT_WAIT_MS) {
+                break;
             }
-            // SAFETY: plain C structs the kernel fills and reads; zeroed as the ABI requires.
-            let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-            if unsafe { libc::ioctl(notify.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) }
-                != 0
-            {
-                continue; // the caller went away before we read it
-            }
-            let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
-            resp.id = req.id;
-            // SAFETY: as above.
-            if unsafe {
-                libc::ioctl(
-                    notify.as_raw_fd(),
-                    libc::SECCOMP_IOCTL_NOTIF_SEND,
-                    &mut resp,
-                )
-            } == 0
-            {
-                answered += 1;
-            }
+            let (conn, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            // The notify fd comes with the state.
+            let (len, notify) = harness::recv_with_fd(&conn, &mut buf);
+            let state: serde_json::Value = serde_json::from_slice(&buf[..len]).unwrap();
+            let fd_kind = std::fs::read_link(format!("/proc/self/fd/{}", notify.as_raw_fd()))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            served.push((
+                state,
+                fd_kind,
+                std::thread::spawn(move || answer_notifications(&notify, errno)),
+            ));
         }
-        (state, answered)
+        served
+            .into_iter()
+            .map(|(state, fd_kind, callers)| AgentConnection {
+                state,
+                fd_kind,
+                callers: callers.join().unwrap(),
+            })
+            .collect()
     })
+}
+
+/// Whether `fd` has something to read within `ms` milliseconds (a hang-up alone is not).
+fn readable_within(fd: &impl std::os::fd::AsRawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 && pfd.revents & libc::POLLIN != 0 }
+}
+
+/// Answers the syscalls notified on `notify` with `errno` (0: success, not run) until every
+/// process under the filter is gone (POLLHUP without POLLIN); returns the callers' pids.
+fn answer_notifications(notify: &std::os::fd::OwnedFd, errno: i32) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    let mut callers = Vec::new();
+    while readable_within(notify, AGENT_WAIT_MS) {
+        // SAFETY: plain C structs the kernel fills and reads; zeroed as the ABI requires.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid notify fd and a seccomp_notif to fill.
+        if unsafe { libc::ioctl(notify.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0
+        {
+            continue; // the caller went away before we read it
+        }
+        // SAFETY: as above.
+        let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
+        resp.id = req.id;
+        resp.error = -errno;
+        // SAFETY: a valid notify fd and a filled-in response.
+        if unsafe {
+            libc::ioctl(
+                notify.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp,
+            )
+        } == 0
+        {
+            callers.push(req.pid);
+        }
+    }
+    callers
+}
+
+/// A profile that sends mkdir to the agent at `sock`, with metadata for it.
+fn notify_profile(sock: &std::path::Path) -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "answer=ok",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    })
+}
+
+/// Asserts what every connection carries, as runc sends it: a notify fd, named `seccompFd`
+/// in `fds`, the profile's metadata, the container's id and bundle, and init's pid and
+/// `status` in the state.
+fn assert_agent_got(conn: &AgentConnection, id: &str, b: &Bundle, init: i64, status: &str) {
+    let state = &conn.state;
+    assert_eq!(conn.fd_kind, "anon_inode:seccomp notify", "{state}");
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], json!("answer=ok"), "{state}");
+    assert_eq!(state["state"]["id"], json!(id), "{state}");
+    assert_eq!(state["state"]["pid"], json!(init), "{state}");
+    assert_eq!(state["state"]["status"], json!(status), "{state}");
+    assert_eq!(state["state"]["bundle"], json!(b.path()), "{state}");
 }
 
 #[test]
@@ -180,19 +258,14 @@ fn notify_hands_the_fd_and_state_to_the_agent_which_answers_the_syscall() {
         ]);
         let sock = b.path().join("agent.sock");
         b.edit(|c| {
-            c["linux"]["seccomp"] = json!({
-                "defaultAction": "SCMP_ACT_ALLOW",
-                "listenerPath": sock,
-                "listenerMetadata": "answer=ok",
-                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
-            });
+            c["linux"]["seccomp"] = notify_profile(&sock);
             c["process"]["noNewPrivileges"] = json!(no_new_privs);
             c["mounts"]
                 .as_array_mut()
                 .unwrap()
                 .push(json!({"destination": "/mnt/w", "type": "tmpfs", "source": "tmpfs"}));
         });
-        let agent = seccomp_agent(&sock);
+        let agent = seccomp_agent(&sock, &[0]);
         let id = harness::unique_id("notify");
         let out = rt.create(&b, &id, &[]);
         assert!(out.status.success(), "create: {}", stderr(&out));
@@ -200,23 +273,105 @@ fn notify_hands_the_fd_and_state_to_the_agent_which_answers_the_syscall() {
         let out = rt.berth(&["start", &id]);
         assert!(out.status.success(), "start: {}", stderr(&out));
         harness::reap(pid as i32);
-        let (state, answered) = agent.join().unwrap();
+        let conns = agent.join().unwrap();
         let output = std::fs::read_to_string(b.path().join("stdout")).unwrap();
         // The agent answered mkdir with success, so the kernel never made the directory.
         assert_eq!(
             output, "mkdir-succeeded\n0\n",
             "nnp={no_new_privs}: {output}"
         );
-        assert!(answered >= 1);
-        assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
-        assert_eq!(state["pid"], json!(pid), "{state}");
-        assert_eq!(state["metadata"], json!("answer=ok"), "{state}");
-        assert_eq!(state["state"]["id"], json!(id), "{state}");
-        assert_eq!(state["state"]["pid"], json!(pid), "{state}");
-        assert_eq!(state["state"]["status"], json!("creating"), "{state}");
-        assert_eq!(state["state"]["bundle"], json!(b.path()), "{state}");
+        assert_eq!(conns.len(), 1, "nnp={no_new_privs}");
+        assert!(!conns[0].callers.is_empty());
+        assert_agent_got(&conns[0], &id, &b, pid, "creating");
+        assert_eq!(conns[0].state["pid"], json!(pid), "{}", conns[0].state);
         let out = rt.berth(&["delete", &id]);
         assert!(out.status.success(), "delete: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn exec_hands_its_own_notify_fd_to_the_agent_which_answers_the_syscall() {
+    for no_new_privs in [true, false] {
+        let rt = Runtime::new();
+        // Init's mkdir goes to the agent through create's connection, then init stays up.
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "mkdir /by-init && echo init-made; exec sleep 1000",
+        ]);
+        let sock = b.path().join("agent.sock");
+        b.edit(|c| {
+            c["linux"]["seccomp"] = notify_profile(&sock);
+            c["process"]["noNewPrivileges"] = json!(no_new_privs);
+            // A writable root, so a mkdir the kernel really ran would show on the host.
+            c["root"]["readonly"] = json!(false);
+        });
+        // Success for init (create's connection), ENOSPC for the exec'd process: an errno
+        // that only an answer on exec's own connection can give it.
+        let agent = seccomp_agent(&sock, &[0, libc::ENOSPC]);
+        let id = harness::unique_id("execnotify");
+        let out = rt.create(&b, &id, &[]);
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        let init = rt.state(&id)["pid"].as_i64().unwrap();
+        let out = rt.berth(&["start", &id]);
+        assert!(out.status.success(), "start: {}", stderr(&out));
+        let init_out = b.path().join("stdout");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(&init_out).unwrap() != "init-made\n" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nnp={no_new_privs}: init's mkdir was not answered: {:?}",
+                std::fs::read_to_string(b.path().join("stderr"))
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(rt.status(&id), "running");
+
+        // mkdir itself is the exec'd process, so the caller the agent sees is the pid
+        // exec writes. `timeout`: a notified syscall nobody answers would hang the test.
+        let pid_file = b.path().join("exec.pid");
+        let out = std::process::Command::new("timeout")
+            .args(["-s", "KILL", "60", harness::BERTH, "--root"])
+            .arg(rt.root.path())
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .args([&id, "mkdir", "/by-exec"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (out.status.code(), stderr(&out).trim()),
+            (
+                Some(1),
+                "mkdir: can't create directory '/by-exec': No space left on device"
+            ),
+            "nnp={no_new_privs}: {}",
+            stdout(&out)
+        );
+        let execd: i64 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Neither mkdir ran: the agent answered both.
+        for dir in ["by-init", "by-exec"] {
+            assert!(!b.path().join("rootfs").join(dir).exists(), "{dir} made");
+        }
+        // Init is untouched by the exec.
+        assert_eq!(rt.status(&id), "running");
+        assert!(harness::alive(init as i32));
+
+        rt.delete_force(&id);
+        let conns = agent.join().unwrap();
+        assert_eq!(conns.len(), 2, "nnp={no_new_privs}: exec never connected");
+        assert_agent_got(&conns[0], &id, &b, init, "creating");
+        assert!(!conns[0].callers.is_empty());
+        // As runc: the process's own pid, init's in the state, status running.
+        let exec_conn = &conns[1];
+        assert_agent_got(exec_conn, &id, &b, init, "running");
+        assert_eq!(exec_conn.state["pid"], json!(execd), "{}", exec_conn.state);
+        assert_eq!(exec_conn.callers, [execd as u32]);
     }
 }
 
