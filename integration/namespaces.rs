@@ -272,3 +272,39 @@ fn raising_a_hard_rlimit_without_cap_sys_resource_fails_clearly() {
     harness::reap_failed_inits();
     rt.assert_nothing_left(&id);
 }
+
+/// The network namespace is made by the setup process while init mounts, and joined by init
+/// before it mounts sysfs: sysfs shows the network namespace of whoever mounted it, so a
+/// sysfs mounted before the join would list the host's interfaces. Also in a user namespace
+/// (which must own the network namespace for the sysfs mount to be allowed).
+#[test]
+fn sysfs_and_proc_show_the_containers_own_network() {
+    let host: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        host.iter().any(|n| n != "lo"),
+        "the host has no interface but lo: nothing to tell apart"
+    );
+    let show = "ls /sys/class/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
+    for userns in [false, true] {
+        let rt = Runtime::new();
+        let mut b = Bundle::new(&["sh", "-c", show]);
+        if userns {
+            // sysfs itself, not runc's rootless bind of the host's /sys.
+            add_user_namespace(&mut b, 200000, 65536);
+            b.edit(|c| {
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|m| m["type"] != "cgroup")
+            });
+        }
+        let id = harness::unique_id("netsys");
+        let out = rt.run(&b, &id);
+        assert!(out.status.success(), "userns {userns}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "lo\nlo\n", "userns {userns}");
+        rt.assert_nothing_left(&id);
+    }
+}
