@@ -183,7 +183,6 @@ pub fn cloexec_from(first: u32) -> Result<()> {
     Errno::result(r).map(drop).context("close_range(CLOEXEC)")
 }
 
-/// Writes `data` to an existing file (procfs and cgroupfs files), naming it in the error.
 /// Puts the file at `tmp` in place of `path`, atomically: a reader sees the old file or the
 /// new one, never neither. When `path` exists the two are exchanged and the old file (now
 /// at `tmp`) is unlinked, rather than renamed over: ext4 writes a file renamed over another
@@ -199,6 +198,7 @@ pub fn replace_file(tmp: &Path, path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Writes `data` to an existing file (procfs and cgroupfs files), naming it in the error.
 pub fn write_file(path: &Path, data: &str) -> Result<()> {
     fs::write(path, data).with_context(|| format!("write {:?} to {}", data, path.display()))
 }

@@ -286,10 +286,9 @@ pub fn kill_via_cgroup_kill(dirs: &[PathBuf]) -> Result<bool> {
     Ok(true)
 }
 
-/// Moves the calling process into every directory. Done before any namespace is created, so
-/// the container's cgroup namespace is rooted at its own cgroup.
 /// Moves the calling process, which must be single-threaded (berth's are), into `dirs`;
-/// `born_in_v2`: it was cloned into the cgroup2 directory among them already.
+/// `born_in_v2`: it was cloned into the cgroup2 directory among them already. Done before any
+/// namespace is created, so the container's cgroup namespace is rooted at its own cgroup.
 ///
 /// On v1 this writes "0" to `tasks`, moving the calling thread alone, rather than to
 /// `cgroup.procs`: moving a whole thread group write-locks the kernel's global

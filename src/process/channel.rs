@@ -86,6 +86,19 @@ impl Channel {
         }
     }
 
+    /// Whether a message (or the peer's close) is waiting, without waiting for one.
+    pub fn has_message(&self) -> Result<bool> {
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT;
+        loop {
+            match recv(self.fd.as_raw_fd(), &mut [], flags) {
+                Ok(_) => return Ok(true),
+                Err(Errno::EAGAIN) => return Ok(false),
+                Err(Errno::EINTR) => continue,
+                Err(e) => bail!("sync channel: receive: {e}"),
+            }
+        }
+    }
+
     /// The next message, or `None` when the other side has closed its end.
     pub fn recv(&self) -> Result<Option<Message>> {
         Ok(self.recv_with_fd()?.map(|(m, _)| m))

@@ -218,7 +218,11 @@ pub fn create(
     let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
     guard.pids.push(init_pid);
     if init_pid != child {
-        waitpid(child, None).context("reap the setup process")?;
+        // (ECHILD: wait_for_ready reaped it already.)
+        match waitpid(child, None) {
+            Ok(_) | Err(nix::errno::Errno::ECHILD) => {}
+            Err(e) => return Err(e).context("reap the setup process"),
+        }
     }
     let stat = sys::proc_stat(init_pid.as_raw()).context("container init exited during create")?;
     state.pid = init_pid.as_raw();
@@ -285,7 +289,18 @@ fn wait_for_ready(
                 notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
             }
             Some((Message::HooksPoint, _)) => hooks_due = true,
-            Some((Message::Ready, _)) => ready = true,
+            Some((Message::Ready, _)) => {
+                ready = true;
+                if init_pid.is_none() {
+                    // The setup process sends InitPid just before it exits: once it has
+                    // exited, the pid is in the channel or never will be (init, waiting
+                    // for StateSaved, keeps the channel open).
+                    waitpid(child, None).context("wait for the setup process")?;
+                    if !chan.has_message()? {
+                        bail!("the container's setup process exited without reporting init's pid");
+                    }
+                }
+            }
             Some((Message::Error(e), _)) => return Err(anyhow!(e)),
             Some((m, _)) => bail!("sync channel: unexpected {m:?} during create"),
             None => bail!("container setup exited without reporting an error"),
@@ -613,29 +628,47 @@ mod tests {
         .unwrap()
     }
 
+    /// What `create` makes of these messages from its children; a real child process (one
+    /// that exits at once) stands in for the setup process.
+    fn wait_for_ready_given(messages: &[Message]) -> Result<Pid> {
+        let (cfg, state) = (setup_config(), state());
+        let (parent, child) = channel::pair().unwrap();
+        for m in messages {
+            child.send(m).unwrap();
+        }
+        // Reaped by wait_for_ready or below, with waitpid (not Child::wait), as create does.
+        #[allow(clippy::zombie_processes)]
+        let setup = std::process::Command::new("true").spawn().unwrap();
+        let setup = Pid::from_raw(setup.id() as i32);
+        let mut guard = Cleanup {
+            dir: "/nonexistent".into(),
+            cgroup_dirs: Vec::new(),
+            pids: Vec::new(),
+            host_rootfs_mounts: None,
+            poststop: None,
+            hooks: None,
+            armed: false,
+        };
+        let result = wait_for_ready(&parent, setup, &cfg, &state, &mut guard);
+        let _ = waitpid(setup, None); // when wait_for_ready did not
+        drop(child); // (init's end stays open until here, as init keeps it)
+        result
+    }
+
     #[test]
     fn init_ready_may_come_before_the_setup_process_sends_its_pid() {
-        let cfg = setup_config();
-        let state = state();
         for order in [
             [Message::InitPid(42), Message::Ready],
             [Message::Ready, Message::InitPid(42)],
         ] {
-            let (parent, child) = channel::pair().unwrap();
-            for m in &order {
-                child.send(m).unwrap();
-            }
-            let mut guard = Cleanup {
-                dir: "/nonexistent".into(),
-                cgroup_dirs: Vec::new(),
-                pids: Vec::new(),
-                host_rootfs_mounts: None,
-                poststop: None,
-                hooks: None,
-                armed: false,
-            };
-            let pid = wait_for_ready(&parent, Pid::from_raw(1), &cfg, &state, &mut guard);
+            let pid = wait_for_ready_given(&order);
             assert_eq!(pid.unwrap(), Pid::from_raw(42), "{order:?}");
         }
+        // A setup process gone without sending the pid is an error, not a wait forever.
+        let e = wait_for_ready_given(&[Message::Ready]).unwrap_err();
+        assert!(
+            e.to_string().contains("without reporting init's pid"),
+            "{e}"
+        );
     }
 }
