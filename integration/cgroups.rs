@@ -548,6 +548,168 @@ fn events_stats_match_the_cgroup_files() {
     rt.delete_force(&id);
 }
 
+/// The "data" of one `events --stats`.
+fn stats_data(rt: &Runtime, id: &str) -> Value {
+    let out = rt.berth(&["events", "--stats", id]);
+    assert!(out.status.success(), "events: {}", stderr(&out));
+    let ev: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(ev["type"], "stats");
+    ev["data"].clone()
+}
+
+/// A kernel cpu list ("0-2,5") as numbers, for comparing with `cpuset.cpus` in the stats.
+fn cpu_list(list: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for part in list.trim().split(',') {
+        let (from, to) = part.split_once('-').unwrap_or((part, part));
+        out.extend(from.parse::<u64>().unwrap()..=to.parse().unwrap());
+    }
+    out
+}
+
+#[test]
+fn events_stats_cpuset_matches_the_cgroup_files() {
+    let rt = Runtime::new();
+    let b = with_resources(
+        &["sleep", "100"],
+        json!({"cpu": {"cpus": "0", "mems": "0"}}),
+    );
+    let id = harness::unique_id("statscpuset");
+    start(&rt, &b, &id);
+    let cpuset = &stats_data(&rt, &id)["cpuset"];
+    if v2_host() {
+        // runc's v2 driver reads no cpuset figures (cpuset.cpus is "0" here all the same).
+        let zero = json!({"cpu_exclusive": 0, "mem_hardwall": 0, "mem_exclusive": 0,
+            "memory_migrate": 0, "memory_spread_page": 0, "memory_spread_slab": 0,
+            "memory_pressure": 0, "sched_load_balance": 0, "sched_relax_domain_level": 0});
+        assert_eq!(*cpuset, zero);
+        rt.delete_force(&id);
+        return;
+    }
+    assert_eq!(cpuset["cpus"], json!([0]));
+    assert_eq!(cpuset["mems"], json!([0]));
+    // Flags moved off their defaults from outside, in a pattern that tells each file apart.
+    for (flag, value) in [
+        ("mem_hardwall", "1"),
+        ("memory_migrate", "1"),
+        ("memory_spread_page", "1"),
+        ("sched_load_balance", "0"),
+        ("sched_relax_domain_level", "1"),
+    ] {
+        std::fs::write(cgroup_file(&id, &format!("cpuset.{flag}")), value).unwrap();
+    }
+    let cpuset = &stats_data(&rt, &id)["cpuset"];
+    for flag in [
+        "cpu_exclusive",
+        "mem_hardwall",
+        "mem_exclusive",
+        "memory_migrate",
+        "memory_spread_page",
+        "memory_spread_slab",
+        "memory_pressure",
+        "sched_load_balance",
+        "sched_relax_domain_level",
+    ] {
+        let host: i64 = read_cgroup(&id, &format!("cpuset.{flag}")).parse().unwrap();
+        assert_eq!(cpuset[flag], json!(host), "{flag}: {cpuset}");
+    }
+    // Every cpu the parent has, a range such as "0-1" on the host: expanded in the stats.
+    let parent = cgroup_file(&id, "cpuset.cpus")
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let all = std::fs::read_to_string(parent.join("cpuset.cpus")).unwrap();
+    let out = rt.berth(&["update", "--cpuset-cpus", all.trim(), &id]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    let want = cpu_list(&read_cgroup(&id, "cpuset.cpus"));
+    assert_eq!(want, cpu_list(&all));
+    assert_eq!(stats_data(&rt, &id)["cpuset"]["cpus"], json!(want));
+    rt.delete_force(&id);
+}
+
+/// The `some` and `full` totals of a pressure file (0 for a missing line).
+fn pressure_totals(id: &str, file: &str) -> [u64; 2] {
+    let mut totals = [0; 2];
+    for line in read_cgroup(id, file).lines() {
+        let half = usize::from(line.starts_with("full"));
+        let total = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("total="));
+        totals[half] = total.unwrap().parse().unwrap();
+    }
+    totals
+}
+
+#[test]
+fn events_stats_psi_matches_the_pressure_files() {
+    let rt = Runtime::new();
+    // Two busy loops on one cpu: each waits for the other, so cpu.pressure's `some` grows.
+    let b = with_resources(
+        &[
+            "sh",
+            "-c",
+            "while :; do :; done & while :; do :; done & wait",
+        ],
+        json!({"cpu": {"cpus": "0"}}),
+    );
+    let id = harness::unique_id("statspsi");
+    start(&rt, &b, &id);
+    let files = [
+        ("cpu", "cpu.pressure"),
+        ("memory", "memory.pressure"),
+        ("blkio", "io.pressure"),
+    ];
+    let has_psi = harness::cgroup_dirs_named(&id)
+        .iter()
+        .any(|d| d.join("cpu.pressure").exists());
+    if !v2_host() || !has_psi {
+        // runc's v1 driver reads no PSI, not even from a hybrid host's cgroup2 directory
+        // (which has pressure files here); a kernel without PSI has none to report.
+        let data = stats_data(&rt, &id);
+        for (key, _) in files {
+            assert!(data[key].get("psi").is_none(), "{key}: {data}");
+        }
+        rt.delete_force(&id);
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pressure_totals(&id, "cpu.pressure")[0] == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no cpu pressure from two busy loops"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = files.map(|(_, f)| pressure_totals(&id, f));
+    let data = stats_data(&rt, &id);
+    let after = files.map(|(_, f)| pressure_totals(&id, f));
+    for (i, (key, file)) in files.iter().enumerate() {
+        let psi = &data[key]["psi"];
+        assert!(psi.is_object(), "{key}: no psi in {data}");
+        for (h, half) in ["some", "full"].iter().enumerate() {
+            // Go's omitzero: a half that is all zeros is left out.
+            let seen = psi[half]["total"].as_u64().unwrap_or(0);
+            assert!(
+                before[i][h] <= seen && seen <= after[i][h],
+                "{file} {half}: events {seen}, file {} then {}",
+                before[i][h],
+                after[i][h]
+            );
+            for avg in ["avg10", "avg60", "avg300"] {
+                let v = psi[half][avg].as_f64().unwrap_or(0.0);
+                assert!((0.0..=100.0).contains(&v), "{file} {half} {avg}: {psi}");
+            }
+        }
+    }
+    assert!(
+        data["cpu"]["psi"]["some"]["total"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    rt.delete_force(&id);
+}
+
 #[test]
 fn events_reports_an_oom_kill() {
     let rt = Runtime::new();

@@ -1,7 +1,8 @@
 //! The data of `berth events --stats`: a container's cgroup statistics in the JSON shape of
 //! runc's `events --stats` "data" object (runc types/events.go), read the way runc's cgroup
 //! drivers read them (opencontainers/cgroups fs for v1, fs2 for v2), quirks included (v1
-//! cache is memory.stat's own `cache`, v2 swap is reported as memory+swap, no pids limit is 0).
+//! cache is memory.stat's own `cache`, v2 swap is reported as memory+swap, no pids limit is 0,
+//! cpuset figures on v1 only, PSI on v2 only).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -9,12 +10,14 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-/// runc's `events --stats` "data" object (without its v1 `cpuset` figures and v2 `psi`).
+/// runc's `events --stats` "data" object.
 #[derive(Serialize, Default, Debug)]
 pub struct Stats {
     pub cpu: Cpu,
+    /// Always there; all zeros on v2, whose driver in runc reads no cpuset figures.
+    pub cpuset: Cpuset,
     pub memory: Memory,
     pub pids: Pids,
     pub blkio: Blkio,
@@ -36,6 +39,9 @@ pub struct Cpu {
     pub usage: CpuUsage,
     #[serde(skip_serializing_if = "is_zero")]
     pub throttling: Throttling,
+    /// cpu.pressure (v2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<Psi>,
 }
 
 /// Nanoseconds.
@@ -65,6 +71,59 @@ pub struct Throttling {
     pub throttled_time: u64,
 }
 
+/// v1 cpuset.* files; the flags are 0 or 1.
+#[derive(Serialize, Default, Debug, PartialEq)]
+pub struct Cpuset {
+    /// cpuset.cpus expanded: "0-2,8" is [0, 1, 2, 8].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<u16>,
+    pub cpu_exclusive: u64,
+    /// Memory nodes, expanded as `cpus`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mems: Vec<u16>,
+    pub mem_hardwall: u64,
+    pub mem_exclusive: u64,
+    pub memory_migrate: u64,
+    pub memory_spread_page: u64,
+    pub memory_spread_slab: u64,
+    /// Stays 0 unless the hierarchy root's cpuset.memory_pressure_enabled is set (runc
+    /// reports that flag nowhere).
+    pub memory_pressure: u64,
+    pub sched_load_balance: u64,
+    pub sched_relax_domain_level: i64,
+}
+
+/// A v2 pressure file. A half whose figures are all zero is left out (Go's `omitzero`): the
+/// `full` line of cpu.pressure before Linux 5.13 is missing, and runc reports it so.
+#[derive(Serialize, Default, Debug, PartialEq)]
+pub struct Psi {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub some: PsiData,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub full: PsiData,
+}
+
+/// Percentages of the last 10, 60 and 300 seconds; `total` in microseconds.
+#[derive(Serialize, Default, Debug, PartialEq)]
+pub struct PsiData {
+    #[serde(serialize_with = "go_float")]
+    pub avg10: f64,
+    #[serde(serialize_with = "go_float")]
+    pub avg60: f64,
+    #[serde(serialize_with = "go_float")]
+    pub avg300: f64,
+    pub total: u64,
+}
+
+/// Go's encoding/json writes a whole float64 without a fraction: `0`, where serde writes `0.0`.
+fn go_float<S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
 #[derive(Serialize, Default, Debug)]
 pub struct Memory {
     #[serde(skip_serializing_if = "is_zero")]
@@ -80,6 +139,9 @@ pub struct Memory {
     /// memory.stat as it is.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub raw: BTreeMap<String, u64>,
+    /// memory.pressure (v2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<Psi>,
 }
 
 /// Bytes; `max` is the peak usage, not the limit.
@@ -102,8 +164,15 @@ pub struct Pids {
     pub limit: u64,
 }
 
-/// runc's non-empty tables by their JSON names ("ioServiceBytesRecursive", ...).
-pub type Blkio = BTreeMap<&'static str, Vec<BlkioEntry>>;
+#[derive(Serialize, Default, Debug)]
+pub struct Blkio {
+    /// runc's non-empty tables by their JSON names ("ioServiceBytesRecursive", ...).
+    #[serde(flatten)]
+    pub tables: BTreeMap<&'static str, Vec<BlkioEntry>>,
+    /// io.pressure (v2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psi: Option<Psi>,
+}
 
 #[derive(Serialize, Default, Debug)]
 pub struct BlkioEntry {
@@ -146,10 +215,14 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Stats> {
         st.cpu.throttling.periods = get(&s, "nr_periods");
         st.cpu.throttling.throttled_periods = get(&s, "nr_throttled");
         st.cpu.throttling.throttled_time = us("throttled_usec");
+        st.cpu.psi = src.psi("cpu.pressure")?;
         st.memory = memory_v2(&src)?;
+        st.memory.psi = src.psi("memory.pressure")?;
         st.blkio = io_v2(&src)?;
+        st.blkio.psi = src.psi("io.pressure")?;
     } else {
         st.cpu = cpu_v1(&src)?;
+        st.cpuset = cpuset_v1(&src)?;
         st.memory = memory_v1(&src)?;
         st.blkio = blkio_v1(&src)?;
     }
@@ -217,6 +290,88 @@ impl Source {
         Ok(self.uint(name)?.unwrap_or(0))
     }
 
+    /// A signed one-number file; "max" reads as i64::MAX, as in runc.
+    fn int(&self, name: &str) -> Result<Option<i64>> {
+        let Some((path, text)) = self.read(name)? else {
+            return Ok(None);
+        };
+        match text.trim() {
+            "max" => Ok(Some(i64::MAX)),
+            word => word
+                .parse()
+                .map(Some)
+                .map_err(|_| bad(&path, format!("{word:?} is not a number"))),
+        }
+    }
+
+    /// A cpu or memory node list ("0-3,8"), expanded; empty when there is no such file. As in
+    /// runc, an empty file is an error (a v1 cpuset without cpus or mems holds no process).
+    fn id_list(&self, name: &str) -> Result<Vec<u16>> {
+        let Some((path, text)) = self.read(name)? else {
+            return Ok(Vec::new());
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(bad(&path, "empty file"));
+        }
+        let id = |w: &str| {
+            w.parse::<u16>()
+                .map_err(|_| bad(&path, format!("{w:?} is not a cpu or node number")))
+        };
+        let mut ids = Vec::new();
+        for part in text.split(',') {
+            let (from, to) = match part.split_once('-') {
+                Some((from, to)) => (id(from)?, id(to)?),
+                None => (id(part)?, id(part)?),
+            };
+            if from > to {
+                return Err(bad(&path, format!("range {part:?} runs backwards")));
+            }
+            ids.extend(from..=to);
+        }
+        Ok(ids)
+    }
+
+    /// A pressure file: `some avg10=0.12 avg60=0.05 avg300=0.01 total=123456` and a `full`
+    /// line. None, as in runc, when the kernel keeps PSI from this cgroup: no file (before
+    /// Linux 4.20, CONFIG_PSI off, or cgroup.pressure set to 0) or EOPNOTSUPP on reading
+    /// (kernels that want psi=1 on their command line).
+    fn psi(&self, name: &str) -> Result<Option<Psi>> {
+        let (path, text) = match self.read(name) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(e) if errno(&e) == Some(libc::EOPNOTSUPP) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut psi = Psi::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let half = match words.next() {
+                Some("some") => &mut psi.some,
+                Some("full") => &mut psi.full,
+                _ => continue,
+            };
+            for word in words {
+                let Some((key, value)) = word.split_once('=') else {
+                    return Err(bad(&path, format!("{word:?} is not \"key=value\"")));
+                };
+                let not_number = || bad(&path, format!("{word:?}: not a number"));
+                let avg = || match value.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Ok(v),
+                    _ => Err(not_number()),
+                };
+                match key {
+                    "avg10" => half.avg10 = avg()?,
+                    "avg60" => half.avg60 = avg()?,
+                    "avg300" => half.avg300 = avg()?,
+                    "total" => half.total = value.parse().map_err(|_| not_number())?,
+                    _ => {} // Keys a later kernel may add.
+                }
+            }
+        }
+        Ok(Some(psi))
+    }
+
     /// Whitespace-separated numbers (cpuacct.usage_percpu).
     fn list(&self, name: &str) -> Result<Vec<u64>> {
         let Some((path, text)) = self.read(name)? else {
@@ -239,6 +394,12 @@ impl Source {
         }
         Ok(Some(map))
     }
+}
+
+fn errno(e: &anyhow::Error) -> Option<i32> {
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()?
+        .raw_os_error()
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
@@ -280,6 +441,25 @@ fn cpu_v1(src: &Source) -> Result<Cpu> {
             throttled_periods: get(&s, "nr_throttled"),
             throttled_time: get(&s, "throttled_time"),
         },
+        psi: None, // runc's v1 driver reads no PSI, not even from a hybrid's cgroup2 directory
+    })
+}
+
+/// Only the prefixed file names: berth does not use cpuset hierarchies mounted `noprefix`.
+fn cpuset_v1(src: &Source) -> Result<Cpuset> {
+    let flag = |name: &str| src.uint0(&format!("cpuset.{name}"));
+    Ok(Cpuset {
+        cpus: src.id_list("cpuset.cpus")?,
+        cpu_exclusive: flag("cpu_exclusive")?,
+        mems: src.id_list("cpuset.mems")?,
+        mem_hardwall: flag("mem_hardwall")?,
+        mem_exclusive: flag("mem_exclusive")?,
+        memory_migrate: flag("memory_migrate")?,
+        memory_spread_page: flag("memory_spread_page")?,
+        memory_spread_slab: flag("memory_spread_slab")?,
+        memory_pressure: flag("memory_pressure")?,
+        sched_load_balance: flag("sched_load_balance")?,
+        sched_relax_domain_level: src.int("cpuset.sched_relax_domain_level")?.unwrap_or(0),
     })
 }
 
@@ -301,6 +481,7 @@ fn memory_v1(src: &Source) -> Result<Memory> {
         kernel: entry("memory.kmem")?,
         kernel_tcp: entry("memory.kmem.tcp")?,
         raw,
+        psi: None,
     })
 }
 
@@ -375,16 +556,16 @@ fn blkio_v1(src: &Source) -> Result<Blkio> {
         ("blkio.throttle.", &RECURSIVE[6..]),
         ("blkio.throttle.", &THROTTLE),
     ];
-    let mut out = Blkio::new();
+    let mut out = Blkio::default();
     for (prefix, files) in groups {
         for &(file, table) in files {
             let entries = blkio_file(src, &format!("{prefix}{file}"))?;
             if entries.is_empty() {
                 break;
             }
-            out.insert(table, entries);
+            out.tables.insert(table, entries);
         }
-        if !out.is_empty() {
+        if !out.tables.is_empty() {
             break;
         }
     }
@@ -419,7 +600,7 @@ fn blkio_file(src: &Source, name: &str) -> Result<Vec<BlkioEntry>> {
 /// io.stat lines `8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`, mapped to v1's
 /// tables as runc does (it drops the other keys).
 fn io_v2(src: &Source) -> Result<Blkio> {
-    let mut out = Blkio::new();
+    let mut out = Blkio::default();
     let Some((path, text)) = src.read("io.stat")? else {
         return Ok(out);
     };
@@ -444,7 +625,7 @@ fn io_v2(src: &Source) -> Result<Blkio> {
                 op,
                 value,
             };
-            out.entry(table).or_default().push(entry);
+            out.tables.entry(table).or_default().push(entry);
         }
     }
     Ok(out)
@@ -526,6 +707,7 @@ mod tests {
         [unified]
         cgroup.controllers=
         cpu.stat=usage_usec 999|user_usec 1|system_usec 1
+        cpu.pressure=some avg10=1.00 avg60=1.00 avg300=1.00 total=5
         [cpu]
         cpu.stat=nr_periods 12|nr_throttled 3|throttled_time 456789|nr_bursts 0|burst_time 0
         [cpuacct]
@@ -552,7 +734,12 @@ mod tests {
         hugetlb.2MB.usage_in_bytes=4194304\nhugetlb.2MB.max_usage_in_bytes=6291456\nhugetlb.2MB.limit_in_bytes=9223372036854771712\nhugetlb.2MB.failcnt=1
         # 1GB has reservation counters, which runc prefers.
         hugetlb.1GB.usage_in_bytes=0\nhugetlb.1GB.failcnt=0
-        hugetlb.1GB.rsvd.usage_in_bytes=1073741824\nhugetlb.1GB.rsvd.max_usage_in_bytes=1073741824\nhugetlb.1GB.rsvd.failcnt=0";
+        hugetlb.1GB.rsvd.usage_in_bytes=1073741824\nhugetlb.1GB.rsvd.max_usage_in_bytes=1073741824\nhugetlb.1GB.rsvd.failcnt=0
+        [cpuset]
+        cpuset.cpus=0-3,8\ncpuset.mems=0-1\ncpuset.effective_cpus=0-3,8\ncpuset.effective_mems=0-1
+        cpuset.cpu_exclusive=0\ncpuset.mem_hardwall=1\ncpuset.mem_exclusive=0\ncpuset.memory_migrate=1
+        cpuset.memory_spread_page=0\ncpuset.memory_spread_slab=1\ncpuset.memory_pressure=7
+        cpuset.sched_load_balance=1\ncpuset.sched_relax_domain_level=-1";
 
     const V2: &str = "
         [v2]
@@ -563,7 +750,20 @@ mod tests {
         memory.events=low 0|high 0|max 4|oom 1|oom_kill 1|oom_group_kill 0
         pids.current=3\npids.max=100
         io.stat=8:0 rbytes=1048576 wbytes=4096 rios=20 wios=1 dbytes=0 dios=0|253:1 rbytes=512
-        hugetlb.2MB.current=2097152\nhugetlb.2MB.max=max\nhugetlb.2MB.events=max 2\nhugetlb.2MB.events.local=max 2";
+        hugetlb.2MB.current=2097152\nhugetlb.2MB.max=max\nhugetlb.2MB.events=max 2\nhugetlb.2MB.events.local=max 2
+        # As on kernels before 5.13: no `full` line.
+        cpu.pressure=some avg10=0.00 avg60=0.00 avg300=0.00 total=8317
+        memory.pressure=some avg10=1.50 avg60=0.25 avg300=0.00 total=123456|full avg10=0.50 avg60=0.10 avg300=0.00 total=65432
+        io.pressure=some avg10=0.00 avg60=0.00 avg300=0.00 total=0|full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+        # runc's v2 driver reports no cpuset figures.
+        cpuset.cpus=0-1\ncpuset.cpus.effective=0-1\ncpuset.mems=0\ncpuset.mems.effective=0";
+
+    /// runc's "cpuset" without a v1 cpuset hierarchy, and always on v2.
+    static ZERO_CPUSET: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        json!({"cpu_exclusive": 0, "mem_hardwall": 0, "mem_exclusive": 0, "memory_migrate": 0,
+            "memory_spread_page": 0, "memory_spread_slab": 0, "memory_pressure": 0,
+            "sched_load_balance": 0, "sched_relax_domain_level": 0})
+    });
 
     fn json_of(dirs: &[PathBuf]) -> serde_json::Value {
         serde_json::to_value(collect(dirs).unwrap()).unwrap()
@@ -580,6 +780,10 @@ mod tests {
                     "percpu_kernel": [5, 6], "percpu_user": [7, 8],
                     "kernel": 1232840000000u64, "user": 3050090000000u64},
                 "throttling": {"periods": 12, "throttledPeriods": 3, "throttledTime": 456789}},
+            "cpuset": {"cpus": [0, 1, 2, 3, 8], "cpu_exclusive": 0, "mems": [0, 1],
+                "mem_hardwall": 1, "mem_exclusive": 0, "memory_migrate": 1,
+                "memory_spread_page": 0, "memory_spread_slab": 1, "memory_pressure": 7,
+                "sched_load_balance": 1, "sched_relax_domain_level": -1},
             "memory": {
                 "cache": 9256960,
                 "usage": {"limit": limit, "usage": 14512128, "max": 20971520, "failcnt": 3},
@@ -611,12 +815,17 @@ mod tests {
         let want = json!({
             "cpu": {
                 "usage": {"total": 1500000, "kernel": 500000, "user": 1000000},
-                "throttling": {"periods": 10, "throttledPeriods": 2}},
+                "throttling": {"periods": 10, "throttledPeriods": 2},
+                "psi": {"some": {"avg10": 0, "avg60": 0, "avg300": 0, "total": 8317}}},
+            "cpuset": ZERO_CPUSET.clone(),
             "memory": {
                 "cache": 2097152,
                 "usage": {"limit": u64::MAX, "usage": 8388608, "max": 10485760, "failcnt": 0},
                 "swap": {"limit": u64::MAX, "usage": 8392704, "failcnt": 0}, // memory+swap
-                "raw": {"anon": 4194304, "file": 2097152, "kernel": 524288}},
+                "raw": {"anon": 4194304, "file": 2097152, "kernel": 524288},
+                "psi": {
+                    "some": {"avg10": 1.5, "avg60": 0.25, "avg300": 0, "total": 123456},
+                    "full": {"avg10": 0.5, "avg60": 0.1, "avg300": 0, "total": 65432}}},
             "pids": {"current": 3, "limit": 100},
             "blkio": {
                 "ioServiceBytesRecursive": [
@@ -624,13 +833,21 @@ mod tests {
                     {"major": 8, "op": "Write", "value": 4096},
                     {"major": 253, "minor": 1, "op": "Read", "value": 512}],
                 "ioServicedRecursive": [
-                    {"major": 8, "op": "Read", "value": 20}, {"major": 8, "op": "Write", "value": 1}]},
+                    {"major": 8, "op": "Read", "value": 20}, {"major": 8, "op": "Write", "value": 1}],
+                // Both halves all zero: Go's omitzero leaves an empty object.
+                "psi": {}},
             "hugetlb": {"2MB": {"usage": 2097152, "failcnt": 2}},
             "intel_rdt": {},
             "network_interfaces": null,
         });
         assert_eq!(json_of(&dirs), want);
         assert_eq!(oom_kills(&dirs), Some(1));
+        // Whole averages are written as Go writes them.
+        let text = serde_json::to_string(&collect(&dirs).unwrap()).unwrap();
+        assert!(
+            text.contains(r#"{"avg10":0,"avg60":0,"avg300":0,"total":8317}"#),
+            "{text}"
+        );
 
         // A finite swap limit is reported as memory+swap too.
         fs::write(dirs[0].join("memory.max"), "16777216\n").unwrap();
@@ -644,8 +861,8 @@ mod tests {
     #[test]
     fn missing_controllers_are_absent() {
         let tmp = tempfile::tempdir().unwrap();
-        let empty = json!({"cpu": {}, "memory": {}, "pids": {}, "blkio": {}, "hugetlb": {},
-            "intel_rdt": {}, "network_interfaces": null});
+        let empty = json!({"cpu": {}, "cpuset": ZERO_CPUSET.clone(), "memory": {}, "pids": {},
+            "blkio": {}, "hugetlb": {}, "intel_rdt": {}, "network_interfaces": null});
         let v1 = fake(tmp.path(), "[memory]\n[cpu]");
         assert_eq!(json_of(&v1), empty);
         assert_eq!(oom_kills(&v1), None);
@@ -675,5 +892,50 @@ mod tests {
             let err = format!("{:#}", collect(&v2).unwrap_err());
             assert!(err.contains("v2/berth-test/cpu.stat"), "{err}");
         }
+        fs::remove_file(v2[0].join("cpu.stat")).unwrap();
+        for (garbage, word) in [
+            ("some avg10=0.00 avg60=x avg300=0.00 total=1", "avg60=x"),
+            (
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\nfull avg10",
+                "avg10",
+            ),
+            ("some total=-3", "total=-3"),
+            ("some avg10=NaN", "NaN"),
+        ] {
+            fs::write(v2[0].join("io.pressure"), garbage).unwrap();
+            let err = format!("{:#}", collect(&v2).unwrap_err());
+            assert!(err.contains("v2/berth-test/io.pressure"), "{err}");
+            assert!(err.contains(word), "{err}");
+        }
+
+        let v1 = fake(tmp.path(), "[cpuset]\ncpuset.cpus=0-1");
+        for garbage in ["0-x", "", "3-1", "0,,2", "70000"] {
+            fs::write(v1[0].join("cpuset.cpus"), garbage).unwrap();
+            let err = format!("{:#}", collect(&v1).unwrap_err());
+            assert!(err.contains("cpuset/berth-test/cpuset.cpus"), "{err}");
+        }
+        fs::write(v1[0].join("cpuset.cpus"), "0").unwrap();
+        fs::write(v1[0].join("cpuset.sched_relax_domain_level"), "deep").unwrap();
+        let err = format!("{:#}", collect(&v1).unwrap_err());
+        assert!(err.contains("cpuset.sched_relax_domain_level"), "{err}");
+    }
+
+    #[test]
+    fn cpuset_lists_are_expanded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = fake(tmp.path(), "[cpuset]");
+        let src = Source::new(&dirs);
+        for (text, want) in [
+            ("0\n", vec![0]),
+            ("0-3,8\n", vec![0, 1, 2, 3, 8]),
+            ("1,3-4,10-11", vec![1, 3, 4, 10, 11]),
+            ("5-5", vec![5]),
+            ("65535", vec![65535]),
+        ] {
+            fs::write(dirs[0].join("cpuset.cpus"), text).unwrap();
+            assert_eq!(src.id_list("cpuset.cpus").unwrap(), want, "{text:?}");
+        }
+        // No file (no cpuset hierarchy): nothing, and "cpus" left out of the JSON.
+        assert_eq!(src.id_list("cpuset.mems").unwrap(), Vec::<u16>::new());
     }
 }
