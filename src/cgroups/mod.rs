@@ -249,7 +249,7 @@ pub fn is_permission_denied(e: &anyhow::Error) -> bool {
 /// Whether `dirs` is a pure cgroup v2 placement (one cgroup2 directory): the v2 file names
 /// and conversions apply. A hybrid host's cgroup2 directory sits beside v1 ones.
 pub fn is_v2(dirs: &[PathBuf]) -> bool {
-    dirs.len() == 1 && dirs[0].join("cgroup.controllers").exists()
+    dirs.len() == 1 && v2_dir(dirs).is_some()
 }
 
 /// Writes `linux.resources` and the device rules of a new container. A rootless container in
@@ -287,7 +287,7 @@ pub fn kill_via_cgroup_kill(dirs: &[PathBuf]) -> Result<bool> {
 }
 
 /// Moves the calling process, which must be single-threaded (berth's are), into `dirs`;
-/// `born_in_v2`: it was cloned into the cgroup2 directory among them already. Done before any
+/// `born_in`: the index of the cgroup2 directory it was cloned into already. Done before any
 /// namespace is created, so the container's cgroup namespace is rooted at its own cgroup.
 ///
 /// On v1 this writes "0" to `tasks`, moving the calling thread alone, rather than to
@@ -296,10 +296,12 @@ pub fn kill_via_cgroup_kill(dirs: &[PathBuf]) -> Result<bool> {
 /// container), while moving the current thread needs no such lock. For a single-threaded
 /// process the effect is the same. cgroup2 has no `tasks` file (and refuses to move a thread
 /// alone to another domain); there it is `cgroup.procs`, or better clone3 (`v2_dir`).
-pub fn join_self(dirs: &[PathBuf], born_in_v2: bool) -> Result<()> {
+pub fn join_self(dirs: &[PathBuf], born_in: Option<usize>) -> Result<()> {
     use std::io::Write;
-    let born_in = if born_in_v2 { v2_dir(dirs) } else { None };
-    for d in dirs.iter().filter(|d| Some(*d) != born_in) {
+    for (i, d) in dirs.iter().enumerate() {
+        if Some(i) == born_in {
+            continue;
+        }
         let tasks = d.join("tasks");
         match fs::OpenOptions::new().write(true).open(&tasks) {
             Ok(mut f) => f
@@ -316,10 +318,9 @@ pub fn join_self(dirs: &[PathBuf], born_in_v2: bool) -> Result<()> {
 
 /// The cgroup2 directory among `dirs`: the only one on a v2 host, the unified hierarchy's
 /// on a hybrid host (mounted last, so looked for from the end), none on a v1 host.
-pub fn v2_dir(dirs: &[PathBuf]) -> Option<&PathBuf> {
+pub fn v2_dir(dirs: &[PathBuf]) -> Option<usize> {
     dirs.iter()
-        .rev()
-        .find(|d| d.join("cgroup.controllers").exists())
+        .rposition(|d| d.join("cgroup.controllers").exists())
 }
 
 /// Host pids of every process in the container's cgroup and its sub-cgroups, on every

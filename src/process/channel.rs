@@ -88,13 +88,21 @@ impl Channel {
 
     /// Whether a message (or the peer's close) is waiting, without waiting for one.
     pub fn has_message(&self) -> Result<bool> {
-        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT;
+        match self.peek_len(MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => Ok(true),
+            Err(Errno::EAGAIN) => Ok(false),
+            Err(e) => bail!("sync channel: receive: {e}"),
+        }
+    }
+
+    /// The length of the next datagram (MSG_PEEK|MSG_TRUNC give it whole), 0 for the peer's
+    /// close, leaving it queued.
+    fn peek_len(&self, flags: MsgFlags) -> nix::Result<usize> {
+        let flags = flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC;
         loop {
             match recv(self.fd.as_raw_fd(), &mut [], flags) {
-                Ok(_) => return Ok(true),
-                Err(Errno::EAGAIN) => return Ok(false),
                 Err(Errno::EINTR) => continue,
-                Err(e) => bail!("sync channel: receive: {e}"),
+                r => return r,
             }
         }
     }
@@ -106,20 +114,11 @@ impl Channel {
 
     /// The next message and the fd attached to it, if any.
     pub fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
-        // The datagram's length first (MSG_PEEK|MSG_TRUNC give it whole), so the buffer is
-        // just that big: a fixed 64 KiB one, zeroed on every message, cost each forked
-        // process sixteen copy-on-write page faults.
-        let len = loop {
-            match recv(
-                self.fd.as_raw_fd(),
-                &mut [],
-                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
-            ) {
-                Ok(n) => break n,
-                Err(Errno::EINTR) => continue,
-                Err(e) => bail!("sync channel: receive: {e}"),
-            }
-        };
+        // The datagram's length first, so the buffer is just that big: a fixed 64 KiB one,
+        // zeroed on every message, cost each forked process sixteen copy-on-write faults.
+        let len = self
+            .peek_len(MsgFlags::empty())
+            .map_err(|e| anyhow!("sync channel: receive: {e}"))?;
         if len == 0 {
             return Ok(None); // every message has some JSON: this is the peer's close
         }

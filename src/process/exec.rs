@@ -68,7 +68,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     let console = super::console_socket(terminal, args.console_socket.as_deref(), theirs)?;
     let hierarchies = match subs {
         SubCgroups::PerController(_) => cgroups::parse_hierarchies(
-            &fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?,
+            &sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?,
         ),
         _ => Vec::new(),
     };
@@ -107,11 +107,11 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         console,
     };
     let (parent_end, child_end) = channel::pair()?;
-    let (forked, born_in_cgroup) = super::fork_setup_process(&cgroup_dirs)?;
+    let (forked, born_in) = super::fork_setup_process(&cgroup_dirs)?;
     let child = match forked {
         ForkResult::Child => {
             drop(parent_end);
-            child_main(&ctx, child_end, born_in_cgroup)
+            child_main(&ctx, child_end, born_in)
         }
         ForkResult::Parent { child } => child,
     };
@@ -182,8 +182,8 @@ struct ExecContext<'a> {
     console: Option<OwnedFd>,
 }
 
-fn child_main(ctx: &ExecContext, chan: Channel, born_in_cgroup: bool) -> ! {
-    let prepared = match enter_container(ctx, &chan, born_in_cgroup) {
+fn child_main(ctx: &ExecContext, chan: Channel, born_in: Option<usize>) -> ! {
+    let prepared = match enter_container(ctx, &chan, born_in) {
         Ok(p) => p,
         Err(e) => super::fail(&chan, e),
     };
@@ -194,7 +194,7 @@ fn child_main(ctx: &ExecContext, chan: Channel, born_in_cgroup: bool) -> ! {
 fn enter_container(
     ctx: &ExecContext,
     chan: &Channel,
-    born_in_cgroup: bool,
+    born_in: Option<usize>,
 ) -> Result<setup::Prepared> {
     // No fd of berth's may reach the process (CVE-2024-21626): only stdio and the preserved
     // fds survive the exec.
@@ -209,7 +209,7 @@ fn enter_container(
         sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
             .context("process.oomScoreAdj")?;
     }
-    cgroups::join_self(ctx.cgroup_dirs, born_in_cgroup)?;
+    cgroups::join_self(ctx.cgroup_dirs, born_in)?;
     namespaces::join_process(ctx.pidfd, ctx.init, ctx.join)?;
     nix::unistd::fchdir(ctx.init_root.as_raw_fd()).context("chdir to the container's root")?;
     nix::unistd::chroot(".").context("chroot to the container's root")?;

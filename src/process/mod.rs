@@ -201,14 +201,14 @@ pub fn create(
         console_socket,
     };
     let (parent_end, child_end) = channel::pair()?;
-    let (forked, born_in_cgroup) = fork_setup_process(&cfg.cgroup_dirs)?;
+    let (forked, born_in) = fork_setup_process(&cfg.cgroup_dirs)?;
     let child = match forked {
         ForkResult::Child => {
             drop(parent_end);
             // The state lock belongs to `create`; init must not keep it alive.
             let _ = nix::unistd::close(lock.as_raw_fd());
             std::mem::forget(lock);
-            child_main(&cfg, child_end, born_in_cgroup)
+            child_main(&cfg, child_end, born_in)
         }
         ForkResult::Parent { child } => child,
     };
@@ -356,9 +356,11 @@ fn pass_notify_fd(cfg: &SetupConfig, state: &State, init_pid: Pid, fd: OwnedFd) 
 /// the unified hierarchy of a hybrid one) the child is born in it (clone3 with
 /// CLONE_INTO_CGROUP), so nobody writes its cgroup.procs; the child joins any v1 hierarchies
 /// itself (`cgroups::join_self`). Without one, or where the kernel lacks clone3, it is a
-/// plain fork and the child joins them all. Returns whether the child was born in cgroup2.
-fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, bool)> {
-    if let Some(v2_dir) = cgroups::v2_dir(cgroup_dirs) {
+/// plain fork and the child joins them all. Returns the index of the directory the child
+/// was born in, if any.
+fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, Option<usize>)> {
+    if let Some(i) = cgroups::v2_dir(cgroup_dirs) {
+        let v2_dir = &cgroup_dirs[i];
         // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
         let dir = fs::OpenOptions::new()
             .read(true)
@@ -366,7 +368,7 @@ fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, bool)> {
             .open(v2_dir);
         match dir {
             Ok(dir) => match sys::fork_into_cgroup(&dir) {
-                Ok(forked) => return Ok((forked, true)),
+                Ok(forked) => return Ok((forked, Some(i))),
                 Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
             },
             Err(e) => log::debug!("open {}: {e}", v2_dir.display()),
@@ -375,12 +377,12 @@ fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, bool)> {
     // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
     // any code after fork.
     let forked = unsafe { fork() }.context("fork the container's setup process")?;
-    Ok((forked, false))
+    Ok((forked, None))
 }
 
 /// The child: cgroup, user namespace (mapped by the parent), the other namespaces, then init.
-fn child_main(cfg: &SetupConfig, chan: Channel, born_in_cgroup: bool) -> ! {
-    if let Err(e) = enter_namespaces(cfg, &chan, born_in_cgroup) {
+fn child_main(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> ! {
+    if let Err(e) = enter_namespaces(cfg, &chan, born_in) {
         fail(&chan, e);
     }
     if cfg.namespaces.needs_fork() {
@@ -400,7 +402,7 @@ fn child_main(cfg: &SetupConfig, chan: Channel, born_in_cgroup: bool) -> ! {
     init::run(cfg, chan)
 }
 
-fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in_cgroup: bool) -> Result<()> {
+fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -> Result<()> {
     // `run` blocks signals to relay them; the container starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
@@ -423,7 +425,7 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in_cgroup: bool) -> 
         )
         .context("process.oomScoreAdj")?;
     }
-    cgroups::join_self(&cfg.cgroup_dirs, born_in_cgroup)?;
+    cgroups::join_self(&cfg.cgroup_dirs, born_in)?;
     let ns = &cfg.namespaces;
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
     if ns.is_new(LinuxNamespaceType::User) {
