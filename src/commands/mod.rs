@@ -44,8 +44,9 @@ pub fn forward_ready(
     c: &Container,
     notify: Option<std::os::unix::net::UnixDatagram>,
 ) -> Result<()> {
-    match (notify, c.init_pidfd()) {
-        (Some(sock), Some(init)) => crate::notify_socket::forward_ready(&sock, &init, c.state.pid),
+    // (The pidfd only when there is a socket: most containers have none.)
+    match notify.map(|sock| (sock, c.init_pidfd())) {
+        Some((sock, Some(init))) => crate::notify_socket::forward_ready(&sock, &init, c.state.pid),
         _ => Ok(()),
     }
 }

@@ -108,14 +108,17 @@ impl Container {
 
     /// Releases init from the start gate so it execs the user process.
     pub fn start(&self) -> Result<()> {
-        let status = self.status();
-        if status != Status::Created {
+        // Created: init is the process that was created and the exec fifo is still there.
+        let Some(pidfd) = self
+            .init_pidfd()
+            .filter(|_| self.dir.join(EXEC_FIFO).exists())
+        else {
             bail!(
-                "cannot start container {:?}: it is {status}, not created",
-                self.id()
+                "cannot start container {:?}: it is {}, not created",
+                self.id(),
+                self.status()
             );
-        }
-        let pidfd = self.init_pidfd().context("container init is gone")?;
+        };
         // config.md: prestart hooks run after `start` is called, before the user process, in
         // the runtime's namespaces (runc runs them during create, which the spec calls
         // contrary to it; createRuntime is that point). A failure stops the container and

@@ -5,7 +5,7 @@
 //!   parent (create)                 child                        init
 //!   state dir, state.json(creating)
 //!   cgroup dirs, exec fifo
-//!   fork ───────────────────────▶   join cgroup
+//!   vfork or fork ──────────────▶   join cgroup
 //!                                   unshare(user) ─ UsernsCreated
 //!   write uid/gid maps ─ UsernsMapped
 //!                                   setns/unshare the rest
@@ -25,7 +25,7 @@ mod init;
 mod setup;
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -201,18 +201,7 @@ pub fn create(
         console_socket,
     };
     let (parent_end, child_end) = channel::pair()?;
-    let (forked, born_in) = fork_setup_process(&cfg.cgroup_dirs)?;
-    let child = match forked {
-        ForkResult::Child => {
-            drop(parent_end);
-            // The state lock belongs to `create`; init must not keep it alive.
-            let _ = nix::unistd::close(lock.as_raw_fd());
-            std::mem::forget(lock);
-            child_main(&cfg, child_end, born_in)
-        }
-        ForkResult::Parent { child } => child,
-    };
-    drop(child_end);
+    let child = start_setup_process(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
     guard.pids.push(child);
 
     let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
@@ -352,26 +341,79 @@ fn pass_notify_fd(cfg: &SetupConfig, state: &State, init_pid: Pid, fd: OwnedFd) 
     crate::seccomp::send_to_listener(profile, oci_state, init_pid.as_raw(), fd.as_fd())
 }
 
-/// Forks the setup process. Where the container has a cgroup2 directory (on a v2 host, or
-/// the unified hierarchy of a hybrid one) the child is born in it (clone3 with
-/// CLONE_INTO_CGROUP), so nobody writes its cgroup.procs; the child joins any v1 hierarchies
-/// itself (`cgroups::join_self`). Without one, or where the kernel lacks clone3, it is a
-/// plain fork and the child joins them all. Returns the index of the directory the child
-/// was born in, if any.
+/// Starts the setup process, which joins the cgroups and namespaces and forks init (or
+/// becomes init when there is no PID or time namespace). The channel's parent end and the
+/// state lock stay with `create`.
+fn start_setup_process(
+    cfg: &SetupConfig,
+    parent_end: &Channel,
+    child_end: Channel,
+    lock: RawFd,
+) -> Result<Pid> {
+    // A setup process that forks init and never waits for `create` (which a new user
+    // namespace's id maps need) can borrow berth's memory instead of copying it.
+    let ns = &cfg.namespaces;
+    if ns.needs_fork() && !ns.is_listed(LinuxNamespaceType::User) {
+        let born_dir = open_v2_dir(&cfg.cgroup_dirs);
+        let born_in = born_dir.as_ref().map(|(i, _)| *i);
+        let mut setup = || {
+            // Its own fd table: these closes leave the parent's fds alone.
+            let _ = nix::unistd::close(parent_end.as_raw_fd());
+            let _ = nix::unistd::close(lock);
+            // SAFETY: the fd is this process's own copy (no CLONE_FILES); the parent's Channel
+            // that also names it is neither used nor dropped here.
+            let chan = unsafe { Channel::from_raw_fd(child_end.as_raw_fd()) };
+            setup_process(cfg, chan, born_in)
+        };
+        let cgroup = born_dir.as_ref().map(|(_, dir)| dir.as_raw_fd());
+        // The dumpable flag belongs to the address space: the setup process clears it for
+        // itself and init, and `create` gets its own back.
+        let dumpable = nix::sys::prctl::get_dumpable().context("prctl(PR_GET_DUMPABLE)")?;
+        let spawned = sys::vfork_into_cgroup(cgroup, &mut setup);
+        nix::sys::prctl::set_dumpable(dumpable).context("prctl(PR_SET_DUMPABLE)")?;
+        match spawned {
+            Ok(child) => return Ok(child),
+            Err(e) => log::debug!("clone3(CLONE_VM | CLONE_VFORK): {e}; forking instead"),
+        }
+    }
+    let (forked, born_in) = fork_setup_process(&cfg.cgroup_dirs)?;
+    match forked {
+        ForkResult::Child => {
+            let _ = nix::unistd::close(parent_end.as_raw_fd());
+            // The state lock belongs to `create`; init must not keep it alive.
+            let _ = nix::unistd::close(lock);
+            let code = setup_process(cfg, child_end, born_in);
+            // SAFETY: ends the forked setup process once it has forked init.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// The container's cgroup2 directory (on a v2 host, or the unified hierarchy of a hybrid
+/// one), opened for CLONE_INTO_CGROUP, with its index in `cgroup_dirs`.
+fn open_v2_dir(cgroup_dirs: &[PathBuf]) -> Option<(usize, fs::File)> {
+    let i = cgroups::v2_dir(cgroup_dirs)?;
+    // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&cgroup_dirs[i])
+        .map_err(|e| log::debug!("open {}: {e}", cgroup_dirs[i].display()))
+        .ok()
+        .map(|dir| (i, dir))
+}
+
+/// Forks a setup process (of `create` or `exec`). Where the container has a cgroup2
+/// directory the child is born in it (clone3 with CLONE_INTO_CGROUP), so nobody writes its
+/// cgroup.procs; the child joins any v1 hierarchies itself (`cgroups::join_self`). Without
+/// one, or where the kernel lacks clone3, it is a plain fork and the child joins them all.
+/// Returns the index of the directory the child was born in, if any.
 fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, Option<usize>)> {
-    if let Some(i) = cgroups::v2_dir(cgroup_dirs) {
-        let v2_dir = &cgroup_dirs[i];
-        // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
-        let dir = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(v2_dir);
-        match dir {
-            Ok(dir) => match sys::fork_into_cgroup(&dir) {
-                Ok(forked) => return Ok((forked, Some(i))),
-                Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
-            },
-            Err(e) => log::debug!("open {}: {e}", v2_dir.display()),
+    if let Some((i, dir)) = open_v2_dir(cgroup_dirs) {
+        match sys::fork_into_cgroup(&dir) {
+            Ok(forked) => return Ok((forked, Some(i))),
+            Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
         }
     }
     // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
@@ -380,26 +422,27 @@ fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, Option<usi
     Ok((forked, None))
 }
 
-/// The child: cgroup, user namespace (mapped by the parent), the other namespaces, then init.
-fn child_main(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> ! {
+/// The setup process: cgroup, user namespace (mapped by the parent), the other namespaces,
+/// then init. Returns the exit code when it has forked init.
+fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i32 {
     if let Err(e) = enter_namespaces(cfg, &chan, born_in) {
         fail(&chan, e);
     }
-    if cfg.namespaces.needs_fork() {
-        // SAFETY: single-threaded, as above.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => init::run(cfg, chan),
-            Ok(ForkResult::Parent { child }) => {
-                let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
-                std::process::exit(code);
-            }
-            Err(e) => fail(&chan, anyhow!("fork the container's init: {e}")),
+    if !cfg.namespaces.needs_fork() {
+        if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
+            fail(&chan, e);
         }
+        init::run(cfg, chan)
     }
-    if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
-        fail(&chan, e);
+    // SAFETY: single-threaded, as above. When this process borrows `create`'s memory, init
+    // gets a copy of it, as fork makes one.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => init::run(cfg, chan),
+        Ok(ForkResult::Parent { child }) => {
+            i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err())
+        }
+        Err(e) => fail(&chan, anyhow!("fork the container's init: {e}")),
     }
-    init::run(cfg, chan)
 }
 
 fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -> Result<()> {
@@ -411,7 +454,9 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
     // /proc/PID/exe, fds or memory. execve makes the user process dumpable again.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
     // Written here, as root on the host side: once non-dumpable (and in a user namespace)
-    // the process could no longer write its own /proc files. Inherited by init.
+    // the process could no longer write its own /proc files. Inherited by init. (A setup
+    // process that borrows `create`'s memory still has its own: the kernel keeps a vfork
+    // child's score apart.)
     if let Some(adj) = cfg
         .bundle
         .spec
@@ -458,7 +503,9 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
 /// Reports `err` to the parent and exits; used by every setup process.
 fn fail(chan: &Channel, err: anyhow::Error) -> ! {
     let _ = chan.send(&Message::Error(format!("{err:#}")));
-    std::process::exit(1);
+    // SAFETY: ends this process at once; nothing it holds needs flushing, and a setup
+    // process that borrows `create`'s memory must not run exit handlers on it.
+    unsafe { libc::_exit(1) }
 }
 
 fn format_maps(maps: &[LinuxIdMapping]) -> String {
