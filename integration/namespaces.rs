@@ -249,6 +249,39 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
 }
 
 #[test]
+fn cgroup_mounts_are_read_only_nosuid_nodev_noexec() {
+    // The default cgroup mount asks for ro,nosuid,nodev,noexec: the tmpfs (v1) and every
+    // hierarchy bound below it, or the one cgroup2 bind (v2), must carry them all.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "grep ' /sys/fs/cgroup' /proc/self/mountinfo; echo 5 > /sys/fs/cgroup/pids/pids.max || echo refused; echo 5 > /sys/fs/cgroup/pids.max || echo refused",
+    ]);
+    b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 77}));
+    let out = rt.run(&b, &harness::unique_id("cgro"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mounts: Vec<&str> = text.lines().filter(|l| l.contains(" - ")).collect();
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert!(mounts.len() >= if v2 { 1 } else { 2 }, "{text}");
+    for m in &mounts {
+        let opts: Vec<&str> = m.split(' ').nth(5).unwrap().split(',').collect();
+        for want in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.contains(&want), "{want} missing: {m}");
+        }
+    }
+    // Both writes fail: the one that names an existing file by the file system being
+    // read-only, the other because the path does not exist (v1 or v2 layout).
+    assert_eq!(text.matches("refused").count(), 2, "{text}");
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn raising_a_hard_rlimit_without_cap_sys_resource_fails_clearly() {
     // In a user namespace CAP_SYS_RESOURCE of the host is never held, on any machine.
     let mut lim = libc::rlimit {

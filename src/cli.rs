@@ -21,28 +21,30 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// As in runc, global options come before the subcommand (clap's `global` would also take
+/// them after it, at the cost of copying each into every subcommand on every call).
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOpts {
     /// Root directory for container state (default /run/berth, or $XDG_RUNTIME_DIR/berth when
     /// not root).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
     /// Write log lines to FILE instead of stderr.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
     /// Format of log lines.
-    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// Log debug messages.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
 
     /// Use systemd to manage cgroups (the systemd driver is not implemented yet: create and
     /// run refuse it).
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
 
     /// Rootless mode: auto, true or false.
@@ -413,6 +415,19 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn global_flags_go_before_the_subcommand_as_in_runc() {
+        let args = ["berth", "state", "--root", "/r", "c1"];
+        assert!(Cli::try_parse_from(args).is_err());
+        assert_eq!(
+            parse(&["--root", "/r", "state", "c1"])
+                .global
+                .root
+                .as_deref(),
+            Some(std::path::Path::new("/r"))
+        );
     }
 
     #[test]

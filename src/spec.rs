@@ -35,6 +35,11 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
 
 /// Parses config.json text; errors carry the JSON path, line and column.
 pub fn parse(text: &str) -> Result<Spec> {
+    // Parsed plainly first: tracking the path costs a wrapper per value, on every create,
+    // and is only needed to say where a bad config is bad.
+    if let Ok(spec) = serde_json::from_str(text) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();

@@ -38,15 +38,19 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
         };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        let (Some(root), Some(mnt), Some(fstype)) = (pre.get(3), pre.get(4), post.first()) else {
+        let mut post = post.split(' ');
+        let fstype = post.next();
+        if !matches!(fstype, Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        let mut pre = pre.split(' ').skip(3);
+        let (Some(root), Some(mnt)) = (pre.next(), pre.next()) else {
             continue;
         };
-        let controllers = match *fstype {
-            "cgroup2" => String::new(),
-            "cgroup" => post
-                .get(2)
+        let controllers = match fstype {
+            Some("cgroup2") => String::new(),
+            _ => post
+                .nth(1)
                 .map(|opts| {
                     opts.split(',')
                         .filter(|o| {
@@ -59,7 +63,6 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
                         .join(",")
                 })
                 .unwrap_or_default(),
-            _ => continue,
         };
         let mount_point = PathBuf::from(unescape(mnt));
         // A hierarchy mounted twice (bind mounts) counts once.
@@ -79,6 +82,9 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
 }
 
 fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
     s.replace("\\040", " ")
         .replace("\\011", "\t")
         .replace("\\012", "\n")
