@@ -331,6 +331,27 @@ fn a_mount_failing_inside_init_names_the_entry() {
 }
 
 #[test]
+fn a_dev_null_that_is_not_the_null_device_is_never_used_to_mask() {
+    // A config can make /dev/null another device; masking a path with it would expose that
+    // device where the masked file was. berth checks /dev/null before the first file it
+    // masks, once per container.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["linux"]["devices"] = json!([
+            {"path": "/dev/null", "type": "c", "major": 1, "minor": 5, "fileMode": 438}
+        ]);
+        c["linux"]["maskedPaths"] = json!(["/proc/acpi", "/proc/keys", "/proc/timer_list"]);
+    });
+    create_fails(
+        &rt,
+        &b,
+        &harness::unique_id("notnull"),
+        "linux.maskedPaths[1] (/proc/keys): /dev/null is not the null device",
+    );
+}
+
+#[test]
 fn a_mount_failing_without_a_mount_namespace_leaves_no_host_mount() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);

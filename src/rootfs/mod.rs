@@ -137,13 +137,15 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     {
         make_readonly(Path::new(p)).with_context(|| format!("linux.readonlyPaths[{i}] ({p})"))?;
     }
+    let mut null_checked = false;
     for (i, p) in linux
         .and_then(|l| l.masked_paths().clone())
         .unwrap_or_default()
         .iter()
         .enumerate()
     {
-        mask(Path::new(p)).with_context(|| format!("linux.maskedPaths[{i}] ({p})"))?;
+        mask(Path::new(p), &mut null_checked)
+            .with_context(|| format!("linux.maskedPaths[{i}] ({p})"))?;
     }
     if spec
         .root()
@@ -476,8 +478,9 @@ fn remount_readonly(path: &Path) -> Result<()> {
     change_mount(path, flags).context("remount read-only")
 }
 
-/// Directories are covered by an empty read-only tmpfs, anything else by /dev/null.
-fn mask(path: &Path) -> Result<()> {
+/// Directories are covered by an empty read-only tmpfs, anything else by /dev/null (checked
+/// to be the null device the first time it is needed).
+fn mask(path: &Path, null_checked: &mut bool) -> Result<()> {
     let st = match stat(path) {
         Err(Errno::ENOENT) => return Ok(()),
         r => r.context("stat")?,
@@ -492,7 +495,10 @@ fn mask(path: &Path) -> Result<()> {
         )
         .context("mount read-only tmpfs")
     } else {
-        devices::check_is_null("/dev/null")?;
+        if !*null_checked {
+            devices::check_is_null("/dev/null")?;
+            *null_checked = true;
+        }
         mount(
             Some("/dev/null"),
             path,
