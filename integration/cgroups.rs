@@ -748,28 +748,6 @@ fn events_reports_an_oom_kill() {
     rt.delete_force(&id);
 }
 
-/// Runs berth with `args` under `strace -f -e trace=SYSCALLS`; returns its output and the
-/// trace (written into the bundle).
-fn strace_berth(
-    rt: &Runtime,
-    b: &Bundle,
-    syscalls: &str,
-    args: &[&str],
-) -> (std::process::Output, String) {
-    let trace = b.path().join("strace.log");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
-        .arg(&trace)
-        .arg(harness::BERTH)
-        .arg("--root")
-        .arg(rt.root.path())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("strace (apt-get install strace)");
-    (out, std::fs::read_to_string(&trace).unwrap_or_default())
-}
-
 #[test]
 fn the_setup_process_joins_without_moving_a_thread_group() {
     // Writing a pid to cgroup.procs moves a whole thread group, which write-locks the
@@ -791,7 +769,7 @@ fn the_setup_process_joins_without_moving_a_thread_group() {
     });
     let id = harness::unique_id("clone3");
     let bundle = b.path().to_str().unwrap();
-    let (out, log) = strace_berth(
+    let (out, log) = harness::strace_berth(
         &rt,
         &b,
         "clone,clone3,fork,vfork,openat,open",
@@ -851,7 +829,7 @@ fn on_v2_kill_all_with_sigkill_uses_cgroup_kill() {
         assert!(Instant::now() < deadline, "the two sleeps never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (out, log) = strace_berth(
+    let (out, log) = harness::strace_berth(
         &rt,
         &b,
         "openat,kill,pidfd_send_signal",

@@ -467,3 +467,34 @@ pub fn assert_no_mount_under(path: &Path) {
         .collect();
     assert!(left.is_empty(), "mounts left behind: {left:?}");
 }
+
+/// Runs berth with `args` under `strace -f -e trace=SYSCALLS`; returns its output and the
+/// trace (written into the bundle). Its stdout and stderr go to files in the bundle, so that a
+/// `create`, whose init keeps them, returns too.
+pub fn strace_berth(
+    rt: &Runtime,
+    b: &Bundle,
+    syscalls: &str,
+    args: &[&str],
+) -> (std::process::Output, String) {
+    let trace = b.path().join("strace.log");
+    let (out, err) = (b.path().join("strace.out"), b.path().join("strace.err"));
+    let status = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
+        .arg(&trace)
+        .arg(BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&err).unwrap())
+        .status()
+        .expect("strace (apt-get install strace)");
+    let output = Output {
+        status,
+        stdout: fs::read(&out).unwrap(),
+        stderr: fs::read(&err).unwrap(),
+    };
+    (output, fs::read_to_string(&trace).unwrap_or_default())
+}

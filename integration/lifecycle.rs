@@ -301,6 +301,62 @@ fn default_devices_and_dev_symlinks() {
 }
 
 #[test]
+fn run_starts_init_over_the_sync_channel_and_create_through_the_exec_fifo() {
+    // `run` starts the container itself: no exec fifo is made (nor removed), init waits for
+    // `Start` on the sync channel. `create` makes the fifo, which a later `start` opens.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let bundle = b.path().to_str().unwrap();
+    let id = harness::unique_id("gate");
+    rt.track(&id);
+    let (out, log) =
+        harness::strace_berth(&rt, &b, "mknod,mknodat", &["run", "--bundle", bundle, &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!log.contains("exec.fifo"), "run made an exec fifo:\n{log}");
+    let id2 = harness::unique_id("gate");
+    assert!(rt.create(&b, &id2, &[]).status.success());
+    let fifo = rt.root.path().join(&id2).join("exec.fifo");
+    assert!(fifo.exists(), "create made no exec fifo");
+    assert!(rt.berth(&["start", &id2]).status.success());
+    assert!(!fifo.exists(), "start left the exec fifo");
+    rt.delete_force(&id2);
+}
+
+#[test]
+fn an_exec_failure_past_the_start_gate_fails_start_and_run() {
+    // The file is executable but no program: execve itself fails, after the gate. Both gates
+    // carry init's error back (run: the channel; start: the fifo).
+    let rt = Runtime::new();
+    let b = Bundle::new(&["/bin/notelf"]);
+    let notelf = b.path().join("rootfs/bin/notelf");
+    fs::write(&notelf, "garbage\n").unwrap();
+    fs::set_permissions(&notelf, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let want = "exec \"/bin/notelf\": ENOEXEC: Exec format error";
+    let id = harness::unique_id("enoexec");
+    let out = rt.run(&b, &id);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "berth: cannot start container \"{id}\": process.args[0]: {want}"
+        )),
+        "{err}"
+    );
+    rt.assert_nothing_left(&id);
+    let id = harness::unique_id("enoexec");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let out = rt.berth(&["start", &id]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "cannot start container \"{id}\": process.args[0]: {want}"
+        )),
+        "{err}"
+    );
+    rt.delete_force(&id);
+}
+
+#[test]
 fn capabilities_oom_score_adj_and_domainname() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sleep", "100"]);

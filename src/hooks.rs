@@ -77,6 +77,11 @@ pub fn of(hooks: Option<&Hooks>, kind: Kind) -> &[Hook] {
     hooks.map_or(&[], |h| kind.of(h))
 }
 
+/// Whether no hook of any kind is given.
+pub fn is_empty(hooks: &Hooks) -> bool {
+    Kind::ALL.iter().all(|k| k.of(hooks).is_empty())
+}
+
 /// Checks what the runtime-spec requires of every hook: an absolute path and a positive
 /// timeout. Done before anything of the container exists.
 pub fn validate(hooks: Option<&Hooks>) -> Result<()> {

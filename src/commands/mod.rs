@@ -21,7 +21,14 @@ use crate::{process, signals};
 
 pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
     let bundle = process::load(&args.id, &args.opts)?;
-    process::create(root, &args.id, &args.opts, bundle, None)?;
+    process::create(
+        root,
+        &args.id,
+        &args.opts,
+        bundle,
+        None,
+        process::Gate::Fifo,
+    )?;
     Ok(0)
 }
 

@@ -7,12 +7,13 @@ use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::RunArgs;
+use crate::process::Gate;
 use crate::{foreground, process, tty};
 
 pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let bundle = process::load(&args.id, &args.opts)?;
     if args.detach {
-        let c = process::create(root, &args.id, &args.opts, bundle, None)?;
+        let c = process::create(root, &args.id, &args.opts, bundle, None, Gate::Channel)?;
         let notify = crate::notify_socket::listen(&c.dir);
         if let Err(e) = notify.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")) {
             let _ = c.destroy();
@@ -44,7 +45,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     nix::sys::prctl::set_child_subreaper(true).context("become a child subreaper")?;
     let signals = foreground::block_signals()?;
 
-    let c = process::create(root, &args.id, &args.opts, bundle, theirs)?;
+    let c = process::create(root, &args.id, &args.opts, bundle, theirs, Gate::Channel)?;
     let init = Pid::from_raw(c.state.pid);
     let relay = match ours.as_ref().map(tty::recv_master) {
         Some(Ok(master)) => Some(tty::Relay::new(master)),

@@ -25,6 +25,9 @@ pub const EXEC_FIFO: &str = "exec.fifo";
 pub struct Container {
     pub dir: PathBuf,
     pub state: State,
+    /// The sync channel to init, when it (not the exec fifo) is the start gate: only in the
+    /// `run` that created the container (see `process::Gate`).
+    pub start_channel: Option<crate::process::channel::Channel>,
 }
 
 /// Takes the exclusive lock of a state dir; released when the file is dropped.
@@ -49,7 +52,11 @@ impl Container {
         id::validate(id)?;
         let dir = root.join(id);
         match State::load(&dir) {
-            Ok(state) => Ok(Container { dir, state }),
+            Ok(state) => Ok(Container {
+                dir,
+                state,
+                start_channel: None,
+            }),
             Err(e)
                 if e.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == ErrorKind::NotFound) =>
@@ -108,10 +115,11 @@ impl Container {
 
     /// Releases init from the start gate so it execs the user process.
     pub fn start(&self) -> Result<()> {
-        // Created: init is the process that was created and the exec fifo is still there.
+        // Created: init is the process that was created and waits at its gate (the exec
+        // fifo is still there, or this process holds the channel).
         let Some(pidfd) = self
             .init_pidfd()
-            .filter(|_| self.dir.join(EXEC_FIFO).exists())
+            .filter(|_| self.start_channel.is_some() || self.dir.join(EXEC_FIFO).exists())
         else {
             bail!(
                 "cannot start container {:?}: it is {}, not created",
@@ -132,6 +140,41 @@ impl Container {
                 return Err(e.context(format!("cannot start container {:?}", self.id())));
             }
         }
+        match &self.start_channel {
+            Some(chan) => self.open_channel_gate(chan)?,
+            None => self.open_fifo_gate(&pidfd)?,
+        }
+        // runtime-spec: a failing poststart hook is a warning; the container keeps running.
+        if hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
+            return Ok(());
+        }
+        let state = hooks::state_json(&self.state, ContainerState::Running, self.state.pid)?;
+        hooks::run_warn(self.state.hooks.as_ref(), hooks::Kind::Poststart, &state);
+        Ok(())
+    }
+
+    /// Sends init `Start`; returns once its end of the channel has closed at execve, or with
+    /// the error it sent instead.
+    fn open_channel_gate(&self, chan: &crate::process::channel::Channel) -> Result<()> {
+        use crate::process::channel::Message;
+        let gone = || {
+            anyhow::anyhow!(
+                "cannot start container {:?}: its init process exited before start",
+                self.id()
+            )
+        };
+        chan.send(&Message::Start).map_err(|_| gone())?;
+        match chan.recv() {
+            Ok(None) => Ok(()),
+            Ok(Some(Message::Error(e))) => bail!("cannot start container {:?}: {e}", self.id()),
+            Ok(Some(m)) => bail!("sync channel: unexpected {m:?} at start"),
+            Err(_) => Err(gone()),
+        }
+    }
+
+    /// Opens the exec fifo, which releases init; returns once init has exec'd the user
+    /// process, or with the error it wrote instead.
+    fn open_fifo_gate(&self, pidfd: &OwnedFd) -> Result<()> {
         let mut fifo = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -199,12 +242,6 @@ impl Container {
                 String::from_utf8_lossy(&failure)
             );
         }
-        // runtime-spec: a failing poststart hook is a warning; the container keeps running.
-        if hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
-            return Ok(());
-        }
-        let state = hooks::state_json(&self.state, ContainerState::Running, self.state.pid)?;
-        hooks::run_warn(self.state.hooks.as_ref(), hooks::Kind::Poststart, &state);
         Ok(())
     }
 

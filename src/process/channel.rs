@@ -36,6 +36,10 @@ pub enum Message {
     Ready,
     /// Parent → init: state.json and the pid file are written; go and wait at the start gate.
     StateSaved,
+    /// Parent → init, where the gate is the channel (`run`): exec the user process. The
+    /// channel closing at execve (close-on-exec) tells the parent it happened; an `Error`
+    /// says why it did not.
+    Start,
     /// Child → parent: setup failed; the text says what was being done.
     Error(String),
 }

@@ -33,8 +33,7 @@ pub fn run(cfg: &SetupConfig, chan: Channel) -> ! {
         // `create` is gone: nobody will ever start this container.
         super::fail(&chan, e);
     }
-    drop(chan);
-    let err = wait_and_exec(cfg, prepared, start_hook_state);
+    let err = wait_and_exec(cfg, chan, prepared, start_hook_state);
     eprintln!("berth: container init: {err:#}");
     std::process::exit(127);
 }
@@ -118,21 +117,17 @@ fn needs_hook_state(h: Option<&oci_spec::runtime::Hooks>) -> bool {
         .any(|k| !hooks::of(h, k).is_empty())
 }
 
-/// The start gate: opening the exec fifo for writing blocks until `start` opens it for reading.
+/// The start gate: opening the exec fifo for writing blocks until `start` opens it for
+/// reading; or, with no fifo, `Start` on the channel.
 fn wait_and_exec(
     cfg: &SetupConfig,
+    chan: Channel,
     p: Prepared,
     start_hook_state: Option<String>,
 ) -> anyhow::Error {
-    let gate = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(sys::fd_path(&cfg.exec_fifo));
-    // The gate stays open (close-on-exec): `start` sees it close when execve succeeds or
-    // init dies, so it returns only once the user process runs.
-    let mut gate = match gate.and_then(|mut f| f.write_all(b"0").map(|_| f)) {
-        Ok(f) => f,
-        Err(e) => return anyhow::anyhow!("open the exec fifo: {e}"),
+    let mut gate = match Gate::pass(cfg, chan) {
+        Ok(gate) => gate,
+        Err(e) => return e,
     };
     // startContainer hooks run in the container, past the gate, before the user process.
     let hooks = cfg.bundle.spec.hooks().as_ref();
@@ -140,9 +135,42 @@ fn wait_and_exec(
         Some(Err(e)) => e,
         _ => setup::exec(p),
     };
-    // `start` reads this from the gate and fails with it.
-    let _ = gate.write_all(format!("{err:#}").as_bytes());
+    gate.report(&err);
     err
+}
+
+/// The gate init has passed. It stays open (close-on-exec): `start` sees it close when execve
+/// succeeds or init dies, so it returns only once the user process runs.
+enum Gate {
+    Fifo(std::fs::File),
+    Channel(Channel),
+}
+
+impl Gate {
+    fn pass(cfg: &SetupConfig, chan: Channel) -> anyhow::Result<Gate> {
+        let Some(fifo) = &cfg.exec_fifo else {
+            chan.expect(&Message::Start)
+                .map_err(|e| anyhow::anyhow!("wait for start: {e:#}"))?;
+            return Ok(Gate::Channel(chan));
+        };
+        drop(chan);
+        let gate = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(sys::fd_path(fifo));
+        gate.and_then(|mut f| f.write_all(b"0").map(|_| f))
+            .map(Gate::Fifo)
+            .map_err(|e| anyhow::anyhow!("open the exec fifo: {e}"))
+    }
+
+    /// Tells `start` why the user process is not running; it fails with this.
+    fn report(&mut self, err: &anyhow::Error) {
+        let text = format!("{err:#}");
+        let _ = match self {
+            Gate::Fifo(f) => f.write_all(text.as_bytes()).map_err(anyhow::Error::from),
+            Gate::Channel(chan) => chan.send(&Message::Error(text)),
+        };
+    }
 }
 
 /// A fresh session keyring, so containers do not share the host's keys. Kernels or seccomp

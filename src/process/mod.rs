@@ -18,6 +18,9 @@
 //!   state.json(created), pid file
 //!   StateSaved ────────────────────────────────────────────────▶ block on exec fifo
 //!   return                                                        ... `start` ... execve
+//!
+//! `run` without hooks keeps the channel as the start gate instead of an exec fifo: `start`
+//! sends `Start`, and init's end closing at execve says the user process runs.
 
 pub mod channel;
 pub mod exec;
@@ -49,8 +52,9 @@ pub struct SetupConfig {
     pub bundle: Bundle,
     pub namespaces: Namespaces,
     pub cgroup_dirs: Vec<PathBuf>,
-    /// O_PATH fd of the exec fifo; init reopens it for writing through /proc/self/fd.
-    pub exec_fifo: OwnedFd,
+    /// O_PATH fd of the exec fifo; init reopens it for writing through /proc/self/fd. None
+    /// when the sync channel is the start gate.
+    pub exec_fifo: Option<OwnedFd>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -76,12 +80,25 @@ pub fn load(id: &str, opts: &CreateOpts) -> Result<Bundle> {
 /// left: no state dir, cgroup or process.
 /// `console` is a socket already connected for the terminal's master (a foreground `run`
 /// that relays the terminal itself); otherwise `--console-socket` is connected.
+/// Where init waits to be started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// The exec fifo in the state dir, for a `start` from another berth process (runc's way;
+    /// its presence is what makes the container `created`).
+    Fifo,
+    /// The sync channel, which the returned Container keeps, for `run`, which starts the
+    /// container itself: no fifo to make and remove. Only without hooks, which may ask for
+    /// the container's state while it is created.
+    Channel,
+}
+
 pub fn create(
     root: &Path,
     id: &str,
     opts: &CreateOpts,
     mut bundle: Bundle,
     console: Option<OwnedFd>,
+    gate: Gate,
 ) -> Result<Container> {
     let terminal = bundle
         .spec
@@ -186,7 +203,11 @@ pub fn create(
     if !cgroup_dirs.is_empty() {
         cgroups::apply_resources(&cgroup_dirs, &bundle.spec, is_rootless(opts))?;
     }
-    let exec_fifo = make_exec_fifo(&dir, &bundle)?;
+    let channel_gate = gate == Gate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
+    let exec_fifo = match channel_gate {
+        true => None,
+        false => Some(make_exec_fifo(&dir, &bundle)?),
+    };
 
     let cfg = SetupConfig {
         bundle,
@@ -224,7 +245,11 @@ pub fn create(
     parent_end.send(&Message::StateSaved)?;
     guard.armed = false;
     drop(lock);
-    Ok(Container { dir, state })
+    Ok(Container {
+        dir,
+        state,
+        start_channel: channel_gate.then_some(parent_end),
+    })
 }
 
 /// `--rootless`: as runc, `auto` (the default) means running as a non-root user.
@@ -658,7 +683,7 @@ mod tests {
                 spec,
             },
             cgroup_dirs: Vec::new(),
-            exec_fifo: fs::File::open("/dev/null").unwrap().into(),
+            exec_fifo: Some(fs::File::open("/dev/null").unwrap().into()),
             no_pivot: false,
             no_new_keyring: false,
             preserve_fds: 0,
