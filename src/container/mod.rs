@@ -115,11 +115,15 @@ impl Container {
 
     /// Releases init from the start gate so it execs the user process.
     pub fn start(&self) -> Result<()> {
-        // Created: init is the process that was created and waits at its gate (the exec
-        // fifo is still there, or this process holds the channel).
+        // The `run` that created the container holds the channel init waits on: sending on
+        // it is the check that init is still there. (That gate is only used without hooks.)
+        if let Some(chan) = &self.start_channel {
+            return self.open_channel_gate(chan);
+        }
+        // Created: init is the process that was created and the exec fifo is still there.
         let Some(pidfd) = self
             .init_pidfd()
-            .filter(|_| self.start_channel.is_some() || self.dir.join(EXEC_FIFO).exists())
+            .filter(|_| self.dir.join(EXEC_FIFO).exists())
         else {
             bail!(
                 "cannot start container {:?}: it is {}, not created",
@@ -140,10 +144,7 @@ impl Container {
                 return Err(e.context(format!("cannot start container {:?}", self.id())));
             }
         }
-        match &self.start_channel {
-            Some(chan) => self.open_channel_gate(chan)?,
-            None => self.open_fifo_gate(&pidfd)?,
-        }
+        self.open_fifo_gate(&pidfd)?;
         // runtime-spec: a failing poststart hook is a warning; the container keeps running.
         if hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
             return Ok(());
