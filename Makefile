@@ -35,7 +35,7 @@ test: lint
 	fi
 
 unit-test:
-	$(CARGO) test --bins
+	$(CARGO) test --lib --bins
 
 integration-test:
 	$(CARGO) test --test integration

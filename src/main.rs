@@ -1,34 +1,11 @@
 //! berth: parse the command line, set up logging, dispatch. Nothing else.
 
-mod capabilities;
-mod cgroups;
-mod cli;
-mod commands;
-mod container;
-mod foreground;
-mod hooks;
-mod logging;
-mod namespaces;
-mod notify_socket;
-mod process;
-mod process_attrs;
-mod rlimits;
-mod rootfs;
-mod seccomp;
-mod signals;
-mod spec;
-mod sys;
-mod sysctl;
-mod tty;
-
 use std::path::PathBuf;
 
 use clap::Parser;
 
-use cli::{Cli, Command, DEFAULT_ROOT};
-
-/// The runtime-spec version berth implements (`--version`, `features`).
-pub const SPEC_VERSION: &str = "1.2.0";
+use berth::cli::{Cli, Command, DEFAULT_ROOT};
+use berth::{commands, logging, SPEC_VERSION};
 
 fn main() {
     let cli = Cli::parse().with_globals_in_create_opts();

@@ -1,0 +1,26 @@
+//! berth as a library: one module per area of the OCI runtime spec. The `berth` binary
+//! (main.rs) parses the command line and dispatches here; the fuzz targets call the parsers.
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod cli;
+pub mod commands;
+pub mod container;
+pub mod foreground;
+pub mod hooks;
+pub mod logging;
+pub mod namespaces;
+pub mod notify_socket;
+pub mod process;
+pub mod process_attrs;
+pub mod rlimits;
+pub mod rootfs;
+pub mod seccomp;
+pub mod signals;
+pub mod spec;
+pub mod sys;
+pub mod sysctl;
+pub mod tty;
+
+/// The runtime-spec version berth implements (`--version`, `features`).
+pub const SPEC_VERSION: &str = "1.2.0";
