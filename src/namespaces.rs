@@ -162,7 +162,8 @@ pub fn write_time_offsets(spec: &Spec) -> Result<()> {
             )
         })
         .collect();
-    crate::sys::write_file(std::path::Path::new("/proc/self/timens_offsets"), &text)
+    crate::procfs::Procfs::open()
+        .and_then(|proc| proc.write("self/timens_offsets", &text))
         .context("linux.timeOffsets")
 }
 

@@ -145,17 +145,19 @@ pub fn check_lsm_process(process: &oci_spec::runtime::Process) -> Result<()> {
 
 /// Asks AppArmor to confine the next execve with `profile`.
 pub fn apparmor_exec_profile(profile: &str) -> Result<()> {
-    let modern = std::path::Path::new("/proc/self/attr/apparmor/exec");
-    let path = if modern.exists() {
-        modern
-    } else {
-        std::path::Path::new("/proc/self/attr/exec")
-    };
-    crate::sys::write_file(path, &format!("exec {profile}")).context("process.apparmorProfile")
+    // Through berth's own procfs: the container's /proc could be anything by now.
+    let proc = crate::procfs::Procfs::open().context("process.apparmorProfile")?;
+    let data = format!("exec {profile}");
+    match proc.write("self/attr/apparmor/exec", &data) {
+        Err(_) => proc.write("self/attr/exec", &data),
+        ok => ok,
+    }
+    .context("process.apparmorProfile")
 }
 
 /// Asks SELinux to label the next execve with `label`.
 pub fn selinux_exec_label(label: &str) -> Result<()> {
-    crate::sys::write_file(std::path::Path::new("/proc/self/attr/exec"), label)
+    crate::procfs::Procfs::open()
+        .and_then(|proc| proc.write("self/attr/exec", label))
         .context("process.selinuxLabel")
 }

@@ -77,6 +77,108 @@ pub fn mount_setattr(fd: &impl AsRawFd, set: u64, clear: u64, recursive: bool) -
     Errno::result(r).map(drop)
 }
 
+/// open_tree(2) with OPEN_TREE_CLONE on the file or directory open at `fd` (any fd, O_PATH
+/// included): a detached bind mount of exactly that file, not of whatever a path names now.
+/// With `recursive`, the mounts below it come along (AT_RECURSIVE).
+pub fn clone_mount(fd: &impl AsRawFd, recursive: bool) -> nix::Result<OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE
+        | libc::OPEN_TREE_CLOEXEC
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | if recursive {
+            libc::AT_RECURSIVE as libc::c_uint
+        } else {
+            0
+        };
+    // SAFETY: open_tree takes an fd, an empty C string and flags; it returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    Errno::result(r).map(|fd| {
+        // SAFETY: the kernel just returned this fd; nothing else owns it.
+        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+    })
+}
+
+/// move_mount(2) of the detached mount `mount` onto the file or directory open at `target`:
+/// the mount lands on that inode, whatever its path has become since it was opened.
+pub fn move_mount_onto(mount: &impl AsRawFd, target: &impl AsRawFd) -> nix::Result<()> {
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: move_mount takes two fds with empty C strings and flags; no memory is kept.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// A new, detached instance of filesystem `fstype` (fsopen, fsconfig, fsmount), with the
+/// string options in `options` and the MOUNT_ATTR_* bits in `attrs`: nothing in any mount
+/// namespace can cover or redirect it.
+pub fn new_detached_mount(fstype: &str, options: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
+    let name = cstring(fstype)?;
+    // SAFETY: fsopen takes a C string and flags and returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), libc::FSOPEN_CLOEXEC) };
+    let fs = Errno::result(r).with_context(|| format!("fsopen({fstype})"))?;
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    for (key, value) in options {
+        let (k, v) = (cstring(key)?, cstring(value)?);
+        // SAFETY: FSCONFIG_SET_STRING reads two C strings that outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        };
+        Errno::result(r).with_context(|| format!("{fstype}: option {key}={value}"))?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    Errno::result(r).with_context(|| format!("create a {fstype} filesystem"))?;
+    // SAFETY: fsmount takes the configured fd, flags and mount attributes; it returns a new fd.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attrs,
+        )
+    };
+    let m = Errno::result(r).with_context(|| format!("fsmount({fstype})"))?;
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+}
+
+/// The filesystem type (statfs f_type) of the file open at `fd`.
+pub fn fs_type(fd: &impl AsRawFd) -> nix::Result<i64> {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs fills the struct the pointer points at, which is valid for writes.
+    let r = unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    Errno::result(r)?;
+    // SAFETY: fstatfs succeeded, so it initialised the struct.
+    let f_type = unsafe { st.assume_init() }.f_type;
+    // (f_type is an i64 here, a u32 on some other architectures.)
+    #[allow(clippy::unnecessary_cast)]
+    Ok(f_type as i64)
+}
+
 /// struct clone_args, version 2 (88 bytes): the fields up to and including `cgroup`.
 #[repr(C)]
 #[derive(Default)]
@@ -108,6 +210,31 @@ pub fn fork_into_cgroup(cgroup: &impl AsRawFd) -> nix::Result<nix::unistd::ForkR
     // SAFETY: with no stack given, clone3 duplicates the caller like fork(2) (the child runs
     // on a copy of this stack). The caller is single-threaded, so no lock is held by another
     // thread in the child; glibc's own atfork work is only needed for multi-threaded callers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match Errno::result(r)? {
+        0 => Ok(nix::unistd::ForkResult::Child),
+        pid => Ok(nix::unistd::ForkResult::Parent {
+            child: Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
+/// fork(2) whose child is born a child of this process's parent (clone3 with CLONE_PARENT),
+/// so that the caller's parent can wait for it while the caller exits.
+pub fn fork_sibling() -> nix::Result<nix::unistd::ForkResult> {
+    let args = CloneArgs {
+        // (With CLONE_PARENT the child's exit signal is the caller's own: clone3 takes none.)
+        flags: libc::CLONE_PARENT as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: as in fork_into_cgroup: no stack given, so the child runs on a copy of this
+    // one, and the caller is single-threaded.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,

@@ -38,6 +38,12 @@ pub fn validate(sysctls: &HashMap<String, String>, ns: &Namespaces) -> Result<()
     let mut keys: Vec<&String> = sysctls.keys().collect();
     keys.sort();
     for key in keys {
+        // "net.//.kernel.x" would be /proc/sys/net/../kernel/x: a host-wide sysctl.
+        let path = proc_path(key);
+        let odd = |c: std::path::Component| !matches!(c, std::path::Component::Normal(_));
+        if path.components().skip(1).any(odd) || key.ends_with(['.', '/']) || key.contains("..") {
+            bail!("config.json: linux.sysctl: {key:?} is not a sysctl name");
+        }
         match namespace_of(key) {
             None => bail!("config.json: linux.sysctl: {key:?} is not namespaced; setting it would change the host"),
             Some(t) if !ns.is_new(t) => {
@@ -63,10 +69,19 @@ pub fn proc_path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(rel)
 }
 
-/// Writes the sysctls inside the container (after the switch to its root and /proc).
+/// Writes the sysctls from inside the container's namespaces, through a procfs of berth's
+/// own: a mount the config put on /proc/sys (or a symlink there) cannot catch the write.
 pub fn apply(sysctls: &HashMap<String, String>) -> Result<()> {
+    if sysctls.is_empty() {
+        return Ok(());
+    }
+    let proc = crate::procfs::Procfs::open().context("linux.sysctl")?;
     for (key, value) in sysctls {
-        crate::sys::write_file(&proc_path(key), value)
+        let path = proc_path(key);
+        let rel = path
+            .strip_prefix("/proc")
+            .expect("proc_path is under /proc");
+        proc.write(&rel.to_string_lossy(), value)
             .with_context(|| format!("linux.sysctl: {key}"))?;
     }
     Ok(())
@@ -117,6 +132,22 @@ mod tests {
             let e = validate(&one(k), &all).unwrap_err().to_string();
             assert!(e.contains("is not namespaced") && e.contains(k), "{e}");
         }
+    }
+
+    #[test]
+    fn keys_that_climb_out_of_their_namespace_are_refused() {
+        let all = ns(r#"[{"type":"network"},{"type":"ipc"},{"type":"uts"}]"#);
+        for k in [
+            "net.//.kernel.core_pattern",
+            "net.ipv4..x",
+            "net.",
+            "net./.",
+            "net.ipv4/",
+        ] {
+            let e = validate(&one(k), &all).unwrap_err().to_string();
+            assert!(e.contains("is not a sysctl name"), "{k}: {e}");
+        }
+        validate(&one("net.ipv4.conf.eth0/1.forwarding"), &all).unwrap();
     }
 
     #[test]

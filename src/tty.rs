@@ -7,16 +7,17 @@
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::mount::{mount, MsFlags};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
+
+/// statfs f_type of a devpts filesystem.
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 
 /// Connects to the console socket as a stream client. The fd is close-on-exec: the container
 /// side uses it before exec and nothing of it reaches the container process.
@@ -72,6 +73,12 @@ pub fn setup_console(
 ) -> Result<()> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("process.terminal: open /dev/ptmx in the container")?;
+    // /dev/ptmx is a path in the image: check that what opened is a pty multiplexer of a
+    // devpts (the container's), not some other device it was made to point at.
+    let devpts = crate::sys::fs_type(&master).context("process.terminal: statfs /dev/ptmx")?;
+    if devpts != DEVPTS_SUPER_MAGIC {
+        bail!("process.terminal: /dev/ptmx is not on a devpts filesystem (type {devpts:#x})");
+    }
     nix::pty::grantpt(&master).context("process.terminal: grantpt")?;
     nix::pty::unlockpt(&master).context("process.terminal: unlockpt")?;
     let name = nix::pty::ptsname_r(&master).context("process.terminal: ptsname")?;
@@ -92,7 +99,7 @@ pub fn setup_console(
         set_winsize(slave.as_fd(), &ws).context("process.consoleSize: TIOCSWINSZ")?;
     }
     if mount_console && Path::new("/dev").is_dir() {
-        mount_dev_console(&name)?;
+        mount_dev_console(&slave)?;
     }
     send_master(socket, master.as_fd(), &name)?;
     drop(master);
@@ -107,32 +114,56 @@ pub fn setup_console(
     Ok(())
 }
 
-/// Binds the pty slave on /dev/console, making an empty file to mount on if needed (a symlink
-/// there, e.g. from the image, is replaced rather than followed).
-fn mount_dev_console(slave: &str) -> Result<()> {
-    let console = Path::new("/dev/console");
-    if console.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
-        std::fs::remove_file(console).context("remove the /dev/console symlink")?;
-    }
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .mode(0o666)
-        .open(console)
+/// Binds the pty slave on /dev/console from its fd (never by the /dev/pts/N path, which
+/// the image could turn into something else: CVE-2025-52565), making an empty file to mount
+/// on if needed; a symlink there, e.g. from the image, is replaced rather than followed.
+fn mount_dev_console(slave: &OwnedFd) -> Result<()> {
+    let root = File::open("/").context("open the container's root")?;
+    let dev = crate::rootfs::paths::open_in_root(&root, Path::new("/dev"))
+        .context("open /dev to mount the terminal on /dev/console")?;
+    let name = c"console";
+    let at = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    if nix::sys::stat::fstatat(Some(dev.as_raw_fd()), name, at)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
     {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        nix::unistd::unlinkat(
+            Some(dev.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+        .context("remove the /dev/console symlink")?;
+    }
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    match nix::fcntl::openat(
+        Some(dev.as_raw_fd()),
+        name,
+        flags,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+    ) {
+        // SAFETY: openat returned a fresh fd; dropping it closes it.
+        Ok(fd) => drop(unsafe { OwnedFd::from_raw_fd(fd) }),
+        // Already there (a file or a device node the config made): nothing is opened.
+        Err(Errno::EEXIST) => {}
         Err(e) => return Err(e).context("create /dev/console to mount the terminal on"),
     }
-    mount(
-        Some(slave),
-        console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
+    // The name itself, never a symlink's target: the mount lands on what was checked.
+    let fd = nix::fcntl::openat(
+        Some(dev.as_raw_fd()),
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
     )
-    .with_context(|| format!("process.terminal: bind {slave} on /dev/console"))
+    .context("open /dev/console")?;
+    // SAFETY: openat returned a fresh fd that nothing else owns.
+    let target = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = nix::sys::stat::fstat(target.as_raw_fd()).context("stat /dev/console")?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        bail!("process.terminal: /dev/console is not a file to mount the terminal on");
+    }
+    let copy = crate::sys::clone_mount(slave, false)
+        .context("process.terminal: open_tree the pty slave")?;
+    crate::sys::move_mount_onto(&copy, &target)
+        .context("process.terminal: mount the pty slave on /dev/console")
 }
 
 /// Sends the master with the pty name as payload, as runc does.

@@ -1,21 +1,24 @@
 //! `exec`: a new process in a created or running container, as runc runs it.
 //!
-//!   berth exec                                   process
+//!   berth exec                        joiner                        process
 //!   state.json, status, pidfd of init (pins it)
 //!   config.json from the bundle, the Process
-//!   setns(pidfd, PID): children are born in the
-//!   container's PID namespace
-//!   fork (v2: clone3 into the cgroup) ──────────▶ cloexec past stdio (+ --preserve-fds)
-//!                                                join the cgroup (v1: cgroup.procs)
-//!                                                setns(pidfd, user|mnt|net|ipc|uts|cgroup|time)
-//!                                                chroot to init's root, setsid, terminal
-//!                                                limits, seccomp, caps, user, cwd (setup.rs)
-//!   ◀──────────────────────────────────────────── Error, or end-of-file at execve (CLOEXEC)
-//!   --pid-file; -d: return; else wait, relaying
-//!   signals (and the terminal), exit with its status
+//!   fork (v2: clone3 into the cgroup) ▶ cloexec past stdio (+ --preserve-fds)
+//!                                     join the cgroup (v1: tasks)
+//!                                     setns(pidfd, every namespace)
+//!                                     chroot to init's root
+//!                                     fork as berth's child ──────▶ setsid, terminal,
+//!   ◀──────────────────────────────── InitPid, exit                 limits, seccomp, caps,
+//!                                                                   user, cwd (setup.rs)
+//!   ◀────────────────────────────────────────────────────────────── Error, or end-of-file
+//!                                                                   at execve (CLOEXEC)
+//!   --pid-file; -d: return; else wait, relaying signals (and the terminal), exit with its
+//!   status
 //!
-//! The process is berth's own child: one fork, since berth itself enters the PID namespace
-//! (which only affects its children) before forking.
+//! The process is born in the container's PID namespace only once the joiner is in its
+//! mount namespace and root: a container process that may ptrace never sees it with the
+//! host's root (`/proc/PID/root`). It is born berth's child (CLONE_PARENT), so berth waits
+//! for it directly.
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -91,16 +94,12 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         false => Some(foreground::block_signals()?),
         true => None,
     };
-    if join.contains(CloneFlags::CLONE_NEWPID) {
-        namespaces::setns_pidfd(&pidfd, CloneFlags::CLONE_NEWPID)
-            .context("join the container's PID namespace")?;
-    }
     let ctx = ExecContext {
         spec: &bundle.spec,
         process: &process,
         pidfd: &pidfd,
         init,
-        join: join - CloneFlags::CLONE_NEWPID,
+        join,
         init_root,
         cgroup_dirs: &cgroup_dirs,
         preserve_fds: args.preserve_fds,
@@ -108,21 +107,27 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     };
     let (parent_end, child_end) = channel::pair()?;
     let (forked, born_in) = super::fork_setup_process(&cgroup_dirs)?;
-    let child = match forked {
+    let joiner = match forked {
         ForkResult::Child => {
             drop(parent_end);
-            child_main(&ctx, child_end, born_in)
+            joiner_main(&ctx, child_end, born_in)
         }
         ForkResult::Parent { child } => child,
     };
     drop(child_end);
     drop(ctx);
-    if let Err(e) = wait_for_exec(&parent_end, child, &bundle.spec, &c) {
+    let (child, waited) = wait_for_exec(&parent_end, joiner, &bundle.spec, &c);
+    // The joiner has exited once it has forked the process (or failed).
+    let _ = waitpid(joiner, None);
+    if let Err(e) = waited {
         // The process never ran: reap it, so nothing is left.
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(child, None);
+        if let Some(child) = child {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(child, None);
+        }
         return Err(e);
     }
+    let child = child.context("exec: the process's pid was never reported")?;
     if let Some(pid_file) = &args.pid_file {
         write_atomic(pid_file, child.to_string().as_bytes())?;
     }
@@ -138,34 +143,88 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     code
 }
 
-/// Serves the process's requests until it has exec'd (the channel closes, close-on-exec) or
-/// reported an error.
-fn wait_for_exec(chan: &Channel, child: Pid, spec: &Spec, c: &Container) -> Result<()> {
+/// Serves the joiner's and the process's requests until the process has exec'd (the
+/// channel closes: close-on-exec, and the joiner has exited) or an error is reported.
+/// Returns the process's pid (as soon as the joiner told it, even with an error).
+fn wait_for_exec(
+    chan: &Channel,
+    joiner: Pid,
+    spec: &Spec,
+    c: &Container,
+) -> (Option<Pid>, Result<()>) {
+    let mut child = None;
+    // The two senders' messages may arrive in either order: an error or the notify fd of
+    // the process may come before the joiner's report of its pid.
+    let mut error = None;
+    let mut notify_fd = None;
     loop {
-        match chan.recv_with_fd()? {
-            None => return Ok(()),
-            Some((Message::Error(e), _)) => return Err(anyhow!(e)),
-            Some((Message::SeccompNotifyFd, fd)) => {
-                let fd = fd.context("sync channel: notify fd message without the fd")?;
-                let profile = spec
-                    .linux()
-                    .as_ref()
-                    .and_then(|l| l.seccomp().as_ref())
-                    .context("a notify fd without linux.seccomp")?;
-                let state = oci_spec::runtime::StateBuilder::default()
-                    .version(c.state.oci_version.clone())
-                    .id(c.state.id.clone())
-                    .status(oci_spec::runtime::ContainerState::Running)
-                    .pid(c.state.pid)
-                    .bundle(c.state.bundle.clone())
-                    .annotations(c.state.annotations.clone())
-                    .build()?;
-                crate::seccomp::send_to_listener(profile, state, child.as_raw(), fd.as_fd())?;
-                chan.send(&Message::SeccompNotifyFdSent)?;
+        let msg = match chan.recv_with_fd() {
+            Ok(m) => m,
+            Err(e) => return (child, Err(e)),
+        };
+        match msg {
+            None => break,
+            Some((Message::InitPid(p), _)) => child = Some(Pid::from_raw(p)),
+            Some((Message::Error(e), _)) => {
+                error.get_or_insert(anyhow!(e));
+                // The joiner exits after reporting the pid (or its own error): then no
+                // more will come that matters.
+                if child.is_some() || waitpid(joiner, None).is_ok() && !peek(chan) {
+                    break;
+                }
             }
-            Some((m, _)) => bail!("sync channel: unexpected {m:?} during exec"),
+            Some((Message::SeccompNotifyFd, fd)) => match fd {
+                Some(fd) => notify_fd = Some(fd),
+                None => {
+                    error.get_or_insert(anyhow!("sync channel: notify fd message without the fd"));
+                    break;
+                }
+            },
+            Some((m, _)) => {
+                error.get_or_insert(anyhow!("sync channel: unexpected {m:?} during exec"));
+                break;
+            }
+        }
+        if let (Some(pid), Some(fd)) = (child, notify_fd.take()) {
+            if let Err(e) = pass_notify_fd(chan, spec, c, pid, fd) {
+                error = Some(e);
+                break;
+            }
         }
     }
+    match error {
+        Some(e) => (child, Err(e)),
+        None if notify_fd.is_some() => (
+            child,
+            Err(anyhow!("exec: the process's pid was never reported")),
+        ),
+        None => (child, Ok(())),
+    }
+}
+
+/// Whether a message is waiting on the channel.
+fn peek(chan: &Channel) -> bool {
+    chan.has_message().unwrap_or(false)
+}
+
+/// Gives the seccomp agent the exec'd process's own notify fd, with the container's state
+/// as runc's setns path sends it (status `running`, the state's pid init's).
+fn pass_notify_fd(chan: &Channel, spec: &Spec, c: &Container, pid: Pid, fd: OwnedFd) -> Result<()> {
+    let profile = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .context("a notify fd without linux.seccomp")?;
+    let state = oci_spec::runtime::StateBuilder::default()
+        .version(c.state.oci_version.clone())
+        .id(c.state.id.clone())
+        .status(oci_spec::runtime::ContainerState::Running)
+        .pid(c.state.pid)
+        .bundle(c.state.bundle.clone())
+        .annotations(c.state.annotations.clone())
+        .build()?;
+    crate::seccomp::send_to_listener(profile, state, pid.as_raw(), fd.as_fd())?;
+    chan.send(&Message::SeccompNotifyFdSent)
 }
 
 /// What the forked process needs.
@@ -174,7 +233,7 @@ struct ExecContext<'a> {
     process: &'a Process,
     pidfd: &'a OwnedFd,
     init: i32,
-    /// Namespaces of init that differ from berth's own (the PID one is joined already).
+    /// Namespaces of init that differ from berth's own.
     join: CloneFlags,
     init_root: OwnedFd,
     cgroup_dirs: &'a [PathBuf],
@@ -182,20 +241,31 @@ struct ExecContext<'a> {
     console: Option<OwnedFd>,
 }
 
-fn child_main(ctx: &ExecContext, chan: Channel, born_in: Option<usize>) -> ! {
-    let prepared = match enter_container(ctx, &chan, born_in) {
-        Ok(p) => p,
-        Err(e) => super::fail(&chan, e),
-    };
-    let err = setup::exec(prepared);
-    super::fail(&chan, err)
+/// The joiner: joins the container's cgroup, namespaces and root, then forks the process,
+/// which is born in the container's PID namespace already inside its mount namespace and
+/// root, and reports its pid.
+fn joiner_main(ctx: &ExecContext, chan: Channel, born_in: Option<usize>) -> ! {
+    if let Err(e) = join_container(ctx, born_in) {
+        super::fail(&chan, e);
+    }
+    match sys::fork_sibling() {
+        Ok(ForkResult::Child) => {
+            let err = match prepare_process(ctx, &chan) {
+                Ok(prepared) => setup::exec(prepared),
+                Err(e) => e,
+            };
+            super::fail(&chan, err)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
+            // SAFETY: ends the joiner once it has reported the process's pid.
+            unsafe { libc::_exit(code) }
+        }
+        Err(e) => super::fail(&chan, anyhow!("fork the exec'd process: {e}")),
+    }
 }
 
-fn enter_container(
-    ctx: &ExecContext,
-    chan: &Channel,
-    born_in: Option<usize>,
-) -> Result<setup::Prepared> {
+fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
     // No fd of berth's may reach the process (CVE-2024-21626): only stdio and the preserved
     // fds survive the exec.
     sys::cloexec_from(3 + ctx.preserve_fds)?;
@@ -203,17 +273,22 @@ fn enter_container(
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
     // Berth's own binary until execve: nothing in the container may ptrace it or open its
-    // /proc/PID/exe, fds or memory (CVE-2019-5736).
+    // /proc/PID/exe, fds or memory (CVE-2019-5736). Inherited by the process.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
     if let Some(adj) = ctx.process.oom_score_adj() {
-        sys::write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
+        crate::procfs::Procfs::open()
+            .and_then(|proc| proc.write("self/oom_score_adj", &adj.to_string()))
             .context("process.oomScoreAdj")?;
     }
     cgroups::join_self(ctx.cgroup_dirs, born_in)?;
     namespaces::join_process(ctx.pidfd, ctx.init, ctx.join)?;
     nix::unistd::fchdir(ctx.init_root.as_raw_fd()).context("chdir to the container's root")?;
     nix::unistd::chroot(".").context("chroot to the container's root")?;
-    nix::unistd::chdir("/").context("chdir / in the container")?;
+    nix::unistd::chdir("/").context("chdir / in the container")
+}
+
+/// In the container's PID namespace: the session, the terminal and the process settings.
+fn prepare_process(ctx: &ExecContext, chan: &Channel) -> Result<setup::Prepared> {
     nix::unistd::setsid().context("setsid")?;
     if let Some(socket) = &ctx.console {
         tty::setup_console(socket, ctx.process.console_size().as_ref(), false)?;

@@ -123,11 +123,7 @@ pub fn create(
         .and_then(|l| l.cgroups_path().clone());
     let mut cgroup_dirs = cgroups::dirs_for(cgroups_path.as_deref(), id)?;
 
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(root)
-        .with_context(|| format!("create state root {}", root.display()))?;
+    make_state_root(root)?;
     let dir = root.join(id);
     match fs::DirBuilder::new().mode(0o711).create(&dir) {
         Ok(()) => {}
@@ -250,6 +246,24 @@ pub fn create(
         state,
         start_channel: channel_gate.then_some(parent_end),
     })
+}
+
+/// The state root, 0700 as runc's: another local user must not reach a container's exec
+/// fifo (which starts it) or anything else in its state dir. A root of berth's user that
+/// others can enter, from an older berth or made by hand, is closed to them.
+fn make_state_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("create state root {}", root.display()))?;
+    let meta = fs::metadata(root).with_context(|| format!("stat state root {}", root.display()))?;
+    if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
+        fs::set_permissions(root, fs::Permissions::from_mode(meta.mode() & 0o700))
+            .with_context(|| format!("chmod 0700 state root {}", root.display()))?;
+    }
+    Ok(())
 }
 
 /// `--rootless`: as runc, `auto` (the default) means running as a non-root user.
@@ -489,11 +503,9 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
         .as_ref()
         .and_then(|p| p.oom_score_adj())
     {
-        sys::write_file(
-            std::path::Path::new("/proc/self/oom_score_adj"),
-            &adj.to_string(),
-        )
-        .context("process.oomScoreAdj")?;
+        crate::procfs::Procfs::open()
+            .and_then(|proc| proc.write("self/oom_score_adj", &adj.to_string()))
+            .context("process.oomScoreAdj")?;
     }
     cgroups::join_self(&cfg.cgroup_dirs, born_in)?;
     let ns = &cfg.namespaces;

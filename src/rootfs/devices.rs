@@ -162,13 +162,15 @@ fn replace_existing(
     }
 }
 
-/// Refuses to use `path` as the null device unless it really is char device 1:3, so an image
-/// cannot turn masking into a bind of something else.
-pub fn check_is_null(path: &str) -> Result<()> {
-    let st = nix::sys::stat::stat(path).with_context(|| format!("stat {path}"))?;
+/// Opens the container's /dev/null once and checks on that fd that it is char device 1:3,
+/// so an image (or a racing process) cannot turn masking into a bind of something else: the
+/// masks are bound from this fd, never from the path.
+pub fn open_null(root: &impl std::os::fd::AsFd) -> Result<OwnedFd> {
+    let null = paths::open_in_root(root, Path::new("/dev/null")).context("open /dev/null")?;
+    let st = nix::sys::stat::fstat(null.as_raw_fd()).context("stat /dev/null")?;
     let is_chr = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR;
     if !is_chr || st.st_rdev != makedev(1, 3) {
-        bail!("{path} is not the null device");
+        bail!("/dev/null is not the null device");
     }
-    Ok(())
+    Ok(null)
 }

@@ -10,10 +10,10 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{stat, SFlag};
+use nix::sys::stat::SFlag;
 use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
@@ -126,25 +126,30 @@ pub fn unmount_from_host(rootfs: &Path, before: usize) -> Result<()> {
     Ok(())
 }
 
-/// After the switch: masked and read-only paths, then a read-only root if asked.
+/// After the switch: read-only and masked paths, then a read-only root if asked. Every path
+/// is opened once inside the root and the mount lands on that fd (open_tree/move_mount), so
+/// nothing that swaps a symlink or a mount in between can redirect it (CVE-2025-31133).
 pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
+    let root: OwnedFd = File::open("/").context("open the container's root")?.into();
     for (i, p) in linux
         .and_then(|l| l.readonly_paths().clone())
         .unwrap_or_default()
         .iter()
         .enumerate()
     {
-        make_readonly(Path::new(p)).with_context(|| format!("linux.readonlyPaths[{i}] ({p})"))?;
+        make_readonly(&root, Path::new(p))
+            .with_context(|| format!("linux.readonlyPaths[{i}] ({p})"))?;
     }
-    let mut null_checked = false;
+    let mut masks = Masks::default();
     for (i, p) in linux
         .and_then(|l| l.masked_paths().clone())
         .unwrap_or_default()
         .iter()
         .enumerate()
     {
-        mask(Path::new(p), &mut null_checked)
+        masks
+            .mask(&root, Path::new(p))
             .with_context(|| format!("linux.maskedPaths[{i}] ({p})"))?;
     }
     if spec
@@ -152,7 +157,8 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         .as_ref()
         .is_some_and(|r| r.readonly().unwrap_or(false))
     {
-        remount_readonly(Path::new("/")).context("root.readonly: remount / read-only")?;
+        sys::mount_setattr(&root, libc::MOUNT_ATTR_RDONLY, 0, false)
+            .context("root.readonly: make / read-only")?;
     }
     Ok(())
 }
@@ -167,7 +173,11 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
     if opts.is_bind() || fstype == "bind" {
         bind_entry(ctx, root, m, &opts)?;
     } else {
-        let target = paths::create_in_root(root, dest, Kind::Dir)?;
+        let target = match fstype {
+            "proc" | "sysfs" => ordinary_directory(root, dest, fstype)?,
+            _ => paths::create_in_root(root, dest, Kind::Dir)?,
+        };
+        check_proc_destination(root, &target, m, None)?;
         // tmpcopyup copies from what the tmpfs is about to cover: keep a real fd to it.
         let covered = match opts.tmpcopyup {
             true => Some(reopen_dir(&target).context("tmpcopyup: open the destination")?),
@@ -242,6 +252,7 @@ fn bind_entry(
         std::fs::metadata(&source).with_context(|| format!("bind source {}", source.display()))?;
     let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
     let target = paths::create_in_root(root, dest, kind)?;
+    check_proc_destination(root, &target, m, Some(&source))?;
     let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
     mount(
         Some(&source),
@@ -264,6 +275,87 @@ fn bind_entry(
         r => r,
     }
     .with_context(|| format!("remount bind with {:?}", opts.remount_flags()))
+}
+
+/// The destination of a `proc` or `sysfs` mount: a directory that is no symlink (made if
+/// missing), opened without following one, so that the mount cannot be steered onto
+/// another place (CVE-2019-16884, CVE-2023-28642).
+fn ordinary_directory(root: &File, dest: &Path, fstype: &str) -> Result<OwnedFd> {
+    let fd = match paths::open_in_root_no_follow(root, dest) {
+        Err(Errno::ENOENT) => {
+            drop(paths::create_in_root(root, dest, Kind::Dir)?);
+            paths::open_in_root_no_follow(root, dest)?
+        }
+        r => r?,
+    };
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).context("stat the destination")?;
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+        bail!("filesystem {fstype:?} must be mounted on ordinary directory");
+    }
+    Ok(fd)
+}
+
+/// The files inside /proc that a mount may cover: what lxcfs emulates (runc's list).
+const PROC_FILES_MOUNTABLE: [&str; 10] = [
+    "cpuinfo",
+    "diskstats",
+    "meminfo",
+    "stat",
+    "swaps",
+    "uptime",
+    "loadavg",
+    "slabinfo",
+    "net/dev",
+    "sys/kernel/ns_last_pid",
+];
+
+/// Where the fd `target` is relative to the container's /proc, if it is /proc or inside it.
+fn proc_relative(root: &File, target: &OwnedFd) -> Result<Option<PathBuf>> {
+    let root_path = std::fs::read_link(fd_path(root)).context("readlink the rootfs")?;
+    let real = std::fs::read_link(fd_path(target)).context("readlink the destination")?;
+    Ok(real
+        .strip_prefix(root_path.join("proc"))
+        .ok()
+        .map(Path::to_path_buf))
+}
+
+/// runc's rule for mounts in /proc, checked on the fd that will be mounted on: /proc itself
+/// takes only a procfs (new, or a bind of a procfs root), and inside it only the files lxcfs
+/// emulates may be covered; so no mount can redirect berth's or the kernel's procfs files
+/// (a bind over /proc/sys would catch sysctl writes).
+fn check_proc_destination(
+    root: &File,
+    target: &OwnedFd,
+    m: &Mount,
+    bind_source: Option<&Path>,
+) -> Result<()> {
+    let Some(rel) = proc_relative(root, target)? else {
+        return Ok(());
+    };
+    let dest = m.destination();
+    if !rel.as_os_str().is_empty() {
+        if PROC_FILES_MOUNTABLE.iter().any(|f| rel == Path::new(f)) {
+            return Ok(());
+        }
+        bail!("{dest:?} cannot be mounted because it is inside /proc");
+    }
+    let Some(source) = bind_source else {
+        if m.typ().as_deref() == Some("proc") {
+            return Ok(());
+        }
+        let source = m.source().clone().unwrap_or_default();
+        bail!("{source:?} cannot be mounted because it is not of type proc");
+    };
+    let src = File::open(source).with_context(|| format!("open {}", source.display()))?;
+    let on_procfs = sys::fs_type(&src).is_ok_and(|t| t == libc::PROC_SUPER_MAGIC);
+    if !on_procfs {
+        bail!("{source:?} cannot be mounted because it is not of type proc");
+    }
+    let st = nix::sys::stat::fstat(src.as_raw_fd()).context("stat the source")?;
+    if st.st_ino != 1 {
+        bail!("{source:?} cannot be mounted because it is not the root of procfs");
+    }
+    Ok(())
 }
 
 /// An O_PATH fd reopened as a directory fd that can be read (for copying).
@@ -299,6 +391,9 @@ fn mount_cgroup(
         & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     let v2_only = ctx.cgroup_dirs.len() == 1 && is_cgroup2_root();
     let target = paths::create_in_root(root, dest, Kind::Dir)?;
+    if proc_relative(root, &target)?.is_some() {
+        bail!("{:?} cannot be mounted because it is inside /proc", dest);
+    }
     if v2_only {
         return bind_cgroup_dir(root, &ctx.cgroup_dirs[0], dest, bind_flags);
     }
@@ -457,55 +552,63 @@ fn move_root(rootfs: &Path) -> Result<()> {
     chdir("/").context("chdir to the new root")
 }
 
-fn make_readonly(path: &Path) -> Result<()> {
-    match mount(
-        Some(path),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    ) {
+/// A read-only bind of `path` (and everything mounted below it) over itself, made on a
+/// detached copy of the mount and moved onto the fd that was opened.
+fn make_readonly(root: &OwnedFd, path: &Path) -> Result<()> {
+    let target = match paths::open_in_root(root, path) {
         Err(Errno::ENOENT) => return Ok(()),
-        r => r.context("bind onto itself")?,
-    }
-    remount_readonly(path)
-}
-
-fn remount_readonly(path: &Path) -> Result<()> {
-    let locked = locked_flags(&path.to_string_lossy());
-    let flags =
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked;
-    change_mount(path, flags).context("remount read-only")
-}
-
-/// Directories are covered by an empty read-only tmpfs, anything else by /dev/null (checked
-/// to be the null device the first time it is needed).
-fn mask(path: &Path, null_checked: &mut bool) -> Result<()> {
-    let st = match stat(path) {
-        Err(Errno::ENOENT) => return Ok(()),
-        r => r.context("stat")?,
+        r => r.context("open")?,
     };
-    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
-        mount(
-            Some("tmpfs"),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .context("mount read-only tmpfs")
-    } else {
-        if !*null_checked {
-            devices::check_is_null("/dev/null")?;
-            *null_checked = true;
+    let copy = sys::clone_mount(&target, true).context("open_tree (clone the mount)")?;
+    sys::mount_setattr(&copy, libc::MOUNT_ATTR_RDONLY, 0, true).context("make it read-only")?;
+    sys::move_mount_onto(&copy, &target).context("move_mount onto the path")
+}
+
+/// What masking needs once per container: the null device (opened and checked once) and
+/// the read-only tmpfs that covers masked directories (one, bound wherever it is needed).
+#[derive(Default)]
+struct Masks {
+    null: Option<OwnedFd>,
+    /// The tmpfs, and whether it is in place yet: the first directory gets the detached
+    /// mount itself, the others a bind of it (older kernels clone only attached mounts).
+    empty_dir: Option<(OwnedFd, bool)>,
+}
+
+impl Masks {
+    /// Covers a directory with the empty read-only tmpfs, anything else with /dev/null.
+    fn mask(&mut self, root: &OwnedFd, path: &Path) -> Result<()> {
+        let target = match paths::open_in_root(root, path) {
+            Err(Errno::ENOENT) => return Ok(()),
+            r => r.context("open")?,
+        };
+        let st = nix::sys::stat::fstat(target.as_raw_fd()).context("stat")?;
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+            if self.null.is_none() {
+                self.null = Some(devices::open_null(root)?);
+            }
+            let null = self.null.as_ref().expect("set above");
+            let copy = sys::clone_mount(null, false).context("open_tree /dev/null")?;
+            return sys::move_mount_onto(&copy, &target).context("mount /dev/null over it");
         }
-        mount(
-            Some("/dev/null"),
-            path,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .context("bind /dev/null")
+        let (tmpfs, placed) = match self.empty_dir.take() {
+            Some(t) => t,
+            None => {
+                let attrs = libc::MOUNT_ATTR_RDONLY
+                    | libc::MOUNT_ATTR_NOSUID
+                    | libc::MOUNT_ATTR_NODEV
+                    | libc::MOUNT_ATTR_NOEXEC;
+                let tmpfs = sys::new_detached_mount("tmpfs", &[("mode", "755")], attrs)
+                    .context("a read-only tmpfs for masked directories")?;
+                (tmpfs, false)
+            }
+        };
+        let moved = match placed {
+            true => sys::clone_mount(&tmpfs, false)
+                .context("open_tree the masking tmpfs")
+                .and_then(|copy| Ok(sys::move_mount_onto(&copy, &target)?)),
+            false => Ok(sys::move_mount_onto(&tmpfs, &target)?),
+        };
+        self.empty_dir = Some((tmpfs, placed || moved.is_ok()));
+        moved.context("mount the read-only tmpfs over it")
     }
 }

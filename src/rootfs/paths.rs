@@ -35,6 +35,23 @@ pub fn open_in_root(root: &impl AsFd, path: &Path) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens `path` inside `root` as O_PATH without following a symlink in its last name (the
+/// fd is then the symlink itself), for checks that must see what is really there.
+pub fn open_in_root_no_follow(root: &impl AsFd, path: &Path) -> nix::Result<OwnedFd> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(root.as_fd().as_raw_fd(), rel, how)?;
+    // SAFETY: openat2 returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Opens `path` inside `root`, creating it (and missing parent directories) as `kind`.
 /// A dangling symlink on the way is followed inside the root and its target created, as
 /// runc's MkdirAllInRoot does.
