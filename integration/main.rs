@@ -7,6 +7,7 @@ mod bad_input;
 mod cgroups;
 mod docker;
 mod engines;
+mod escapes;
 mod exec;
 mod filesystem;
 mod hooks;
