@@ -3,15 +3,140 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::Pid;
+
+use crate::sys::read_virtual;
 
 /// How long a freeze may take before it is undone and reported.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `create` waits for a silent setup process or init before it looks at them.
+const STALL_TICK_MS: u16 = 250;
+
+/// How long a stopped (SIGSTOP) setup process or init may stay so before `create` gives up.
+const STOPPED_LIMIT: Duration = Duration::from_secs(10);
+
+/// runc's words, for a container cgroup that is frozen before anything joined it.
+const UNEXPECTEDLY_FROZEN: &str = "container's cgroup unexpectedly frozen";
+
+/// Refuses a container whose cgroup is frozen or being frozen on any hierarchy: the setup
+/// process would freeze the moment it joined, and `create` would wait for it forever. A cgroup
+/// that does not exist yet would inherit its nearest existing ancestor's state, so that one is
+/// looked at (as runc checks before creating anything, with its text).
+pub fn check_not_frozen(dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        if let Some(why) = dir
+            .ancestors()
+            .find(|d| d.is_dir())
+            .and_then(frozen_because)
+        {
+            bail!("{UNEXPECTEDLY_FROZEN} ({why})");
+        }
+    }
+    Ok(())
+}
+
+/// Why the cgroup at `dir` (which exists) is frozen or freezing, if it is.
+fn frozen_because(dir: &Path) -> Option<String> {
+    // v1: freezer.state is the effective state, a frozen ancestor's included.
+    if let Ok(state) = read_virtual(dir.join("freezer.state")) {
+        let state = state.trim();
+        return matches!(state, "FROZEN" | "FREEZING")
+            .then(|| format!("{}/freezer.state is {state}", dir.display()));
+    }
+    // v2: cgroup.events says whether it is frozen (by itself or an ancestor); cgroup.freeze
+    // is its own request, which may not be complete yet. (The root has neither file.)
+    let events = read_virtual(dir.join("cgroup.events")).ok()?;
+    if events.lines().any(|l| l.trim() == "frozen 1") {
+        return Some(format!("{}/cgroup.events says frozen 1", dir.display()));
+    }
+    read_virtual(dir.join("cgroup.freeze"))
+        .is_ok_and(|f| f.trim() == "1")
+        .then(|| format!("{}/cgroup.freeze is 1", dir.display()))
+}
+
+/// Thaws each of `dirs` that is frozen by its own setting, without waiting and ignoring
+/// errors: for a failed `create`, whose processes must die of SIGKILL and be reaped (a frozen
+/// v1 task does not die until thawed).
+pub fn thaw_all(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let v1 = dir.join("freezer.state");
+        if read_virtual(&v1).is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")) {
+            let _ = crate::sys::write_file(&v1, "THAWED");
+        }
+        let v2 = dir.join("cgroup.freeze");
+        if read_virtual(&v2).is_ok_and(|s| s.trim() == "1") {
+            let _ = crate::sys::write_file(&v2, "0");
+        }
+    }
+}
+
+/// Keeps `create` from waiting forever on a setup process or init that cannot answer: while
+/// the channel stays silent it looks, every STALL_TICK_MS, whether the container's cgroup got
+/// frozen (fails at once) or one of them is stopped (fails once it has been for
+/// STOPPED_LIMIT). A process that runs or sleeps (a slow hook, a slow mount) is waited for.
+pub struct Watch<'a> {
+    dirs: &'a [PathBuf],
+    stopped_since: Option<(Pid, Instant)>,
+}
+
+impl<'a> Watch<'a> {
+    pub fn new(dirs: &'a [PathBuf]) -> Watch<'a> {
+        Watch {
+            dirs,
+            stopped_since: None,
+        }
+    }
+
+    /// Returns once `fd` is readable or hung up; `pids` are the processes that should write.
+    pub fn wait_readable(&mut self, fd: &impl AsRawFd, pids: &[Option<Pid>]) -> Result<()> {
+        // SAFETY: `fd` is borrowed for the whole call, so the descriptor stays open.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) };
+        loop {
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(STALL_TICK_MS)) {
+                Ok(0) => self.check(pids)?,
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => bail!("wait for the container's setup process: {e}"),
+            }
+        }
+    }
+
+    fn check(&mut self, pids: &[Option<Pid>]) -> Result<()> {
+        for dir in self.dirs {
+            if let Some(why) = frozen_because(dir) {
+                bail!("{UNEXPECTEDLY_FROZEN} while it was being created ({why})");
+            }
+        }
+        // 'T' is a job-control stop; 't' (a debugger's stop) is left alone.
+        let stopped = pids
+            .iter()
+            .flatten()
+            .find(|p| crate::sys::proc_stat(p.as_raw()).is_some_and(|st| st.state == 'T'));
+        self.stopped_since = match (stopped, self.stopped_since) {
+            (None, _) => None,
+            (Some(&pid), Some((was, since))) if was == pid => {
+                if since.elapsed() >= STOPPED_LIMIT {
+                    bail!(
+                        "the container's process {pid} has been stopped (SIGSTOP) for {}s during create; gave up waiting for it",
+                        STOPPED_LIMIT.as_secs()
+                    );
+                }
+                Some((pid, since))
+            }
+            (Some(&pid), _) => Some((pid, Instant::now())),
+        };
+        Ok(())
+    }
+}
 
 enum Freezer {
     /// freezer.state: THAWED, FREEZING or FROZEN.
@@ -32,10 +157,10 @@ fn freezer(dirs: &[PathBuf]) -> Option<Freezer> {
 /// Whether the container's cgroup is frozen (or being frozen).
 pub fn is_frozen(dirs: &[PathBuf]) -> bool {
     match freezer(dirs) {
-        Some(Freezer::V1(d)) => crate::sys::read_virtual(d.join("freezer.state"))
+        Some(Freezer::V1(d)) => read_virtual(d.join("freezer.state"))
             .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")),
         Some(Freezer::V2(d)) => {
-            crate::sys::read_virtual(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+            read_virtual(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
         }
         None => false,
     }
@@ -71,8 +196,7 @@ fn set_v1(dir: &Path, frozen: bool) -> Result<()> {
     let mut pause = Duration::from_micros(100);
     loop {
         crate::sys::write_file(&file, want)?;
-        let now =
-            crate::sys::read_virtual(&file).with_context(|| format!("read {}", file.display()))?;
+        let now = read_virtual(&file).with_context(|| format!("read {}", file.display()))?;
         if now.trim() == want {
             return Ok(());
         }
