@@ -51,15 +51,15 @@ fn frozen_because(dir: &Path) -> Option<String> {
         return matches!(state, "FROZEN" | "FREEZING")
             .then(|| format!("{}/freezer.state is {state}", dir.display()));
     }
-    // v2: cgroup.events says whether it is frozen (by itself or an ancestor); cgroup.freeze
-    // is its own request, which may not be complete yet. (The root has neither file.)
-    let events = read_virtual(dir.join("cgroup.events")).ok()?;
-    if events.lines().any(|l| l.trim() == "frozen 1") {
-        return Some(format!("{}/cgroup.events says frozen 1", dir.display()));
+    // v2: cgroup.freeze is its own request (which may not be complete yet); cgroup.events
+    // says whether it is frozen, by itself or by an ancestor. (The root has neither file.)
+    let freeze = read_virtual(dir.join("cgroup.freeze")).ok()?;
+    if freeze.trim() == "1" {
+        return Some(format!("{}/cgroup.freeze is 1", dir.display()));
     }
-    read_virtual(dir.join("cgroup.freeze"))
-        .is_ok_and(|f| f.trim() == "1")
-        .then(|| format!("{}/cgroup.freeze is 1", dir.display()))
+    read_virtual(dir.join("cgroup.events"))
+        .is_ok_and(|e| e.lines().any(|l| l.trim() == "frozen 1"))
+        .then(|| format!("{}/cgroup.events says frozen 1", dir.display()))
 }
 
 /// Thaws each of `dirs` that is frozen by its own setting, without waiting and ignoring
