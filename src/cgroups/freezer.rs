@@ -26,17 +26,20 @@ const STOPPED_LIMIT: Duration = Duration::from_secs(10);
 /// runc's words, for a container cgroup that is frozen before anything joined it.
 const UNEXPECTEDLY_FROZEN: &str = "container's cgroup unexpectedly frozen";
 
-/// Refuses a container whose cgroup is frozen or being frozen on any hierarchy: the setup
-/// process would freeze the moment it joined, and `create` would wait for it forever. A cgroup
-/// that does not exist yet would inherit its nearest existing ancestor's state, so that one is
-/// looked at (as runc checks before creating anything, with its text).
-pub fn check_not_frozen(dirs: &[PathBuf]) -> Result<()> {
-    for dir in dirs {
-        if let Some(why) = dir
+/// Refuses a container whose cgroup is frozen or being frozen: the setup process would
+/// freeze the moment it joined, and `create` would wait for it forever (runc checks before
+/// creating anything, with this text). `placements`: each cgroup directory with the mount
+/// point of its hierarchy. A cgroup that does not exist yet inherits the state of its nearest
+/// existing ancestor, so that one is looked at; the hierarchy's root cannot be frozen.
+pub fn check_not_frozen<'a>(
+    placements: impl IntoIterator<Item = (&'a Path, &'a Path)>,
+) -> Result<()> {
+    for (dir, mount_point) in placements {
+        let existing = dir
             .ancestors()
-            .find(|d| d.is_dir())
-            .and_then(frozen_because)
-        {
+            .take_while(|level| level.starts_with(mount_point) && *level != mount_point)
+            .find(|level| level.is_dir());
+        if let Some(why) = existing.and_then(frozen_because) {
             bail!("{UNEXPECTEDLY_FROZEN} ({why})");
         }
     }
@@ -236,5 +239,76 @@ fn set_v2(dir: &Path, frozen: bool) -> Result<()> {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => bail!("wait for {}: {e}", events_path.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake hierarchy in a temporary directory: `files` (path, content) under its mount point.
+    fn hierarchy(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let file = root.path().join(path);
+            fs::create_dir_all(file.parent().unwrap()).unwrap();
+            fs::write(file, text).unwrap();
+        }
+        root
+    }
+
+    fn check(root: &tempfile::TempDir, dir: &str) -> Result<()> {
+        let dir = root.path().join(dir);
+        check_not_frozen([(dir.as_path(), root.path())])
+    }
+
+    #[test]
+    fn a_frozen_cgroup_or_nearest_existing_ancestor_is_refused_with_runcs_text() {
+        for (state, frozen) in [
+            ("FROZEN\n", true),
+            ("FREEZING\n", true),
+            ("THAWED\n", false),
+        ] {
+            let v1 = hierarchy(&[("a/freezer.state", state), ("a/b/freezer.state", state)]);
+            for dir in ["a", "a/b", "a/new", "a/new/deeper"] {
+                let r = check(&v1, dir);
+                assert_eq!(r.is_err(), frozen, "{dir} with {state:?}: {r:?}");
+                if let Err(e) = r {
+                    let e = e.to_string();
+                    assert!(
+                        e.starts_with("container's cgroup unexpectedly frozen ("),
+                        "{e}"
+                    );
+                    assert!(e.contains("freezer.state is FR"), "{e}");
+                }
+            }
+        }
+        // v2: the cgroup's own request, or the effective state an ancestor gave it.
+        let v2 = hierarchy(&[
+            ("a/cgroup.freeze", "1\n"),
+            ("a/cgroup.events", "populated 0\nfrozen 1\n"),
+            ("b/cgroup.freeze", "0\n"),
+            ("b/cgroup.events", "populated 0\nfrozen 1\n"),
+            ("c/cgroup.freeze", "0\n"),
+            ("c/cgroup.events", "populated 1\nfrozen 0\n"),
+        ]);
+        let e = check(&v2, "a/new").unwrap_err().to_string();
+        assert!(e.ends_with("a/cgroup.freeze is 1)"), "{e}");
+        let e = check(&v2, "b").unwrap_err().to_string();
+        assert!(e.ends_with("b/cgroup.events says frozen 1)"), "{e}");
+        check(&v2, "c").unwrap();
+        check(&v2, "c/new").unwrap();
+    }
+
+    #[test]
+    fn only_below_the_mount_point_and_missing_files_are_no_freezer() {
+        // A hierarchy's root has no freezer files: whatever is there is not looked at.
+        let root = hierarchy(&[("freezer.state", "FROZEN"), ("cgroup.freeze", "1")]);
+        check(&root, "new").unwrap();
+        check(&root, "new/deeper").unwrap();
+        // Another controller's hierarchy: no freezer files at all.
+        let other = hierarchy(&[("a/cpu.shares", "1024")]);
+        check(&other, "a").unwrap();
+        check(&other, "a/new").unwrap();
     }
 }

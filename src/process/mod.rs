@@ -123,7 +123,6 @@ pub fn create(
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
     let mut cgroup_dirs = cgroups::dirs_for(cgroups_path.as_deref(), id)?;
-    cgroups::freezer::check_not_frozen(&cgroup_dirs)?;
 
     fs::DirBuilder::new()
         .recursive(true)
