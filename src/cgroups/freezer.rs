@@ -1,5 +1,7 @@
 //! `pause` and `resume`: the v1 freezer (freezer.state) or v2's cgroup.freeze. Freezing is
 //! asynchronous in the kernel; both wait until every task is frozen before returning.
+//! Also what keeps `create` from hanging on a frozen cgroup: the check before anything is
+//! made (`check_not_frozen`) and the watch while it waits for its processes (`Watch`).
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
