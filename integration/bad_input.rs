@@ -515,17 +515,33 @@ fn kill_with_unknown_signal_and_of_stopped_container() {
     let id = harness::unique_id("killsig");
     assert!(rt.create(&b, &id, &[]).status.success());
     let pid = pid_of(&rt, &id);
-    for sig in ["SIGBOGUS", "0", "99"] {
+    // (0 is a signal: the liveness check, see lifecycle.rs.) Real-time signals past SIGRTMAX,
+    // however far (RTMIN+2147483647 overflowed), are refused by name.
+    let bad = [
+        "SIGBOGUS",
+        "65",
+        "99",
+        "4294967296",
+        "RTMIN+31",
+        "RTMIN+2147483647",
+        "SIGRTMIN+99999999999",
+        "RTMAX-31",
+        "RTMAX-2147483647",
+        "RTMIN+",
+    ];
+    for sig in bad {
         let out = rt.berth(&["kill", &id, sig]);
         fails_with_one_line(&out, &format!("unknown signal \"{sig}\""));
         assert_eq!(rt.status(&id), "created", "after kill {sig}");
         assert!(alive(pid), "init died after kill {sig}");
     }
     assert!(rt.berth(&["start", &id]).status.success());
-    let out = rt.berth(&["kill", "--all", &id, "SIGBOGUS"]);
-    fails_with_one_line(&out, "unknown signal \"SIGBOGUS\"");
-    assert_eq!(rt.status(&id), "running");
-    assert!(alive(pid));
+    for sig in bad {
+        let out = rt.berth(&["kill", "--all", &id, sig]);
+        fails_with_one_line(&out, &format!("unknown signal \"{sig}\""));
+        assert_eq!(rt.status(&id), "running");
+        assert!(alive(pid));
+    }
 
     assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
     harness::reap(pid);
@@ -535,6 +551,113 @@ fn kill_with_unknown_signal_and_of_stopped_container() {
     // (`kill --all` of a stopped container is not an error in runc: see robustness.rs.)
     assert!(rt.berth(&["delete", &id]).status.success());
     assert_no_process_of(&id);
+}
+
+/// The soft RLIMIT_NOFILE of the test process, which berth inherits.
+fn open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limit into `lim`, a valid rlimit.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur
+}
+
+#[test]
+fn preserve_fds_past_the_open_files_limit_are_refused() {
+    // `3 + N` wrapped for a huge N, marking the container's stdio close-on-exec; now N, with
+    // stdio and LISTEN_FDS, must fit in RLIMIT_NOFILE, checked before anything is made.
+    let rt = Runtime::new();
+    let soft = open_files_limit();
+    let b = Bundle::new(&["echo", "stdio works"]);
+    for n in [u64::from(u32::MAX), u64::from(u32::MAX) - 3, soft - 2] {
+        let n = n.to_string();
+        let want = format!(
+            "--preserve-fds {n}: more than this process may have open (RLIMIT_NOFILE {soft}: with stdio, at most {})",
+            soft - 3
+        );
+        let id = harness::unique_id("preservefds");
+        fails_with_one_line(&rt.create(&b, &id, &["--preserve-fds", &n]), &want);
+        assert_nothing_left(&rt, &b, &id);
+        let id = harness::unique_id("preservefdsrun");
+        rt.track(&id);
+        let out = rt
+            .cmd()
+            .args(["run", "--preserve-fds", &n, "--bundle"])
+            .arg(b.path())
+            .arg(&id)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        fails_with_one_line(&out, &want);
+        assert_nothing_left(&rt, &b, &id);
+    }
+    // The most there can be is fine, and the container's stdio is intact.
+    let id = harness::unique_id("preservefdsmax");
+    rt.track(&id);
+    let most = (soft - 3).to_string();
+    let out = rt
+        .cmd()
+        .args(["run", "--preserve-fds", &most, "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "run --preserve-fds {most}: {}",
+        stderr(&out)
+    );
+    assert_eq!(harness::stdout(&out), "stdio works\n");
+
+    // Socket-activation fds (LISTEN_FDS, when LISTEN_PID is berth's pid: sh's $$ before exec)
+    // count too, and an absurd LISTEN_FDS is named.
+    for (env, n, want) in [
+        (
+            "LISTEN_FDS=4294967295".to_string(),
+            "0".to_string(),
+            format!("LISTEN_FDS=4294967295: more than this process may have open (RLIMIT_NOFILE {soft})"),
+        ),
+        (
+            "LISTEN_FDS=2".to_string(),
+            (soft - 4).to_string(),
+            format!("--preserve-fds {}: more than this process may have open (RLIMIT_NOFILE {soft}: with stdio and 2 LISTEN_FDS, at most {})", soft - 4, soft - 5),
+        ),
+    ] {
+        let id = harness::unique_id("listenfds");
+        rt.track(&id);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "LISTEN_PID=$$ {env} exec \"$0\" --root \"$1\" create --preserve-fds {n} --bundle \"$2\" {id} </dev/null >/dev/null",
+            ))
+            .arg(harness::BERTH)
+            .arg(rt.root.path())
+            .arg(b.path())
+            .output()
+            .unwrap();
+        fails_with_one_line(&out, &want);
+        assert_nothing_left(&rt, &b, &id);
+    }
+
+    // exec: refused before any process is made.
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("preservefdsexec");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    assert!(rt.berth(&["start", &id]).status.success());
+    let procs = || harness::live_processes_of(&id).len();
+    let before = procs();
+    let n = u32::MAX.to_string();
+    let out = rt.berth(&["exec", "--preserve-fds", &n, &id, "echo", "ran"]);
+    fails_with_one_line(
+        &out,
+        &format!("--preserve-fds {n}: more than this process may have open (RLIMIT_NOFILE {soft}"),
+    );
+    assert!(harness::stdout(&out).is_empty());
+    assert_eq!(procs(), before, "exec left a process");
+    rt.delete_force(&id);
 }
 
 #[test]

@@ -857,3 +857,265 @@ fn on_v2_kill_all_with_sigkill_uses_cgroup_kill() {
     }
     rt.delete_force(&id);
 }
+
+/// Where this host can freeze a cgroup: (hierarchy root, freeze file, frozen value). The v1
+/// freezer and cgroup2: a pure v2 host's one tree, or a hybrid host's unified hierarchy (the
+/// setup process is born into the container's cgroup there, CLONE_INTO_CGROUP).
+fn freezers() -> Vec<(PathBuf, &'static str, &'static str)> {
+    let mut found = Vec::new();
+    if v2_host() {
+        found.push((PathBuf::from("/sys/fs/cgroup"), "cgroup.freeze", "1"));
+        return found;
+    }
+    let v1 = PathBuf::from("/sys/fs/cgroup/freezer");
+    if v1.join("cgroup.procs").exists() {
+        found.push((v1, "freezer.state", "FROZEN"));
+    }
+    let unified = PathBuf::from("/sys/fs/cgroup/unified");
+    if unified.join("cgroup.controllers").exists() {
+        found.push((unified, "cgroup.freeze", "1"));
+    }
+    assert!(!found.is_empty(), "this host has no cgroup freezer");
+    found
+}
+
+/// Whether the cgroup at `dir` is frozen, read as the host sees it.
+fn frozen_dir(dir: &std::path::Path) -> bool {
+    match std::fs::read_to_string(dir.join("freezer.state")) {
+        Ok(s) => s.trim() == "FROZEN",
+        Err(_) => std::fs::read_to_string(dir.join("cgroup.events"))
+            .unwrap()
+            .contains("frozen 1"),
+    }
+}
+
+/// A cgroup the test makes and freezes itself, as a user would; thawed and removed on drop,
+/// also when the test fails (killing whatever a regression let into it).
+struct FrozenCgroup {
+    dir: PathBuf,
+    file: &'static str,
+}
+
+impl FrozenCgroup {
+    fn new(dir: PathBuf, file: &'static str, value: &str) -> FrozenCgroup {
+        std::fs::create_dir(&dir).unwrap();
+        let cg = FrozenCgroup { dir, file };
+        std::fs::write(cg.dir.join(file), value).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !frozen_dir(&cg.dir) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never froze",
+                cg.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cg
+    }
+
+    fn thaw(&self) {
+        let thawed = if self.file == "freezer.state" {
+            "THAWED"
+        } else {
+            "0"
+        };
+        let _ = std::fs::write(self.dir.join(self.file), thawed);
+    }
+}
+
+impl Drop for FrozenCgroup {
+    fn drop(&mut self) {
+        self.thaw();
+        for attempt in 0..200 {
+            for d in [self.dir.join("inner"), self.dir.clone()] {
+                if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                        // SAFETY: kill(2) of a process a regression left in the test's cgroup.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        harness::reap(pid);
+                    }
+                }
+                let _ = std::fs::remove_dir(&d);
+            }
+            if !self.dir.exists() {
+                return;
+            }
+            assert!(attempt < 199, "cannot remove {}", self.dir.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Runs berth with `args` (the container's stdio in files, as init inherits it), and fails
+/// the test instead of hanging the suite when it takes more than `secs`: `unstick` runs
+/// first, so that what berth waits on can move and be cleaned up.
+fn berth_within(
+    rt: &Runtime,
+    args: &[&str],
+    secs: u64,
+    unstick: impl FnOnce(),
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = rt
+        .cmd()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            unstick();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "berth {args:?} still running after {secs}s (stderr: {:?})",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
+}
+
+#[test]
+fn create_and_run_refuse_a_cgroup_that_is_already_frozen() {
+    // runc (libcontainer's Create): "container's cgroup unexpectedly frozen", before anything
+    // is made. Before berth checked, the setup process froze as it joined the cgroup and
+    // `create` waited for it forever. The container's own cgroup frozen, and a frozen parent
+    // of one that does not exist yet or that the user made too; on each freezer of the host.
+    let rt = Runtime::new();
+    for (root, file, value) in freezers() {
+        for case in ["own", "new inner", "existing inner"] {
+            let name = harness::unique_id("frozencg");
+            let user_cg = FrozenCgroup::new(root.join(&name), file, value);
+            let path = match case {
+                "own" => format!("/{name}"),
+                _ => format!("/{name}/inner"),
+            };
+            let inner = user_cg.dir.join("inner");
+            if case == "existing inner" {
+                std::fs::create_dir(&inner).unwrap();
+                assert!(
+                    frozen_dir(&inner),
+                    "a new cgroup under a frozen one is frozen"
+                );
+            }
+            let mut b = Bundle::new(&["true"]);
+            b.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
+            for cmd in ["create", "run"] {
+                let id = harness::unique_id("frozen");
+                rt.track(&id);
+                let bundle = b.path().to_str().unwrap().to_string();
+                let started = Instant::now();
+                let out =
+                    berth_within(&rt, &[cmd, "--bundle", &bundle, &id], 20, || user_cg.thaw());
+                let what = format!("{cmd} into {path} ({case}) on {}", root.display());
+                harness::fails_with_one_line(&out, "container's cgroup unexpectedly frozen");
+                let err = harness::stderr(&out);
+                assert!(
+                    err.contains(&format!("{}/", user_cg.dir.display()))
+                        && (err.contains(file) || err.contains("cgroup.events says frozen 1")),
+                    "{what}: names the file: {}",
+                    harness::stderr(&out)
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "{what}: took {:?}",
+                    started.elapsed()
+                );
+                rt.assert_nothing_left(&id);
+                harness::assert_no_process_of(&id);
+                // The user's cgroup is as it was (there, frozen, empty), and berth made no
+                // cgroup on any hierarchy.
+                assert!(frozen_dir(&user_cg.dir), "{what}: thawed");
+                assert_eq!(
+                    std::fs::read_to_string(user_cg.dir.join("cgroup.procs")).unwrap(),
+                    "",
+                    "{what}"
+                );
+                assert_eq!(inner.exists(), case == "existing inner", "{what}");
+                assert_eq!(
+                    harness::cgroup_dirs_named(&name),
+                    vec![user_cg.dir.clone()],
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+/// A bundle whose createRuntime hook (run by `create` on the host, once init exists) runs
+/// `script` in the host's sh.
+fn with_create_runtime_hook(script: &str) -> Bundle {
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]})
+    });
+    b
+}
+
+#[test]
+fn create_fails_when_the_cgroup_is_frozen_while_it_waits_for_init() {
+    // Frozen after the check, while `create` waits for init to report: before, `create`
+    // waited forever; now it sees the frozen cgroup, fails and undoes everything (its own
+    // cgroup included).
+    let rt = Runtime::new();
+    for (root, file, value) in freezers() {
+        let id = harness::unique_id("frozenlater");
+        let freeze = root.join(&id).join(file);
+        let b = with_create_runtime_hook(&format!("echo {value} > {}", freeze.display()));
+        rt.track(&id);
+        let bundle = b.path().to_str().unwrap().to_string();
+        let thawed = if file == "freezer.state" {
+            "THAWED"
+        } else {
+            "0"
+        };
+        let out = berth_within(&rt, &["create", "--bundle", &bundle, &id], 20, || {
+            let _ = std::fs::write(&freeze, thawed);
+        });
+        harness::fails_with_one_line(
+            &out,
+            "container's cgroup unexpectedly frozen while it was being created",
+        );
+        rt.assert_nothing_left(&id);
+        harness::assert_no_process_of(&id);
+        harness::reap_failed_inits();
+    }
+}
+
+#[test]
+fn create_gives_up_on_an_init_stopped_while_it_waits() {
+    // A setup process or init that is stopped (SIGSTOP) and never continued would keep
+    // `create` waiting forever: it gives up after 10 s, naming the stopped process.
+    let rt = Runtime::new();
+    let b = with_create_runtime_hook(
+        r#"pid=$(sed -n 's/.*"pid": *\([0-9][0-9]*\).*/\1/p'); kill -STOP "$pid""#,
+    );
+    let id = harness::unique_id("stopped");
+    rt.track(&id);
+    let bundle = b.path().to_str().unwrap().to_string();
+    let started = Instant::now();
+    let out = berth_within(&rt, &["create", "--bundle", &bundle, &id], 60, || {
+        for (pid, _) in harness::live_processes_of(&id) {
+            // SAFETY: kill(2) of the container's own stopped process, so it can finish.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    });
+    harness::fails_with_one_line(&out, "has been stopped (SIGSTOP) for 10s during create");
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    rt.assert_nothing_left(&id);
+    harness::assert_no_process_of(&id);
+    harness::reap_failed_inits();
+}

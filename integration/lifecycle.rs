@@ -633,3 +633,141 @@ fn state_json_is_replaced_without_forcing_it_to_disk() {
     assert_eq!(names, ["exec.fifo", "state.json"]);
     rt.delete_force(&id);
 }
+
+#[test]
+fn kill_0_checks_that_init_is_alive() {
+    // runc's clients send signal 0 as a liveness check: it succeeds while init lives (and
+    // sends it nothing), and says "container not running" once it is gone; with --all it
+    // is no error on a stopped container whose cgroup is still there, as runc.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("kill0");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let out = rt.berth(&["kill", &id, "0"]);
+    assert!(
+        out.status.success(),
+        "kill 0 of a created container: {}",
+        stderr(&out)
+    );
+    assert_eq!(rt.status(&id), "created");
+    assert!(alive(pid));
+    assert_ne!(
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep",
+        "kill 0 started the container"
+    );
+
+    assert!(rt.berth(&["start", &id]).status.success());
+    for args in [&["kill", &id, "0"][..], &["kill", "--all", &id, "0"]] {
+        let out = rt.berth(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(rt.status(&id), "running");
+        assert!(alive(pid));
+    }
+
+    assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
+    harness::reap(pid);
+    assert_eq!(rt.status(&id), "stopped");
+    harness::fails_with_one_line(&rt.berth(&["kill", &id, "0"]), "container not running");
+    assert!(
+        !harness::cgroup_dirs_named(&id).is_empty(),
+        "the stopped container's cgroup is there until delete"
+    );
+    let out = rt.berth(&["kill", "-a", &id, "0"]);
+    assert!(
+        out.status.success(),
+        "kill -a 0 of a stopped container: {}",
+        stderr(&out)
+    );
+    assert!(rt.berth(&["delete", &id]).status.success());
+}
+
+/// How many times the container's process `name` caught the signal (a line per signal).
+fn caught(b: &Bundle, name: &str) -> usize {
+    fs::read_to_string(b.path().join("rootfs/got").join(name))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+fn wait_for_counts(b: &Bundle, want: &[(&str, usize)], after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: Vec<(&str, usize)> = want.iter().map(|(n, _)| (*n, caught(b, n))).collect();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {after}: signals caught {got:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_all_delivers_real_time_signals_to_every_process() {
+    // Init (PID 1 of the container's PID namespace) and two child shells each trap signal 37
+    // (SIGRTMIN+3 with glibc) and log every one they catch; the test reads the logs from the
+    // host. `kill` reaches init alone, `kill --all` every process, by each name of it. (Before,
+    // --all turned a real-time signal into signal 0 and sent nothing.)
+    assert_eq!(libc::SIGRTMIN() + 3, 37);
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "/trap.sh", "init"]);
+    b.edit(|c| c["root"]["readonly"] = serde_json::json!(false));
+    fs::write(
+        b.path().join("rootfs/trap.sh"),
+        "trap 'echo caught >> /got/'$1 37\n\
+         if [ \"$1\" = init ]; then sh /trap.sh child1 & sh /trap.sh child2 & fi\n\
+         touch /got/$1.ready\n\
+         while :; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    fs::create_dir(b.path().join("rootfs/got")).unwrap();
+    let id = harness::unique_id("killrt");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &id]).status.success());
+    let names = ["init", "child1", "child2"];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !names
+        .iter()
+        .all(|n| b.path().join(format!("rootfs/got/{n}.ready")).exists())
+    {
+        assert!(Instant::now() < deadline, "the shells never trapped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let out = rt.berth(&["kill", &id, "RTMIN+3"]);
+    assert!(out.status.success(), "kill RTMIN+3: {}", stderr(&out));
+    wait_for_counts(
+        &b,
+        &[("init", 1), ("child1", 0), ("child2", 0)],
+        "kill RTMIN+3",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    wait_for_counts(
+        &b,
+        &[("init", 1), ("child1", 0), ("child2", 0)],
+        "kill RTMIN+3",
+    );
+
+    for (round, sig) in ["RTMIN+3", "SIGRTMIN+3", "37", "rtmax-27"]
+        .iter()
+        .enumerate()
+    {
+        let out = rt.berth(&["kill", "--all", &id, sig]);
+        assert!(out.status.success(), "kill --all {sig}: {}", stderr(&out));
+        let n = round + 1;
+        wait_for_counts(
+            &b,
+            &[("init", n + 1), ("child1", n), ("child2", n)],
+            &format!("kill --all {sig}"),
+        );
+    }
+    assert_eq!(rt.status(&id), "running");
+    assert!(alive(pid));
+    rt.delete_force(&id);
+}

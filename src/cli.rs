@@ -196,7 +196,8 @@ pub struct ExecArgs {
     /// SELinux label for the process.
     #[arg(long = "process-label", value_name = "LABEL")]
     pub process_label: Option<String>,
-    /// Pass N extra file descriptors (from 3 on) to the process.
+    /// Pass N extra file descriptors (from 3 on) to the process; stdio and the N fds must
+    /// fit in RLIMIT_NOFILE.
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
     /// Existing sub-cgroup to run the process in, as runc: PATH (below the container's
@@ -326,7 +327,8 @@ pub struct CreateOpts {
     #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
 
-    /// Pass N extra file descriptors (from 3 on) to the container process.
+    /// Pass N extra file descriptors (from 3 on, after any LISTEN_FDS) to the container
+    /// process; stdio, LISTEN_FDS and the N fds must fit in RLIMIT_NOFILE.
     #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
 

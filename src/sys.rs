@@ -406,6 +406,52 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// kill(2) by number, for what nix's `Signal` cannot name: real-time signals and 0 (which
+/// only checks that `pid` exists).
+pub fn kill(pid: i32, signal: i32) -> nix::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    Errno::result(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
+/// The first fd past those the container process inherits: stdio, `listen_fds`
+/// socket-activation fds, then `preserve_fds` (checked: a sum that wraps would mark stdio
+/// itself close-on-exec).
+pub fn first_fd_past(listen_fds: u32, preserve_fds: u32) -> Result<u32> {
+    3u32.checked_add(listen_fds)
+        .and_then(|n| n.checked_add(preserve_fds))
+        .with_context(|| {
+            format!("--preserve-fds {preserve_fds} with {listen_fds} LISTEN_FDS: more fds than there can be")
+        })
+}
+
+/// Refuses `--preserve-fds N` (and LISTEN_FDS) asking for more fds than this process may have
+/// open: the fds passed on are 0..3+listen+preserve, so their count must not exceed the soft
+/// RLIMIT_NOFILE (an fd number is always below it).
+pub fn check_inherited_fds(preserve_fds: u32, listen_fds: u32) -> Result<()> {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .context("getrlimit(RLIMIT_NOFILE)")?;
+    check_fd_count(preserve_fds, listen_fds, soft)
+}
+
+fn check_fd_count(preserve_fds: u32, listen_fds: u32, soft_limit: u64) -> Result<()> {
+    let with_stdio = 3 + u64::from(listen_fds);
+    if with_stdio > soft_limit {
+        anyhow::bail!("LISTEN_FDS={listen_fds}: more than this process may have open (RLIMIT_NOFILE {soft_limit})");
+    }
+    if with_stdio + u64::from(preserve_fds) > soft_limit {
+        let listen = match listen_fds {
+            0 => String::new(),
+            n => format!(" and {n} LISTEN_FDS"),
+        };
+        anyhow::bail!(
+            "--preserve-fds {preserve_fds}: more than this process may have open (RLIMIT_NOFILE {soft_limit}: with stdio{listen}, at most {})",
+            soft_limit - with_stdio
+        );
+    }
+    // (Only with an unlimited soft limit, which Linux does not grant for RLIMIT_NOFILE.)
+    first_fd_past(listen_fds, preserve_fds).map(drop)
+}
+
 /// Marks every fd from `first` on close-on-exec, so none of berth's fds reach the container.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes flags on this process's own descriptors.
@@ -481,6 +527,34 @@ mod tests {
         // A missing temp file is an error, and the file in place stays.
         assert!(replace_file(&tmp, &path).is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "second");
+    }
+
+    #[test]
+    fn fd_counts_past_the_limit_are_refused_by_flag_and_never_wrap() {
+        check_fd_count(0, 0, 3).unwrap();
+        check_fd_count(1021, 0, 1024).unwrap();
+        check_fd_count(1019, 2, 1024).unwrap();
+        let e = check_fd_count(1022, 0, 1024).unwrap_err().to_string();
+        assert_eq!(e, "--preserve-fds 1022: more than this process may have open (RLIMIT_NOFILE 1024: with stdio, at most 1021)");
+        let e = check_fd_count(u32::MAX, 0, 1024).unwrap_err().to_string();
+        assert!(e.starts_with("--preserve-fds 4294967295: more than this process may have open (RLIMIT_NOFILE 1024"), "{e}");
+        let e = check_fd_count(1020, 2, 1024).unwrap_err().to_string();
+        assert!(
+            e.ends_with("with stdio and 2 LISTEN_FDS, at most 1019)"),
+            "{e}"
+        );
+        let e = check_fd_count(0, u32::MAX, 1024).unwrap_err().to_string();
+        assert!(e.starts_with("LISTEN_FDS=4294967295: more than"), "{e}");
+        // Not even an unlimited soft limit (RLIM_INFINITY) lets the sum wrap.
+        check_fd_count(u32::MAX - 3, 0, u64::MAX).unwrap();
+        assert!(check_fd_count(u32::MAX, u32::MAX, u64::MAX).is_err());
+
+        assert_eq!(first_fd_past(0, 0).unwrap(), 3);
+        assert_eq!(first_fd_past(2, 5).unwrap(), 10);
+        assert!(first_fd_past(0, u32::MAX - 3).is_ok());
+        let e = first_fd_past(0, u32::MAX).unwrap_err().to_string();
+        assert!(e.starts_with("--preserve-fds 4294967295"), "{e}");
+        assert!(first_fd_past(u32::MAX, 0).is_err());
     }
 
     #[test]

@@ -134,10 +134,7 @@ pub fn resolve_dirs(
     if hierarchies.is_empty() {
         bail!("no cgroup hierarchy is mounted (looked for cgroup and cgroup2 in /proc/self/mountinfo)");
     }
-    let v2_only = hierarchies.len() == 1 && hierarchies[0].is_v2();
-    Ok(hierarchies
-        .iter()
-        .filter(|h| v2_only || !h.is_v2() || h.mount_point.ends_with("unified"))
+    Ok(placed(hierarchies)
         .map(|h| {
             let abs = if path.is_absolute() {
                 path.to_path_buf()
@@ -151,18 +148,34 @@ pub fn resolve_dirs(
         .collect())
 }
 
-/// The container's cgroup directories for this host and config.
+/// The hierarchies a container gets a directory on, in the order of `resolve_dirs`: every
+/// one on a v1 or pure v2 host; on a hybrid one the v1 ones and the unified cgroup2 one.
+fn placed(hierarchies: &[Hierarchy]) -> impl Iterator<Item = &Hierarchy> {
+    let v2_only = hierarchies.len() == 1 && hierarchies[0].is_v2();
+    hierarchies
+        .iter()
+        .filter(move |h| v2_only || !h.is_v2() || h.mount_point.ends_with("unified"))
+}
+
+/// The cgroup directories of a container about to be created on this host with this
+/// config. A placement that is frozen is refused here (`freezer::check_not_frozen`): only
+/// the hierarchies that can freeze are looked at (the v1 freezer, cgroup2), below their
+/// mount points (a hierarchy's root cannot be frozen), so the usual new cgroup costs one
+/// stat on each of them.
 pub fn dirs_for(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
     let mountinfo =
         crate::sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
     let proc_cgroup =
         crate::sys::read_virtual("/proc/self/cgroup").context("read /proc/self/cgroup")?;
-    resolve_dirs(
-        cgroups_path,
-        id,
-        &parse_hierarchies(&mountinfo),
-        &proc_cgroup,
-    )
+    let hierarchies = parse_hierarchies(&mountinfo);
+    let dirs = resolve_dirs(cgroups_path, id, &hierarchies, &proc_cgroup)?;
+    freezer::check_not_frozen(
+        placed(&hierarchies)
+            .zip(&dirs)
+            .filter(|(h, _)| h.is_v2() || h.controllers.split(',').any(|c| c == "freezer"))
+            .map(|(h, dir)| (dir.as_path(), h.mount_point.as_path())),
+    )?;
+    Ok(dirs)
 }
 
 /// Creates each directory (and missing parents).

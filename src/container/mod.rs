@@ -269,6 +269,7 @@ impl Container {
     }
 
     /// Sends `signal` to init, or with `all` to every process in the container's cgroup.
+    /// Signal 0 sends nothing: it checks that init (or, with `all`, each process) is there.
     /// A SIGKILLed paused container is thawed so the kill takes effect at once (as runc).
     pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
         let status = self.status();
@@ -289,11 +290,9 @@ impl Container {
             if signal == libc::SIGKILL && cgroups::kill_via_cgroup_kill(&self.state.cgroup_dirs)? {
                 return Ok(());
             }
+            // By number: nix's Signal has no real-time signals (and 0 is no Signal at all).
             for pid in cgroups::pids(&self.state.cgroup_dirs)? {
-                match nix::sys::signal::kill(
-                    Pid::from_raw(pid),
-                    nix::sys::signal::Signal::try_from(signal).ok(),
-                ) {
+                match sys::kill(pid, signal) {
                     Ok(()) | Err(Errno::ESRCH) => {}
                     Err(e) => bail!("signal pid {pid}: {e}"),
                 }

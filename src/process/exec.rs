@@ -41,8 +41,10 @@ use crate::{cgroups, foreground, namespaces, spec, sys, tty};
 
 /// Runs `args` in container `args.id`; returns the exit code berth should exit with.
 pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
-    // A malformed --cgroup fails before anything is looked at or made.
+    // A malformed --cgroup or too many --preserve-fds fail before anything is looked at or
+    // made.
     let subs = parse_sub_cgroups(&args.cgroup)?;
+    sys::check_inherited_fds(args.preserve_fds, 0)?;
     let (c, lock) = Container::load_locked(root, &args.id)?;
     match c.status() {
         Status::Created | Status::Running => {}
@@ -268,7 +270,7 @@ fn joiner_main(ctx: &ExecContext, chan: Channel, born_in: Option<usize>) -> ! {
 fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
     // No fd of berth's may reach the process (CVE-2024-21626): only stdio and the preserved
     // fds survive the exec.
-    sys::cloexec_from(3 + ctx.preserve_fds)?;
+    sys::cloexec_from(sys::first_fd_past(0, ctx.preserve_fds)?)?;
     // The foreground exec blocks signals to relay them; the process starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;

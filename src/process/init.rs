@@ -46,7 +46,7 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<(Prepared, Option<String>)
     // No fd of berth's may reach the container (CVE-2024-21626): everything past stdio and
     // the preserved fds is close-on-exec from here on. Done before a seccomp profile is
     // loaded, since profiles often do not allow close_range.
-    sys::cloexec_from(3 + cfg.listen_fds + cfg.preserve_fds)?;
+    sys::cloexec_from(sys::first_fd_past(cfg.listen_fds, cfg.preserve_fds)?)?;
     if !cfg.no_new_keyring {
         join_new_session_keyring();
     }

@@ -73,6 +73,7 @@ pub fn load(id: &str, opts: &CreateOpts) -> Result<Bundle> {
         // Never a silent fallback to cgroupfs: the user asked systemd to own the cgroup.
         bail!("--systemd-cgroup: berth does not implement the systemd cgroup driver yet; run without --systemd-cgroup (berth then manages the cgroup directly)");
     }
+    sys::check_inherited_fds(opts.preserve_fds, listen_fds())?;
     spec::load_bundle(&opts.bundle)
 }
 
@@ -306,7 +307,9 @@ fn wait_for_ready(
     // With a PID namespace, init's notify fd may in theory overtake the middle process's
     // InitPid: then it waits here for the pid the agent must be told.
     let mut notify_fd = None;
+    let mut watch = cgroups::freezer::Watch::new(&cfg.cgroup_dirs);
     loop {
+        watch.wait_readable(chan, &[Some(child), init_pid])?;
         match chan.recv_with_fd()? {
             Some((Message::UsernsCreated, _)) => {
                 write_id_maps(child, &cfg.bundle)?;
@@ -662,6 +665,8 @@ impl Drop for Cleanup {
         for pid in &self.pids {
             let _ = kill(*pid, Signal::SIGKILL);
         }
+        // (A frozen v1 process would not die, and the waitpid below would not return.)
+        cgroups::freezer::thaw_all(&self.cgroup_dirs);
         for pid in &self.pids {
             // Reaps our own children; init (a grandchild) is waited for through the cgroup.
             let _ = waitpid(*pid, None);
