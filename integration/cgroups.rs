@@ -318,12 +318,13 @@ fn ps_lists_exactly_the_containers_processes() {
 fn device_rules_are_enforced() {
     // /dev/kmsg (c 1:11) is outside runc's default allowlist and opens for writing for
     // anyone, so only the device cgroup can refuse it.
-    let script = "mknod /mnt/w/kmsg c 1 11 && (exec 3>/mnt/w/kmsg) 2>/dev/null && echo kmsg-open || echo kmsg-denied; (exec 3>/dev/null) && echo null-open";
+    let script = "mknod /mnt/w/kmsg c 1 11 && (exec 3>/mnt/w/kmsg) 2>/dev/null && echo kmsg-open || echo kmsg-denied; (exec 3>/dev/null) && echo null-open; (exec 3>/dev/kmsg) 2>/dev/null && echo listed-open || echo listed-denied";
     for (extra_rules, want) in [
-        (json!([]), "kmsg-denied\nnull-open\n"),
+        // /dev/kmsg listed in linux.devices is made, but that grants no access (runc).
+        (json!([]), "kmsg-denied\nnull-open\nlisted-denied\n"),
         (
             json!([{"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}]),
-            "kmsg-open\nnull-open\n",
+            "kmsg-open\nnull-open\nlisted-open\n",
         ),
     ] {
         let rt = Runtime::new();
@@ -332,6 +333,8 @@ fn device_rules_are_enforced() {
             let mut rules = vec![json!({"allow": false, "access": "rwm"})];
             rules.extend(extra_rules.as_array().unwrap().iter().cloned());
             c["linux"]["resources"]["devices"] = json!(rules);
+            c["linux"]["devices"] =
+                json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
             for set in ["bounding", "effective", "permitted"] {
                 c["process"]["capabilities"][set]
                     .as_array_mut()

@@ -525,29 +525,15 @@ pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
 }
 
 /// The full device list for the container, in the order it is applied: the config's rules,
-/// an allow for each device the config creates, then runc's defaults.
+/// then runc's defaults. A `linux.devices` entry only makes the node: as in runc, it grants
+/// no access (a listed /dev/kmsg stays denied unless `linux.resources.devices` allows it).
 pub fn device_rules(spec: &oci_spec::runtime::Spec) -> Vec<LinuxDeviceCgroup> {
-    let linux = spec.linux().as_ref();
-    let mut rules: Vec<LinuxDeviceCgroup> = linux
+    let mut rules: Vec<LinuxDeviceCgroup> = spec
+        .linux()
+        .as_ref()
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
-    for d in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(true)
-            .set_typ(Some(match d.typ() {
-                LinuxDeviceType::B => LinuxDeviceType::B,
-                _ => LinuxDeviceType::C,
-            }))
-            .set_major(Some(d.major()))
-            .set_minor(Some(d.minor()))
-            .set_access(Some("rwm".to_string()));
-        rules.push(r);
-    }
     rules.extend(default_device_rules());
     rules
 }
