@@ -319,6 +319,9 @@ fn missing_binary_paused_stopped_and_unknown_are_refused() {
 
     let out = exec(&rt, &[&id, "no-such-binary", "x"]);
     harness::fails_with_one_line(&out, "process.args[0]: exec \"no-such-binary\"");
+    // As runc: every exec that fails exits 255, so it is told apart from the process's own
+    // status (1 here would look like the process's).
+    assert_eq!(out.status.code(), Some(255));
     let out = exec(&rt, &["-d", &id, "/bin/no-such-binary"]);
     harness::fails_with_one_line(&out, "process.args[0]");
     assert_eq!(cgroup_pids(&id), before, "a failed exec left a process");
@@ -337,6 +340,9 @@ fn missing_binary_paused_stopped_and_unknown_are_refused() {
     harness::fails_with_one_line(&out, "--cap CAP_BOGUS: unknown capability");
     let out = exec(&rt, &["--process", "/nonexistent.json", &id]);
     harness::fails_with_one_line(&out, "--process /nonexistent.json");
+    assert_eq!(out.status.code(), Some(255));
+    let out = exec(&rt, &["no-such-container", "true"]);
+    assert_eq!(out.status.code(), Some(255));
 
     assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
     harness::reap(init);
@@ -623,4 +629,23 @@ fn cgroup_flag_runs_the_process_in_sub_cgroups() {
         "a refused exec left a process"
     );
     finish(&rt, &id, &std::mem::take(&mut execd.0), init);
+}
+
+#[test]
+fn a_process_json_without_user_runs_as_root() {
+    // runc takes a process with no `user` as 0:0 (containerd's CRI leaves it out at times).
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| c["process"]["user"] = json!({"uid": 65534, "gid": 65534}));
+    let id = harness::unique_id("execnouser");
+    let init = started(&rt, &b, &id);
+    let file = b.path().join("process.json");
+    fs::write(&file, r#"{"args":["id","-u"],"cwd":"/","env":["PATH=/bin"]}"#).unwrap();
+    let out = exec(&rt, &["--process", file.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "0\n");
+    assert!(rt.berth(&["kill", &id, "KILL"]).status.success());
+    harness::reap(init);
+    rt.delete_force(&id);
+    rt.assert_nothing_left(&id);
 }

@@ -56,7 +56,13 @@ fn main() {
                 log::error!("{msg}");
             }
             eprintln!("berth: {msg}");
-            std::process::exit(1);
+            // As runc: a failed exec exits 255, apart from any status of the process's own.
+            let code = if matches!(command, Command::Exec(_)) {
+                255
+            } else {
+                1
+            };
+            std::process::exit(code);
         }
     }
 }

@@ -550,8 +550,14 @@ fn empty_caps() -> LinuxCapabilities {
 fn read_process_file(path: &Path) -> Result<Process> {
     let what = format!("--process {}", path.display());
     let text = fs::read_to_string(path).with_context(|| format!("{what}: read"))?;
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    let p: Process = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{what}: {e}"))?;
+    // As runc: a process without `user` runs as 0:0 (oci-spec would require the field).
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    let p: Process = serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         match field.as_str() {
             "" | "." | "?" => anyhow!("{what}: {}", e.into_inner()),
