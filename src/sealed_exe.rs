@@ -95,18 +95,20 @@ pub fn ensure() -> Result<()> {
     ))?);
 
     let overlay = match overlay_of_own_dir(&meta) {
-        Ok((mount, name)) => sys::execveat(&mount, &name, &argv, &env, 0),
+        Ok((mount, name)) => {
+            anyhow::anyhow!("execveat: {}", sys::execveat(&mount, &name, &argv, &env, 0))
+        }
         Err(e) => e,
     };
     log::debug!(
-        "re-exec from a read-only overlayfs failed ({overlay}); copying berth into a sealed memfd"
+        "re-exec from a read-only overlayfs failed ({overlay:#}); copying berth into a sealed memfd"
     );
     let memfd = match sealed_copy(binary) {
         Ok(fd) => sys::execveat(&fd, c"", &argv, &env, libc::AT_EMPTY_PATH),
         Err(e) => e,
     };
     bail!(
-        "cannot protect berth's own binary from the container (CVE-2019-5736): re-exec from a read-only overlayfs: {overlay}; from a sealed memfd copy: {memfd}"
+        "cannot protect berth's own binary from the container (CVE-2019-5736): re-exec from a read-only overlayfs: {overlay:#}; from a sealed memfd copy: {memfd}"
     )
 }
 
@@ -133,43 +135,39 @@ pub fn sealed(exe: &CStr) -> Option<Sealed> {
 
 /// A detached, read-only overlayfs mount whose top layer is the directory of the running
 /// binary, and the binary's name in it.
-fn overlay_of_own_dir(
-    running: &std::fs::Metadata,
-) -> Result<(std::os::fd::OwnedFd, CString), Errno> {
-    let path = std::fs::read_link("/proc/self/exe").map_err(|_| Errno::ENOENT)?;
+fn overlay_of_own_dir(running: &std::fs::Metadata) -> Result<(std::os::fd::OwnedFd, CString)> {
+    let path = std::fs::read_link("/proc/self/exe").context("readlink /proc/self/exe")?;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(Errno::EINVAL);
+        bail!("{} has no directory", path.display());
     };
-    let dir = dir.as_os_str().as_bytes();
-    // Replaced or removed since it started: the directory no longer has this binary. A
-    // comma would split the option string on kernels that parse it the legacy way.
-    if path.as_os_str().as_bytes().ends_with(b" (deleted)") || dir.contains(&b',') {
-        return Err(Errno::ESTALE);
+    let Some(dir) = dir.to_str().filter(|d| !d.contains(',')) else {
+        // A comma would split the option string on kernels that parse it the legacy way.
+        bail!("{} is not UTF-8 or has a comma", dir.display());
+    };
+    if path.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        bail!(
+            "{} was replaced or removed since berth started",
+            path.display()
+        );
     }
-    let fs = sys::fsopen(c"overlay")?;
     // Without an upper layer overlayfs wants two lower ones; the second, below the binary's
-    // directory, only has to exist and not overlap it. Nothing of it is ever looked up.
-    let lower = [lowerdir_escape(dir), b":/dev".to_vec()].concat();
-    sys::fsconfig_set_string(
-        &fs,
-        c"lowerdir",
-        &CString::new(lower).map_err(|_| Errno::EINVAL)?,
-    )?;
-    // Inode numbers stay the lower layer's (checked below), and no dmesg notice when the
-    // layers are on different filesystems. Kernels without the option do the same.
-    let _ = sys::fsconfig_set_string(&fs, c"xino", c"off");
-    sys::fsconfig_create(&fs)?;
-    let mount = sys::fsmount(
-        &fs,
+    // directory, only has to exist and not overlap it. Inode numbers stay the lower layer's
+    // (checked below) with xino off, which also spares a dmesg notice when the layers are on
+    // different filesystems.
+    let lower = format!("{}:/dev", lowerdir_escape(dir));
+    let mount = sys::new_detached_mount(
+        "overlay",
+        &[("lowerdir", &lower), ("xino", "off")],
         libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
     )?;
-    let name = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let name = CString::new(name.as_bytes())?;
     // The same file as the one running, not one put there since.
     let there = nix::sys::stat::fstatat(
         Some(mount.as_raw_fd()),
         name.as_c_str(),
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )?;
+    )
+    .with_context(|| format!("stat {name:?} in the overlay"))?;
     if (
         there.st_ino,
         there.st_size,
@@ -181,21 +179,14 @@ fn overlay_of_own_dir(
         running.mtime(),
         running.mtime_nsec(),
     ) {
-        return Err(Errno::ESTALE);
+        bail!("{} is no longer the binary berth runs", path.display());
     }
     Ok((mount, name))
 }
 
 /// `\` and `:` are special in overlayfs's lowerdir list.
-fn lowerdir_escape(dir: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(dir.len());
-    for &b in dir {
-        if b == b'\\' || b == b':' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out
+fn lowerdir_escape(dir: &str) -> String {
+    dir.replace('\\', "\\\\").replace(':', "\\:")
 }
 
 /// A copy of `binary` in a memfd sealed against writes.
@@ -222,8 +213,8 @@ mod tests {
 
     #[test]
     fn lowerdir_escapes_colons_and_backslashes() {
-        assert_eq!(lowerdir_escape(b"/usr/bin"), b"/usr/bin");
-        assert_eq!(lowerdir_escape(br"/a:b\c"), br"/a\:b\\c");
+        assert_eq!(lowerdir_escape("/usr/bin"), "/usr/bin");
+        assert_eq!(lowerdir_escape(r"/a:b\c"), r"/a\:b\\c");
     }
 
     #[test]

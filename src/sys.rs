@@ -442,61 +442,6 @@ pub fn cstring(s: &str) -> Result<CString> {
     CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"))
 }
 
-/// fsopen(2): a new, close-on-exec filesystem context for `fstype`.
-pub fn fsopen(fstype: &CStr) -> nix::Result<OwnedFd> {
-    const FSOPEN_CLOEXEC: u32 = 1;
-    // SAFETY: a NUL-terminated name and flags; returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
-    Errno::result(fd)?;
-    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// fsconfig(2) FSCONFIG_SET_STRING: sets mount parameter `key` to `value` on `fs`.
-pub fn fsconfig_set_string(fs: &OwnedFd, key: &CStr, value: &CStr) -> nix::Result<()> {
-    const FSCONFIG_SET_STRING: u32 = 1;
-    // SAFETY: an fs context fd and two NUL-terminated strings the kernel only reads.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_SET_STRING,
-            key.as_ptr(),
-            value.as_ptr(),
-            0,
-        )
-    };
-    Errno::result(r).map(drop)
-}
-
-/// fsconfig(2) FSCONFIG_CMD_CREATE: makes the superblock of `fs`.
-pub fn fsconfig_create(fs: &OwnedFd) -> nix::Result<()> {
-    const FSCONFIG_CMD_CREATE: u32 = 6;
-    // SAFETY: an fs context fd and no key or value.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    Errno::result(r).map(drop)
-}
-
-/// fsmount(2): a detached, close-on-exec mount of the superblock made on `fs`, with the
-/// MOUNT_ATTR_* flags `attrs`. It is in no mount namespace; it goes away with its last user.
-pub fn fsmount(fs: &OwnedFd, attrs: u64) -> nix::Result<OwnedFd> {
-    const FSMOUNT_CLOEXEC: u32 = 1;
-    // SAFETY: an fs context fd and flags; returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-    Errno::result(fd)?;
-    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
 /// execveat(2) of `path` relative to `dir` (with AT_EMPTY_PATH in `flags` and an empty
 /// path: `dir` itself). Returns only on failure.
 pub fn execveat(
