@@ -12,13 +12,17 @@
 //! opened for writing (EROFS, also through a clone of the mount with its read-only flag
 //! cleared, as the superblock itself is read-only), and the mount, in no mount namespace,
 //! goes away with the last process running from it. Where overlayfs cannot be used (no
-//! CAP_SYS_ADMIN, no overlayfs, the binary in `/`), berth copies itself into a memfd sealed
-//! against any write instead, as runc and crun do on every command.
+//! CAP_SYS_ADMIN, no overlayfs, the binary in `/` or under `/dev`, a comma in its path),
+//! berth copies itself into a memfd sealed
+//! against any write instead (runc's fallback too; runc before 1.2 copied on every command).
 //!
-//! The re-executed berth finds its binary on a read-only overlay (or a sealed memfd) and
-//! goes on: no loop, no marker to trust. A binary on a read-only ext4 or bind mount is not
-//! taken as sealed: the host may remount it read-write while a container holds the link.
-//! Filesystems that cannot be written at all (squashfs, erofs) are.
+//! The re-executed berth sees from the kernel that its binary is on a read-only overlay (or
+//! is a sealed memfd) and goes on. The variable berth adds to its environment for it only
+//! carries the original binary's device and inode (which `exec` and `create` still refuse
+//! as the container process) and stops a second re-exec; it never decides that a binary is
+//! sealed. A binary on a read-only ext4 or bind mount is not taken as sealed: the host may
+//! remount it read-write while a container holds the link. Filesystems that cannot be
+//! written at all (squashfs, erofs) are, and cost nothing.
 
 use std::ffi::{CStr, CString, OsString};
 use std::os::fd::AsRawFd;
