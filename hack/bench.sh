@@ -55,6 +55,10 @@ jq '.process.terminal = false | .process.args = ["/bin/true"] | .linux.cgroupsPa
 # Throughput needs one cgroup per container: the same config without a fixed cgroupsPath.
 mkdir -p "$work/tbundle"
 jq --arg root "$bundle/rootfs" 'del(.linux.cgroupsPath) | .root.path = $root' "$bundle/config.json" > "$work/tbundle/config.json"
+# exec needs a running container: the same rootfs, sleeping, in a cgroup of its own.
+mkdir -p "$work/ebundle"
+jq --arg root "$bundle/rootfs" 'del(.linux.cgroupsPath) | .root.path = $root | .process.args = ["sleep", "1000000"]' \
+    "$bundle/config.json" > "$work/ebundle/config.json"
 
 declare -A result
 # A shared machine's speed drifts over minutes, so the timed metrics are taken in rounds: in
@@ -91,11 +95,16 @@ for _ in $(seq "$rounds"); do
         $r create --bundle "$bundle" b-state
         timed state "$rt" "$r state b-state"
         $r delete --force b-state
+        # exec of /bin/true into a running container (berth re-executes itself from a
+        # read-only overlayfs of its directory first: the cost of protecting its binary).
+        $r run -d --bundle "$work/ebundle" b-exec </dev/null >/dev/null 2>&1
+        timed exec "$rt" "$r exec b-exec /bin/true"
+        $r delete --force b-exec
     done
     order=("${order[@]:1}" "${order[0]}")
 done
 for rt in $runtimes; do
-    for name in run run-spaced create start delete state; do
+    for name in run run-spaced create start delete state exec; do
         read -r med min < <(stats "$work/$name-$rt.times")
         result[$name,$rt]="$med (min $min)"
         result[$name-median,$rt]=$med
@@ -174,6 +183,7 @@ row "create (ms)" create
 row "start (ms)" start
 row "delete (ms)" delete
 row "state (ms)" state
+row "exec /bin/true into a running container (ms)" exec
 row "peak RSS during create (MiB)" rss-create
 row "peak RSS during run (MiB)" rss-run
 row "syscalls per full cycle" syscalls

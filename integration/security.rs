@@ -687,3 +687,277 @@ fn a_capability_outside_berths_own_bounding_set_is_refused_by_name() {
     harness::assert_no_process_of(&id);
     rt.assert_nothing_left(&id);
 }
+
+/// The attacker of CVE-2019-5736 with CAP_SYS_PTRACE, as a container process: it waits for a
+/// process running berth's binary to show in its PID namespace, takes hold of that process's
+/// `/proc/PID/exe`, says what it holds (the link and an md5 of the contents), waits for the
+/// host to create `/go` (once no berth runs any more, so the binary is not busy), then tries
+/// to write to the binary through the fd it holds, and says whether that worked.
+const EXE_ATTACKER: &str = r#"
+while :; do
+  for d in /proc/[0-9]*; do
+    case "$(readlink "$d/exe" 2>/dev/null)" in
+      *berth*) command exec 3<"$d/exe" 2>/dev/null && break 2 ;;
+    esac
+  done
+done
+echo "got $(md5sum </proc/self/fd/3 | cut -c1-32) $(readlink /proc/self/fd/3)"
+while [ ! -e /go ]; do sleep 0.05; done
+if err=$( { echo PWNED >>/proc/self/fd/3; } 2>&1 ); then echo write-ok; else echo "write-failed: $err"; fi
+"#;
+
+/// A container running `EXE_ATTACKER` as root with CAP_SYS_PTRACE and no user namespace.
+fn exe_attacker_bundle() -> Bundle {
+    let mut b = Bundle::new(&["sh", "-c", EXE_ATTACKER]);
+    b.edit(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_PTRACE"));
+        }
+    });
+    b
+}
+
+/// A copy of berth to attack, so the real binary is never at stake, with its md5.
+struct BerthCopy {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    md5: String,
+}
+
+impl BerthCopy {
+    fn new() -> BerthCopy {
+        BerthCopy::in_dir("berth-")
+    }
+
+    /// In a new directory whose name starts with `prefix`.
+    fn in_dir(prefix: &str) -> BerthCopy {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        let path = dir.path().join("berth-copy");
+        std::fs::copy(harness::BERTH, &path).unwrap();
+        let md5 = md5(&path);
+        BerthCopy {
+            _dir: dir,
+            path,
+            md5,
+        }
+    }
+
+    fn cmd(&self, rt: &Runtime) -> std::process::Command {
+        let mut c = std::process::Command::new("timeout");
+        c.args(["-s", "KILL", "60"]).arg(&self.path).arg("--root");
+        c.arg(rt.root.path()).stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// `create` with the container's stdio going to files in the bundle.
+    fn create(&self, rt: &Runtime, b: &Bundle, id: &str) {
+        rt.track(id);
+        let out = self
+            .cmd(rt)
+            .args(["create", "--bundle"])
+            .arg(b.path())
+            .arg(id)
+            .stdout(std::fs::File::create(b.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(b.path().join("stderr")).unwrap())
+            .status()
+            .unwrap();
+        let err = std::fs::read_to_string(b.path().join("stderr")).unwrap();
+        assert!(out.success(), "create {id}: {err}");
+    }
+}
+
+fn md5(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("md5sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    stdout(&out)[..32].to_string()
+}
+
+/// Waits (up to 30 s) for the attacker in bundle `b` to have printed a line, and returns
+/// everything it printed.
+fn attacker_output(b: &Bundle, lines: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = std::fs::read_to_string(b.path().join("stdout")).unwrap_or_default();
+        if out.lines().count() >= lines {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attacker printed {out:?} (stderr {:?})",
+            std::fs::read_to_string(b.path().join("stderr"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// How berth's binary is sealed, as the attacker sees it: the link it holds, and the error
+/// it gets writing through it.
+#[derive(Clone, Copy)]
+struct Seal {
+    link: &'static str,
+    error: &'static str,
+}
+/// The directory of the binary on a detached read-only overlayfs.
+const OVERLAY: Seal = Seal {
+    link: "/berth-copy",
+    error: "Read-only file system",
+};
+/// A copy in a memfd sealed against writing.
+const MEMFD: Seal = Seal {
+    link: "/memfd:berth (deleted)",
+    error: "Operation not permitted",
+};
+
+/// The attacker held berth's very binary (not some other file), sealed as `seal`, and could
+/// not write it.
+fn assert_held_but_not_written(b: &Bundle, copy: &BerthCopy, init: i64, seal: Seal) {
+    let got = attacker_output(b, 1);
+    let got = got.lines().next().unwrap();
+    assert!(
+        got.starts_with(&format!("got {} ", copy.md5)),
+        "the attacker did not get hold of berth's binary: {got}"
+    );
+    // No berth runs any more: the binary is not busy (ETXTBSY would stop the write anyway).
+    std::fs::write(b.path().join("rootfs/go"), "").unwrap();
+    harness::reap(init as i32);
+    let out = std::fs::read_to_string(b.path().join("stdout")).unwrap();
+    let verdict = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        verdict.starts_with("write-failed: ") && verdict.contains(seal.error),
+        "{got} / {verdict}"
+    );
+    assert_eq!(md5(&copy.path), copy.md5, "the host's berth binary changed");
+    assert_eq!(got, format!("got {} {}", copy.md5, seal.link));
+}
+
+#[test]
+fn cve_2019_5736_a_cap_sys_ptrace_container_cannot_write_berth_through_an_exec() {
+    exec_attacked(BerthCopy::new(), OVERLAY);
+}
+
+#[test]
+fn cve_2019_5736_without_overlayfs_exec_runs_from_a_sealed_memfd_copy() {
+    // berth takes no overlay of a directory with a comma in its path (kernels before 6.5
+    // would split the option there), so it falls back to the memfd copy.
+    exec_attacked(BerthCopy::in_dir("berth,"), MEMFD);
+}
+
+fn exec_attacked(copy: BerthCopy, seal: Seal) {
+    let rt = Runtime::new();
+    let mut b = exe_attacker_bundle();
+    // A window: exec's process waits, running berth's binary in the container's PID
+    // namespace, until berth has handed its seccomp notify fd to the agent. The agent's
+    // socket takes one pending connection (backlog 0), and create's fills it, so exec's
+    // connect blocks until the test accepts one.
+    let sock = b.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // SAFETY: listen(2) on our own listening socket, changing only its backlog.
+    assert_eq!(
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) },
+        0
+    );
+    b.edit(|c| c["linux"]["seccomp"] = notify_profile(&sock));
+    let id = harness::unique_id("cveexec");
+    copy.create(&rt, &b, &id);
+    let init = rt.state(&id)["pid"].as_i64().unwrap();
+    let out = copy.cmd(&rt).args(["start", &id]).output().unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+
+    let exec = copy
+        .cmd(&rt)
+        .args(["exec", &id, "true"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The attacker's first line, unless exec fails first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut exec = Some(exec);
+    while std::fs::read_to_string(b.path().join("stdout"))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        if let Some(status) = exec.as_mut().unwrap().try_wait().unwrap() {
+            let out = exec.take().unwrap().wait_with_output().unwrap();
+            panic!(
+                "exec ended ({status}) before the attacker saw it: {}",
+                stderr(&out)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attacker never saw berth's process"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Let exec go on (its connect completes once create's connection is taken): its process
+    // execs `true`, and exec exits (or `timeout` kills it).
+    assert!(readable_within(&listener, AGENT_WAIT_MS));
+    let (_create_conn, _) = listener.accept().unwrap();
+    let out = exec.unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert_held_but_not_written(&b, &copy, init, seal);
+    rt.delete_force(&id);
+}
+
+#[test]
+fn cve_2019_5736_a_cap_sys_ptrace_container_cannot_write_berth_through_a_joining_init() {
+    let rt = Runtime::new();
+    let copy = BerthCopy::new();
+    let attacker = exe_attacker_bundle();
+    let a = harness::unique_id("cveattacker");
+    copy.create(&rt, &attacker, &a);
+    let a_init = rt.state(&a)["pid"].as_i64().unwrap();
+    let out = copy.cmd(&rt).args(["start", &a]).output().unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+
+    // B's init waits at the start gate in A's PID namespace, running berth's binary.
+    let mut joiner = Bundle::new(&["true"]);
+    joiner.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!(format!("/proc/{a_init}/ns/pid"));
+            }
+        }
+    });
+    let j = harness::unique_id("cvejoiner");
+    copy.create(&rt, &joiner, &j);
+    attacker_output(&attacker, 1);
+    let j_init = rt.state(&j)["pid"].as_i64().unwrap();
+    let out = copy.cmd(&rt).args(["start", &j]).output().unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    harness::reap(j_init as i32);
+    assert_held_but_not_written(&attacker, &copy, a_init, OVERLAY);
+    rt.delete_force(&j);
+    rt.delete_force(&a);
+}
+
+#[test]
+fn cve_2019_5736_a_sealed_exec_still_refuses_the_hosts_binary_as_its_process() {
+    // Init of a created container is berth's own binary, at the start gate; exec runs from
+    // a sealed one, which must still know the host's binary by device and inode.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let id = harness::unique_id("cvesealed");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = rt.berth(&[
+        "exec",
+        "--cap",
+        "CAP_SYS_PTRACE",
+        &id,
+        "/proc/1/exe",
+        "--version",
+    ]);
+    harness::fails_with_one_line(
+        &out,
+        "process.args[0]: /proc/1/exe is the berth binary itself",
+    );
+    assert_eq!(rt.status(&id), "created");
+    rt.delete_force(&id);
+}

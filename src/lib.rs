@@ -16,6 +16,7 @@ pub mod process_attrs;
 pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod signals;
 pub mod spec;

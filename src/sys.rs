@@ -1,7 +1,7 @@
 //! Thin wrappers around the OS calls that nix does not cover (or covers awkwardly), each
 //! returning an error that says what was attempted.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -486,6 +486,70 @@ pub fn fd_path(fd: &impl AsRawFd) -> String {
 
 pub fn cstring(s: &str) -> Result<CString> {
     CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"))
+}
+
+/// execveat(2) of `path` relative to `dir` (with AT_EMPTY_PATH in `flags` and an empty
+/// path: `dir` itself). Returns only on failure.
+pub fn execveat(
+    dir: &impl AsRawFd,
+    path: &CStr,
+    argv: &[CString],
+    env: &[CString],
+    flags: i32,
+) -> Errno {
+    let argv: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // SAFETY: NUL-terminated strings in NULL-terminated arrays, all alive for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            argv.as_ptr(),
+            env.as_ptr(),
+            flags,
+        )
+    };
+    Errno::last()
+}
+
+/// statfs(2) of `path` (following symlinks, also /proc magic links): the filesystem's magic
+/// number and its ST_* mount flags.
+pub fn statfs_type_and_flags(path: &CStr) -> nix::Result<(i64, u64)> {
+    // SAFETY: zeroed is a valid statfs64, which the kernel fills.
+    let mut st: libc::statfs64 = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statfs64 to fill.
+    Errno::result(unsafe { libc::statfs64(path.as_ptr(), &mut st) })?;
+    Ok((st.f_type as i64, st.f_flags as u64))
+}
+
+/// memfd_create(2) with `flags` (MFD_*).
+pub fn memfd_create(name: &CStr, flags: u32) -> nix::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name and flags; returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    Errno::result(fd)?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// fcntl(F_ADD_SEALS) on a memfd.
+pub fn add_seals(fd: &impl AsRawFd, seals: i32) -> nix::Result<()> {
+    // SAFETY: fcntl on an fd we own with an int argument.
+    Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// fcntl(F_GET_SEALS): the seals of a memfd (EINVAL for a file that cannot have any).
+pub fn get_seals(fd: &impl AsRawFd) -> nix::Result<i32> {
+    // SAFETY: fcntl on an fd we own, no argument.
+    Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
 }
 
 #[cfg(test)]

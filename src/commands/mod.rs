@@ -21,6 +21,7 @@ use crate::{process, signals};
 
 pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
     let bundle = process::load(&args.id, &args.opts)?;
+    seal_if_joining_a_pid_namespace(&bundle)?;
     process::create(
         root,
         &args.id,
@@ -33,7 +34,23 @@ pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
 }
 
 pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
+    // Its child runs berth's binary in the container's PID namespace until it execs.
+    crate::sealed_exe::ensure()?;
     process::exec::exec(root, args)
+}
+
+/// A `create` or `run` whose init joins an existing PID namespace: init waits there, running
+/// berth's binary, in sight of that namespace's processes (a new PID namespace has none).
+pub fn seal_if_joining_a_pid_namespace(bundle: &crate::spec::Bundle) -> Result<()> {
+    let ns = crate::namespaces::Namespaces::from_spec(&bundle.spec);
+    match ns
+        .join
+        .iter()
+        .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Pid)
+    {
+        true => crate::sealed_exe::ensure(),
+        false => Ok(()),
+    }
 }
 
 pub fn start(root: &Path, id: &str) -> Result<i32> {

@@ -12,6 +12,7 @@ use crate::{foreground, process, tty};
 
 pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let bundle = process::load(&args.id, &args.opts)?;
+    super::seal_if_joining_a_pid_namespace(&bundle)?;
     if args.detach {
         let c = process::create(root, &args.id, &args.opts, bundle, None, Gate::Channel)?;
         let notify = crate::notify_socket::listen(&c.dir);

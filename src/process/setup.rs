@@ -258,7 +258,7 @@ fn refuse_own_binary(exe: &Path, own: (u64, u64), depth: u32) -> Result<()> {
 pub fn own_binary() -> Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata("/proc/self/exe").context("stat berth's own binary")?;
-    Ok((m.dev(), m.ino()))
+    Ok(crate::sealed_exe::original_binary().unwrap_or((m.dev(), m.ino())))
 }
 
 #[cfg(test)]
