@@ -640,7 +640,11 @@ fn a_process_json_without_user_runs_as_root() {
     let id = harness::unique_id("execnouser");
     let init = started(&rt, &b, &id);
     let file = b.path().join("process.json");
-    fs::write(&file, r#"{"args":["id","-u"],"cwd":"/","env":["PATH=/bin"]}"#).unwrap();
+    fs::write(
+        &file,
+        r#"{"args":["id","-u"],"cwd":"/","env":["PATH=/bin"]}"#,
+    )
+    .unwrap();
     let out = exec(&rt, &["--process", file.to_str().unwrap(), &id]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "0\n");

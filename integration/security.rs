@@ -961,3 +961,80 @@ fn cve_2019_5736_a_sealed_exec_still_refuses_the_hosts_binary_as_its_process() {
     assert_eq!(rt.status(&id), "created");
     rt.delete_force(&id);
 }
+
+#[test]
+fn cve_2019_5736_a_process_exec_d_into_a_created_container_cannot_write_berth_through_init() {
+    // Init of a created container waits at the start gate running berth's binary, in sight
+    // of anything exec'd into the container: `create` runs from a sealed binary too.
+    let rt = Runtime::new();
+    let copy = BerthCopy::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_PTRACE"));
+        }
+    });
+    let id = harness::unique_id("cvecreated");
+    copy.create(&rt, &b, &id);
+    let init = rt.state(&id)["pid"].as_i64().unwrap();
+    // The attacker, exec'd into the created container; its output goes to the bundle.
+    let st = copy
+        .cmd(&rt)
+        .args([
+            "exec",
+            "-d",
+            "--cap",
+            "CAP_SYS_PTRACE",
+            &id,
+            "sh",
+            "-c",
+            EXE_ATTACKER,
+        ])
+        .stdout(std::fs::File::create(b.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(b.path().join("stderr")).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "exec: {:?}",
+        std::fs::read_to_string(b.path().join("stderr"))
+    );
+    attacker_output(&b, 1);
+    // Started, init is `sleep`: no process runs berth's binary any more.
+    let out = copy.cmd(&rt).args(["start", &id]).output().unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let got = attacker_output(&b, 1);
+    let got = got.lines().next().unwrap().to_string();
+    assert!(
+        got.starts_with(&format!("got {} ", copy.md5)),
+        "the attacker did not get hold of berth's binary: {got}"
+    );
+    std::fs::write(b.path().join("rootfs/go"), "").unwrap();
+    let verdict = attacker_output(&b, 2);
+    let verdict = verdict.lines().nth(1).unwrap_or_default();
+    assert!(
+        verdict.starts_with("write-failed: ") && verdict.contains(OVERLAY.error),
+        "{got} / {verdict}"
+    );
+    assert_eq!(md5(&copy.path), copy.md5, "the host's berth binary changed");
+    assert!(copy
+        .cmd(&rt)
+        .args(["kill", &id, "KILL"])
+        .status()
+        .unwrap()
+        .success());
+    // The attacker (reparented to this test) first: init, as PID 1 of its namespace, goes
+    // only once every process of the namespace is reaped.
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on any child; status is a valid out pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == init as i32 || pid < 0 {
+            break;
+        }
+    }
+    rt.delete_force(&id);
+}

@@ -21,7 +21,9 @@ use crate::{process, signals};
 
 pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
     let bundle = process::load(&args.id, &args.opts)?;
-    seal_if_joining_a_pid_namespace(&bundle)?;
+    // Init waits at the start gate running berth's binary, in sight of anything exec'd into
+    // the created container (and of a joined PID namespace's processes).
+    crate::sealed_exe::ensure()?;
     process::create(
         root,
         &args.id,
@@ -39,8 +41,9 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     process::exec::exec(root, args)
 }
 
-/// A `create` or `run` whose init joins an existing PID namespace: init waits there, running
-/// berth's binary, in sight of that namespace's processes (a new PID namespace has none).
+/// A `run` whose init joins an existing PID namespace: init runs berth's binary in sight of
+/// that namespace's processes (a new PID namespace has none until init execs, and `run`
+/// starts it at once).
 pub fn seal_if_joining_a_pid_namespace(bundle: &crate::spec::Bundle) -> Result<()> {
     let ns = crate::namespaces::Namespaces::from_spec(&bundle.spec);
     match ns

@@ -61,7 +61,7 @@ pub struct SetupConfig {
     /// Socket-activation fds handed to berth (LISTEN_FDS), passed on after stdio as runc does.
     pub listen_fds: u32,
     /// Device and inode of berth's own binary, which the container process must never be.
-    pub own_binary: (u64, u64),
+    pub own_binary: setup::OwnBinary,
     /// With `process.terminal`: where init sends the master of the container's terminal.
     pub console_socket: Option<OwnedFd>,
 }
@@ -705,7 +705,7 @@ mod tests {
             no_new_keyring: false,
             preserve_fds: 0,
             listen_fds: 0,
-            own_binary: (0, 0),
+            own_binary: setup::OwnBinary::default(),
             console_socket: None,
         }
     }

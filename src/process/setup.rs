@@ -23,8 +23,8 @@ pub struct ProcessContext<'a> {
     pub process: &'a Process,
     /// Socket-activation fds passed on after stdio (init only; 0 for exec).
     pub listen_fds: u32,
-    /// Device and inode of berth's own binary, which the container process must never be.
-    pub own_binary: (u64, u64),
+    /// berth's own binary, which the container process must never be.
+    pub own_binary: OwnBinary,
 }
 
 /// What setup resolved for the final exec.
@@ -227,10 +227,18 @@ pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
 /// container could then overwrite once it exits. berth never re-executes itself into a
 /// container, so this is the one way in: refuse it, following `#!` interpreters as the
 /// kernel does (up to 4 levels).
-fn refuse_own_binary(exe: &Path, own: (u64, u64), depth: u32) -> Result<()> {
+fn refuse_own_binary(exe: &Path, own: OwnBinary, depth: u32) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let target = std::fs::metadata(exe).with_context(|| format!("stat {}", exe.display()))?;
-    if own == (target.dev(), target.ino()) {
+    // A sealed copy (a created container's init runs one) is the same file seen through an
+    // overlay of its own: another device, the same inode number, size and mtime.
+    let sealed_copy = (target.ino(), target.size(), target.mtime())
+        == (own.ino, own.size, own.mtime)
+        && std::fs::File::open(exe)
+            .ok()
+            .and_then(|f| crate::sys::fs_type(&f).ok())
+            == Some(OVERLAYFS_SUPER_MAGIC);
+    if (own.dev, own.ino) == (target.dev(), target.ino()) || sealed_copy {
         bail!(
             "process.args[0]: {} is the berth binary itself; running it in a container would expose the host's berth binary",
             exe.display()
@@ -254,11 +262,28 @@ fn refuse_own_binary(exe: &Path, own: (u64, u64), depth: u32) -> Result<()> {
     }
 }
 
-/// Device and inode of berth's own binary.
-pub fn own_binary() -> Result<(u64, u64)> {
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+
+/// What identifies berth's binary: the host file's device and inode (also when berth runs
+/// from a sealed copy), and its inode number, size and mtime, which an overlay shows too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnBinary {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: i64,
+}
+
+pub fn own_binary() -> Result<OwnBinary> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata("/proc/self/exe").context("stat berth's own binary")?;
-    Ok(crate::sealed_exe::original_binary().unwrap_or((m.dev(), m.ino())))
+    let (dev, ino) = crate::sealed_exe::original_binary().unwrap_or((m.dev(), m.ino()));
+    Ok(OwnBinary {
+        dev,
+        ino,
+        size: m.size(),
+        mtime: m.mtime(),
+    })
 }
 
 #[cfg(test)]
