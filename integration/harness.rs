@@ -826,3 +826,32 @@ fn leak_check_at_the_end_of_a_test_finds_a_live_process() {
         "a live process of {id} passed the end-of-test check"
     );
 }
+
+/// Run only by the test below, in a child test process.
+#[test]
+#[ignore = "run by skip_or_fail_fails_in_ci_and_skips_elsewhere"]
+fn skip_or_fail_probe() {
+    skip_or_fail("the probe's tool is not installed");
+}
+
+#[test]
+fn skip_or_fail_fails_in_ci_and_skips_elsewhere() {
+    let probe = |ci: Option<&str>| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "harness::skip_or_fail_probe", "--ignored", "--nocapture"]);
+        c.env_remove("CI");
+        if let Some(v) = ci {
+            c.env("CI", v);
+        }
+        let out = c.output().unwrap();
+        (out.status.success(), format!("{}{}", stdout(&out), stderr(&out)))
+    };
+    let (ok, text) = probe(Some("true"));
+    assert!(!ok, "CI=true: a test that could not run passed: {text}");
+    assert!(text.contains("CI is set"), "{text}");
+    for ci in [None, Some("false")] {
+        let (ok, text) = probe(ci);
+        assert!(ok, "CI={ci:?}: {text}");
+        assert!(text.contains("SKIPPED: the probe's tool is not installed"), "{text}");
+    }
+}
