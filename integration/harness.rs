@@ -794,7 +794,7 @@ fn leak_check_matches_mounts_by_whole_path() {
         .unwrap();
         undo.mounts.push(p.clone());
     }
-    let mut found = mounts_of(&id, &[bundle.clone()]);
+    let mut found = mounts_of(&id, std::slice::from_ref(&bundle));
     found.sort();
     let mut want = vec![named.clone(), in_bundle.clone()];
     want.sort();
@@ -838,13 +838,21 @@ fn skip_or_fail_probe() {
 fn skip_or_fail_fails_in_ci_and_skips_elsewhere() {
     let probe = |ci: Option<&str>| {
         let mut c = Command::new(std::env::current_exe().unwrap());
-        c.args(["--exact", "harness::skip_or_fail_probe", "--ignored", "--nocapture"]);
+        c.args([
+            "--exact",
+            "harness::skip_or_fail_probe",
+            "--ignored",
+            "--nocapture",
+        ]);
         c.env_remove("CI");
         if let Some(v) = ci {
             c.env("CI", v);
         }
         let out = c.output().unwrap();
-        (out.status.success(), format!("{}{}", stdout(&out), stderr(&out)))
+        (
+            out.status.success(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        )
     };
     let (ok, text) = probe(Some("true"));
     assert!(!ok, "CI=true: a test that could not run passed: {text}");
@@ -852,6 +860,9 @@ fn skip_or_fail_fails_in_ci_and_skips_elsewhere() {
     for ci in [None, Some("false")] {
         let (ok, text) = probe(ci);
         assert!(ok, "CI={ci:?}: {text}");
-        assert!(text.contains("SKIPPED: the probe's tool is not installed"), "{text}");
+        assert!(
+            text.contains("SKIPPED: the probe's tool is not installed"),
+            "{text}"
+        );
     }
 }
