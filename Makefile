@@ -12,7 +12,7 @@ STATIC_ENV := LIBSECCOMP_LINK_TYPE=static \
 	LIBSECCOMP_LIB_PATH=$(shell pkg-config --variable=libdir libseccomp) \
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 
-.PHONY: all build install test unit-test integration-test v2-test lint example clean
+.PHONY: all build install test unit-test integration-test v2-test soak lint example clean
 
 all: build
 
@@ -44,6 +44,12 @@ integration-test:
 v2-test:
 	$(CARGO) test --test integration --no-run
 	CARGO="$(CARGO)" hack/v2-vm.sh $(V2VM_ARGS)
+
+# Soak (root; not part of `make test`): SOAK_N container lifecycles (default 10000), SOAK_PARALLEL
+# (8) at a time, with exec, pause/resume, update and kill, on the static release binary; fails on
+# any failure, leak, or growth of berth's RSS, fds or run time from the first thousand to the last.
+soak: build
+	SOAK_BERTH=$(abspath $(BERTH_RELEASE)) $(CARGO) test --test integration robustness::soak -- --ignored --exact --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

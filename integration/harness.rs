@@ -339,7 +339,17 @@ pub fn cgroup_roots() -> Vec<PathBuf> {
 /// Directories named `id` under `roots` at any depth. Err names a directory that could not
 /// be read (one removed while walking is not an error: a concurrent test deleted it).
 pub fn find_cgroups_named(roots: &[PathBuf], id: &str) -> Result<Vec<PathBuf>, String> {
-    fn walk(dir: &Path, id: &str, top: bool, found: &mut Vec<PathBuf>) -> Result<(), String> {
+    find_cgroups(roots, &|name| name == id)
+}
+
+/// Directories under `roots`, at any depth, whose name satisfies `matches`; errors as
+/// `find_cgroups_named`.
+pub fn find_cgroups(
+    roots: &[PathBuf],
+    matches: &dyn Fn(&str) -> bool,
+) -> Result<Vec<PathBuf>, String> {
+    type Matches<'a> = &'a dyn Fn(&str) -> bool;
+    fn walk(dir: &Path, id: Matches, top: bool, found: &mut Vec<PathBuf>) -> Result<(), String> {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if !top && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -353,7 +363,7 @@ pub fn find_cgroups_named(roots: &[PathBuf], id: &str) -> Result<Vec<PathBuf>, S
             };
             // d_type: cgroupfs reports it, so this costs no stat.
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if e.file_name().to_string_lossy() == id {
+                if id(&e.file_name().to_string_lossy()) {
                     found.push(e.path());
                 }
                 walk(&e.path(), id, false, found)?;
@@ -363,7 +373,7 @@ pub fn find_cgroups_named(roots: &[PathBuf], id: &str) -> Result<Vec<PathBuf>, S
     }
     let mut found = Vec::new();
     for root in roots {
-        walk(root, id, true, &mut found)?;
+        walk(root, matches, true, &mut found)?;
     }
     Ok(found)
 }

@@ -2,6 +2,7 @@
 //! which `delete --force` must leave nothing; many containers at once; `kill --all`; racing
 //! deletes; and a soak (`make soak`, ignored otherwise) of thousands of lifecycles.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -761,4 +762,492 @@ fn racing_deletes_and_kill_are_safe() {
         rt.assert_nothing_left(&id);
         assert_no_process_of(&id);
     }
+}
+
+/// The soak's berth: SOAK_BERTH (`make soak` passes the static release build) or the test
+/// build's, with the soak's private root.
+struct Soak {
+    bin: PathBuf,
+    root: PathBuf,
+}
+
+/// One berth command that succeeded: its peak RSS (wait4's rusage, which covers the children
+/// it reaped) and its stdout.
+struct Ran {
+    maxrss_kib: i64,
+    stdout: Vec<u8>,
+}
+
+/// What one lifecycle measured.
+#[derive(Clone, Copy, Default)]
+struct Rec {
+    took: Duration,
+    maxrss_kib: i64,
+    /// berth exec's open fds while it waits for its process (every fourth lifecycle).
+    exec_fds: Option<usize>,
+}
+
+/// Waits for our child `pid` with wait4, reaping `reap` meanwhile (see run_killed).
+fn wait_rusage(pid: i32, reap: &[i32]) -> (std::process::ExitStatus, libc::rusage) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; all zeroes is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if reap.is_empty() { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: wait4 on our own child; status and ru are valid out pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        if r == pid {
+            return (std::process::ExitStatus::from_raw(status), ru);
+        }
+        let e = std::io::Error::last_os_error();
+        assert!(
+            r == 0 || e.raw_os_error() == Some(libc::EINTR),
+            "wait4 {pid}: {e}"
+        );
+        for p in reap {
+            reap_nohang(*p);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Waits (reaping) for a container's init, our child as the subreaper; false after 10 s.
+fn reap_within(pid: i32, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on one pid with WNOHANG; status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid || (r < 0 && !alive(pid)) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+impl Soak {
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.bin);
+        c.arg("--root").arg(&self.root).args(args);
+        c
+    }
+
+    /// Runs berth with `args`, stderr to `err` (a file: a create's init keeps it), stdout
+    /// captured when `capture` (never for commands that leave processes behind).
+    fn run(&self, args: &[&str], err: &Path, capture: bool, reap: &[i32]) -> Result<Ran, String> {
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::null())
+            .stderr(fs::File::create(err).unwrap())
+            .stdout(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = c
+            .spawn()
+            .map_err(|e| format!("spawn {:?}: {e}", self.bin))?;
+        let mut stdout = Vec::new();
+        if let Some(mut o) = child.stdout.take() {
+            std::io::Read::read_to_end(&mut o, &mut stdout).unwrap();
+        }
+        let (status, ru) = wait_rusage(child.id() as i32, reap);
+        let ran = Ran {
+            maxrss_kib: ru.ru_maxrss,
+            stdout,
+        };
+        if !status.success() {
+            return Err(format!(
+                "berth {args:?}: {status:?}: {}",
+                fs::read_to_string(err).unwrap_or_default().trim()
+            ));
+        }
+        Ok(ran)
+    }
+
+    fn status(&self, id: &str, err: &Path, rss: &Cell<i64>) -> Result<String, String> {
+        let ran = self.run(&["state", id], err, true, &[])?;
+        rss.set(rss.get().max(ran.maxrss_kib));
+        let v: Value = serde_json::from_slice(&ran.stdout).map_err(|e| format!("state: {e}"))?;
+        Ok(v["status"].as_str().unwrap_or("").to_string())
+    }
+
+    /// A foreground `exec` of a process that waits on its stdin: once berth is blocked in
+    /// poll(2) waiting for it, counts berth's open fds; then ends it by closing the pipe.
+    fn exec_counting_fds(&self, id: &str, err: &Path) -> Result<(Ran, usize), String> {
+        use std::io::BufRead;
+        let mut child = self
+            .cmd(&["exec", id, "sh", "-c", "echo ready; exec cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(err).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut fds = None;
+        if line == "ready\n" {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                // The syscall it is blocked in: poll (7) or ppoll (271) on x86_64.
+                let sc = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+                if matches!(sc.split(' ').next(), Some("7") | Some("271")) {
+                    fds = Some(fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count());
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        drop(child.stdin.take());
+        let (status, ru) = wait_rusage(pid, &[]);
+        if !status.success() || fds.is_none() {
+            return Err(format!(
+                "exec: {status:?}, read {line:?}, fds {fds:?}: {}",
+                fs::read_to_string(err).unwrap_or_default().trim()
+            ));
+        }
+        let ran = Ran {
+            maxrss_kib: ru.ru_maxrss,
+            stdout: Vec::new(),
+        };
+        Ok((ran, fds.unwrap()))
+    }
+
+    /// One container's life, in one of four ways by `i % 4`, with the leak checks after.
+    fn lifecycle(&self, b: &Bundle, i: usize, id: &str) -> Result<Rec, String> {
+        let started = Instant::now();
+        let err = b.path().join("soak.err");
+        let pid_file = b.path().join("init.pid");
+        let exec_pid_file = b.path().join("exec.pid");
+        let mut rec = Rec::default();
+        let rss = Cell::new(0);
+        let note = |r: Ran| rss.set(rss.get().max(r.maxrss_kib));
+        let bundle = b.path().to_str().unwrap();
+        let run = |args: &[&str], reap: &[i32]| self.run(args, &err, false, reap);
+        note(run(
+            &[
+                "create",
+                "--bundle",
+                bundle,
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                id,
+            ],
+            &[],
+        )?);
+        let init: i32 = fs::read_to_string(&pid_file)
+            .map_err(|e| format!("pid file: {e}"))?
+            .trim()
+            .parse()
+            .unwrap();
+        let mut execd = 0;
+        match i % 4 {
+            0 => {
+                note(run(&["start", id], &[])?);
+                let (ran, fds) = self.exec_counting_fds(id, &err)?;
+                note(ran);
+                rec.exec_fds = Some(fds);
+                note(run(&["kill", id, "TERM"], &[])?);
+                if !reap_within(init, 10) {
+                    return Err(format!("init {init} did not exit on TERM"));
+                }
+                note(run(&["delete", id], &[])?);
+            }
+            1 => {
+                note(run(&["start", id], &[])?);
+                note(run(&["pause", id], &[])?);
+                let st = self.status(id, &err, &rss)?;
+                if st != "paused" {
+                    return Err(format!("after pause: {st}"));
+                }
+                note(run(&["resume", id], &[])?);
+                let st = self.status(id, &err, &rss)?;
+                if st != "running" {
+                    return Err(format!("after resume: {st}"));
+                }
+                note(run(&["exec", id, "true"], &[])?);
+                note(run(&["kill", "--all", id, "KILL"], &[])?);
+                if !reap_within(init, 10) {
+                    return Err(format!("init {init} survived kill --all"));
+                }
+                note(run(&["delete", id], &[])?);
+            }
+            2 => {
+                note(run(&["start", id], &[])?);
+                let limit = (50 + i % 50).to_string();
+                note(run(&["update", "--pids-limit", &limit, id], &[])?);
+                let dirs = harness::cgroup_dirs_named(id);
+                let max = dirs
+                    .iter()
+                    .find_map(|d| fs::read_to_string(d.join("pids.max")).ok())
+                    .unwrap_or_default();
+                if max.trim() != limit {
+                    return Err(format!("update --pids-limit {limit}: pids.max is {max:?}"));
+                }
+                note(run(&["update", "--memory", "96m", id], &[])?);
+                let mem = dirs
+                    .iter()
+                    .find_map(|d| {
+                        fs::read_to_string(d.join("memory.limit_in_bytes"))
+                            .or_else(|_| fs::read_to_string(d.join("memory.max")))
+                            .ok()
+                    })
+                    .unwrap_or_default();
+                if mem.trim() != (96 << 20).to_string() {
+                    return Err(format!("update --memory 96m: the limit is {mem:?}"));
+                }
+                let pf = exec_pid_file.to_str().unwrap();
+                note(run(
+                    &["exec", "-d", "--pid-file", pf, id, "sleep", "1000"],
+                    &[],
+                )?);
+                execd = fs::read_to_string(&exec_pid_file)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                note(run(&["delete", "--force", id], &[execd])?);
+                harness::reap(execd);
+            }
+            _ => {
+                // Never started: exec into the created container, then force-delete it.
+                note(run(&["exec", id, "true"], &[])?);
+                note(run(&["delete", "--force", id], &[])?);
+            }
+        }
+        if !reap_within(init, 10) {
+            return Err(format!("init {init} alive after delete"));
+        }
+        // Nothing left: state dir, cgroups, mounts, processes.
+        if self.root.join(id).exists() {
+            return Err("state dir left".into());
+        }
+        let cg = harness::cgroup_dirs_named(id);
+        if !cg.is_empty() {
+            return Err(format!("cgroups left: {cg:?}"));
+        }
+        let m = harness::mounts_of(id, &[fs::canonicalize(b.path()).unwrap()]);
+        if !m.is_empty() {
+            return Err(format!("mounts left: {m:?}"));
+        }
+        for p in [init, execd] {
+            if p > 0 && alive(p) {
+                return Err(format!("process {p} left"));
+            }
+        }
+        rec.took = started.elapsed();
+        rec.maxrss_kib = rss.get();
+        Ok(rec)
+    }
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?}: not a number"))
+    })
+}
+
+/// Figures of one window of lifecycles (the first or the last thousand).
+struct Window {
+    median_ms: f64,
+    p90_ms: f64,
+    rss_max: i64,
+    rss_median: i64,
+    fds: (usize, usize),
+}
+
+fn window(recs: &[Rec]) -> Window {
+    let mut ms: Vec<f64> = recs.iter().map(|r| r.took.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    let mut rss: Vec<i64> = recs.iter().map(|r| r.maxrss_kib).collect();
+    rss.sort();
+    let fds: Vec<usize> = recs.iter().filter_map(|r| r.exec_fds).collect();
+    Window {
+        median_ms: ms[ms.len() / 2],
+        p90_ms: ms[ms.len() * 9 / 10],
+        rss_max: *rss.last().unwrap(),
+        rss_median: rss[rss.len() / 2],
+        fds: (
+            fds.iter().copied().min().unwrap_or(0),
+            fds.iter().copied().max().unwrap_or(0),
+        ),
+    }
+}
+
+/// `make soak`: SOAK_N (10,000) container lifecycles, SOAK_PARALLEL (8) at a time, mixing
+/// start, exec (foreground, detached, into a created container), pause/resume, update, kill
+/// (one process and --all) and delete (plain and forced). Zero failures, nothing left
+/// (state dirs, cgroups, mounts, processes), and no growth from the first thousand to the
+/// last in berth's peak RSS, its open fds or the time a lifecycle takes.
+#[test]
+#[ignore = "long: run by `make soak` (SOAK_N=... for fewer lifecycles)"]
+fn soak() {
+    harness::require_root();
+    let n = env_number("SOAK_N", 10_000);
+    let parallel = env_number("SOAK_PARALLEL", 8).max(1);
+    let bin = std::env::var("SOAK_BERTH").map_or(PathBuf::from(harness::BERTH), PathBuf::from);
+    let root = tempfile::Builder::new()
+        .prefix("berth-soak-")
+        .tempdir()
+        .unwrap();
+    let soak = Soak {
+        bin: fs::canonicalize(&bin).unwrap_or(bin),
+        root: root.path().to_path_buf(),
+    };
+    let prefix = format!("berth-test-soak-{}-", std::process::id());
+    eprintln!(
+        "soak: {n} lifecycles, {parallel} in parallel, berth {}",
+        soak.bin.display()
+    );
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let recs = std::sync::Mutex::new(vec![Rec::default(); n]);
+    let failures = std::sync::Mutex::new(Vec::<String>::new());
+    let bundles: Vec<Bundle> = (0..parallel)
+        .map(|_| {
+            let mut b = Bundle::new(&["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
+            b.edit(|c| {
+                c["linux"]["resources"]["pids"] = serde_json::json!({"limit": 100});
+                c["linux"]["resources"]["memory"] = serde_json::json!({"limit": 64 << 20});
+            });
+            b
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for b in &bundles {
+            let (soak, next, stop, recs, failures, prefix) =
+                (&soak, &next, &stop, &recs, &failures, &prefix);
+            s.spawn(move || loop {
+                use std::sync::atomic::Ordering::SeqCst;
+                let i = next.fetch_add(1, SeqCst);
+                if i >= n || stop.load(SeqCst) {
+                    return;
+                }
+                let id = format!("{prefix}{i}");
+                match soak.lifecycle(b, i, &id) {
+                    Ok(r) => recs.lock().unwrap()[i] = r,
+                    Err(e) => {
+                        stop.store(true, SeqCst);
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("lifecycle {i} ({id}): {e}"));
+                        let _ = soak.cmd(&["delete", "--force", &id]).output();
+                    }
+                }
+                if i % 1000 == 999 {
+                    eprintln!(
+                        "soak: {} done, {:.0} s",
+                        i + 1,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    reap_failed_inits();
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "soak failures: {failures:#?}");
+
+    // Nothing of any lifecycle left anywhere.
+    let left: Vec<_> = fs::read_dir(root.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "state dirs left: {left:?}");
+    let cg =
+        harness::find_cgroups(&harness::cgroup_roots(), &|name| name.starts_with(&prefix)).unwrap();
+    assert!(cg.is_empty(), "cgroups left: {cg:?}");
+    let bundle_paths: Vec<PathBuf> = bundles
+        .iter()
+        .map(|b| fs::canonicalize(b.path()).unwrap())
+        .collect();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts: Vec<PathBuf> = harness::parse_mountinfo(&info)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| {
+            bundle_paths.iter().any(|b| p.starts_with(b))
+                || p.starts_with(root.path())
+                || p.to_string_lossy().contains(&prefix)
+        })
+        .collect();
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let procs = harness::live_processes(|dir, cmdline| {
+        String::from_utf8_lossy(cmdline).contains(&prefix)
+            || fs::read_to_string(dir.join("cgroup")).is_ok_and(|c| c.contains(&prefix))
+    });
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+    // Zombies berth left for its caller (the test process, as subreaper) to reap.
+    let me = std::process::id().to_string();
+    let zombies: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|st| {
+            let f: Vec<&str> = st.rsplit(") ").next().unwrap_or("").split(' ').collect();
+            f.len() > 1 && f[0] == "Z" && f[1] == me
+        })
+        .collect();
+    assert!(zombies.is_empty(), "unreaped children left: {zombies:?}");
+
+    let recs = recs.into_inner().unwrap();
+    let w = (n / 2).clamp(1, 1000);
+    let (first, last) = (window(&recs[..w]), window(&recs[n - w..]));
+    eprintln!(
+        "soak: {n} lifecycles ({parallel} in parallel) in {:.1} s ({:.0}/s), 0 failures, nothing left",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    eprintln!("soak:                                 first {w:>5}   last {w:>5}");
+    eprintln!(
+        "soak: lifecycle time, median (ms)    {:>10.1}   {:>10.1}",
+        first.median_ms, last.median_ms
+    );
+    eprintln!(
+        "soak: lifecycle time, p90 (ms)       {:>10.1}   {:>10.1}",
+        first.p90_ms, last.p90_ms
+    );
+    eprintln!(
+        "soak: berth peak RSS, max (KiB)      {:>10}   {:>10}",
+        first.rss_max, last.rss_max
+    );
+    eprintln!(
+        "soak: berth peak RSS, median (KiB)   {:>10}   {:>10}",
+        first.rss_median, last.rss_median
+    );
+    eprintln!(
+        "soak: berth exec's open fds          {:>10}   {:>10}",
+        format!("{}-{}", first.fds.0, first.fds.1),
+        format!("{}-{}", last.fds.0, last.fds.1)
+    );
+    // Growth beyond noise: a shared machine's speed drifts, so time gets a wide margin; a
+    // leak that grows with the number of containers made would pass it within thousands.
+    assert!(
+        last.rss_max <= first.rss_max + first.rss_max / 10,
+        "berth's peak RSS grew: {} KiB -> {} KiB",
+        first.rss_max,
+        last.rss_max
+    );
+    assert!(
+        last.fds.1 <= first.fds.1,
+        "berth exec's open fds grew: {:?} -> {:?}",
+        first.fds,
+        last.fds
+    );
+    assert!(
+        last.median_ms <= first.median_ms * 2.0,
+        "lifecycles got slower: median {:.1} ms -> {:.1} ms",
+        first.median_ms,
+        last.median_ms
+    );
 }
