@@ -837,6 +837,7 @@ impl Soak {
 
     /// Runs berth with `args`, stderr to `err` (a file: a create's init keeps it), stdout
     /// captured when `capture` (never for commands that leave processes behind).
+    #[allow(clippy::zombie_processes)] // reaped by wait_rusage (wait4), for its rusage
     fn run(&self, args: &[&str], err: &Path, capture: bool, reap: &[i32]) -> Result<Ran, String> {
         let mut c = self.cmd(args);
         c.stdin(Stdio::null())
@@ -876,6 +877,7 @@ impl Soak {
 
     /// A foreground `exec` of a process that waits on its stdin: once berth is blocked in
     /// poll(2) waiting for it, counts berth's open fds; then ends it by closing the pipe.
+    #[allow(clippy::zombie_processes)] // reaped by wait_rusage (wait4), for its rusage
     fn exec_counting_fds(&self, id: &str, err: &Path) -> Result<(Ran, usize), String> {
         use std::io::BufRead;
         let mut child = self
