@@ -769,10 +769,12 @@ fn racing_deletes_and_kill_are_safe() {
 struct Soak {
     bin: PathBuf,
     root: PathBuf,
+    /// The highest peak RSS (KiB) seen for each command (its first argument).
+    peak_by_command: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
-/// One berth command that succeeded: its peak RSS (wait4's rusage, which covers the children
-/// it reaped) and its stdout.
+/// One berth command that succeeded: its peak RSS (as GNU time reports it, which covers the
+/// children berth reaped) and its stdout.
 struct Ran {
     maxrss_kib: i64,
     stdout: Vec<u8>,
@@ -787,22 +789,20 @@ struct Rec {
     exec_fds: Option<usize>,
 }
 
-/// Waits for our child `pid` with wait4, reaping `reap` meanwhile (see run_killed).
-fn wait_rusage(pid: i32, reap: &[i32]) -> (std::process::ExitStatus, libc::rusage) {
+/// Waits for our child `pid`, reaping `reap` meanwhile (see run_killed).
+fn wait_reaping(pid: i32, reap: &[i32]) -> std::process::ExitStatus {
     let mut status = 0;
-    // SAFETY: rusage is plain data; all zeroes is a valid value.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let flags = if reap.is_empty() { 0 } else { libc::WNOHANG };
     loop {
-        // SAFETY: wait4 on our own child; status and ru are valid out pointers.
-        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        // SAFETY: waitpid on our own child; status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
         if r == pid {
-            return (std::process::ExitStatus::from_raw(status), ru);
+            return std::process::ExitStatus::from_raw(status);
         }
         let e = std::io::Error::last_os_error();
         assert!(
             r == 0 || e.raw_os_error() == Some(libc::EINTR),
-            "wait4 {pid}: {e}"
+            "waitpid {pid}: {e}"
         );
         for p in reap {
             reap_nohang(*p);
@@ -829,17 +829,36 @@ fn reap_within(pid: i32, secs: u64) -> bool {
 }
 
 impl Soak {
-    fn cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(&self.bin);
+    fn note_peak(&self, command: &str, kib: i64) {
+        let mut m = self.peak_by_command.lock().unwrap();
+        let e = m.entry(command.to_string()).or_default();
+        *e = (*e).max(kib);
+    }
+
+    /// berth under GNU time, which writes berth's peak RSS (%M, KiB) to `rss`. Measured there,
+    /// not by our own wait4: a process forked from the test process starts with the test's
+    /// high-water mark, which the kernel keeps in its peak RSS across execve.
+    fn cmd(&self, args: &[&str], rss: &Path) -> std::process::Command {
+        let mut c = std::process::Command::new("/usr/bin/time");
+        c.args(["-f", "%M", "-o"]).arg(rss).arg(&self.bin);
         c.arg("--root").arg(&self.root).args(args);
         c
     }
 
+    /// The peak RSS GNU time wrote (its last line; a line about the exit status may precede).
+    fn peak_rss(rss: &Path) -> i64 {
+        let text = fs::read_to_string(rss).unwrap_or_default();
+        let last = text.lines().rev().find(|l| !l.trim().is_empty());
+        last.and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time in {text:?}"))
+    }
+
     /// Runs berth with `args`, stderr to `err` (a file: a create's init keeps it), stdout
     /// captured when `capture` (never for commands that leave processes behind).
-    #[allow(clippy::zombie_processes)] // reaped by wait_rusage (wait4), for its rusage
+    #[allow(clippy::zombie_processes)] // reaped by wait_reaping, which reaps others meanwhile
     fn run(&self, args: &[&str], err: &Path, capture: bool, reap: &[i32]) -> Result<Ran, String> {
-        let mut c = self.cmd(args);
+        let rss = err.with_extension("rss");
+        let mut c = self.cmd(args, &rss);
         c.stdin(Stdio::null())
             .stderr(fs::File::create(err).unwrap())
             .stdout(if capture {
@@ -854,18 +873,16 @@ impl Soak {
         if let Some(mut o) = child.stdout.take() {
             std::io::Read::read_to_end(&mut o, &mut stdout).unwrap();
         }
-        let (status, ru) = wait_rusage(child.id() as i32, reap);
-        let ran = Ran {
-            maxrss_kib: ru.ru_maxrss,
-            stdout,
-        };
+        let status = wait_reaping(child.id() as i32, reap);
         if !status.success() {
             return Err(format!(
                 "berth {args:?}: {status:?}: {}",
                 fs::read_to_string(err).unwrap_or_default().trim()
             ));
         }
-        Ok(ran)
+        let maxrss_kib = Self::peak_rss(&rss);
+        self.note_peak(args[0], maxrss_kib);
+        Ok(Ran { maxrss_kib, stdout })
     }
 
     fn status(&self, id: &str, err: &Path, rss: &Cell<i64>) -> Result<String, String> {
@@ -877,23 +894,32 @@ impl Soak {
 
     /// A foreground `exec` of a process that waits on its stdin: once berth is blocked in
     /// poll(2) waiting for it, counts berth's open fds; then ends it by closing the pipe.
-    #[allow(clippy::zombie_processes)] // reaped by wait_rusage (wait4), for its rusage
+    #[allow(clippy::zombie_processes)] // reaped by wait_reaping
     fn exec_counting_fds(&self, id: &str, err: &Path) -> Result<(Ran, usize), String> {
         use std::io::BufRead;
+        let rss = err.with_extension("rss");
         let mut child = self
-            .cmd(&["exec", id, "sh", "-c", "echo ready; exec cat"])
+            .cmd(&["exec", id, "sh", "-c", "echo ready; exec cat"], &rss)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(fs::File::create(err).unwrap())
             .spawn()
             .unwrap();
-        let pid = child.id() as i32;
+        let time = child.id() as i32;
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
         let mut fds = None;
-        if line == "ready\n" {
+        // berth: GNU time's child.
+        let children = format!("/proc/{time}/task/{time}/children");
+        let pid: i32 = fs::read_to_string(children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if line == "ready\n" && pid > 0 {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 // The syscall it is blocked in: poll (7) or ppoll (271) on x86_64.
@@ -906,15 +932,17 @@ impl Soak {
             }
         }
         drop(child.stdin.take());
-        let (status, ru) = wait_rusage(pid, &[]);
+        let status = wait_reaping(time, &[]);
         if !status.success() || fds.is_none() {
             return Err(format!(
                 "exec: {status:?}, read {line:?}, fds {fds:?}: {}",
                 fs::read_to_string(err).unwrap_or_default().trim()
             ));
         }
+        let maxrss_kib = Self::peak_rss(&rss);
+        self.note_peak("exec", maxrss_kib);
         let ran = Ran {
-            maxrss_kib: ru.ru_maxrss,
+            maxrss_kib,
             stdout: Vec::new(),
         };
         Ok((ran, fds.unwrap()))
@@ -1093,6 +1121,10 @@ fn soak() {
     harness::require_root();
     let n = env_number("SOAK_N", 10_000);
     let parallel = env_number("SOAK_PARALLEL", 8).max(1);
+    assert!(
+        Path::new("/usr/bin/time").exists(),
+        "the soak measures berth's peak RSS with GNU time (apt-get install time)"
+    );
     let bin = std::env::var("SOAK_BERTH").map_or(PathBuf::from(harness::BERTH), PathBuf::from);
     let root = tempfile::Builder::new()
         .prefix("berth-soak-")
@@ -1101,6 +1133,7 @@ fn soak() {
     let soak = Soak {
         bin: fs::canonicalize(&bin).unwrap_or(bin),
         root: root.path().to_path_buf(),
+        peak_by_command: Default::default(),
     };
     let prefix = format!("berth-test-soak-{}-", std::process::id());
     eprintln!(
@@ -1141,7 +1174,8 @@ fn soak() {
                             .lock()
                             .unwrap()
                             .push(format!("lifecycle {i} ({id}): {e}"));
-                        let _ = soak.cmd(&["delete", "--force", &id]).output();
+                        let rss = b.path().join("cleanup.rss");
+                        let _ = soak.cmd(&["delete", "--force", &id], &rss).output();
                     }
                 }
                 if i % 1000 == 999 {
@@ -1231,6 +1265,21 @@ fn soak() {
         "soak: berth exec's open fds          {:>10}   {:>10}",
         format!("{}-{}", first.fds.0, first.fds.1),
         format!("{}-{}", last.fds.0, last.fds.1)
+    );
+    eprintln!(
+        "soak: highest peak RSS by command (KiB): {:?}",
+        soak.peak_by_command.lock().unwrap()
+    );
+    // Every thousand's medians, to tell a trend from a step.
+    let per: Vec<Window> = recs.chunks(w).map(window).collect();
+    let line = |f: &dyn Fn(&Window) -> String| per.iter().map(f).collect::<Vec<_>>().join(" ");
+    eprintln!(
+        "soak: median lifecycle ms by {w}: {}",
+        line(&|x| format!("{:.0}", x.median_ms))
+    );
+    eprintln!(
+        "soak: median peak RSS KiB by {w}: {}",
+        line(&|x| x.rss_median.to_string())
     );
     // Growth beyond noise: a shared machine's speed drifts, so time gets a wide margin; a
     // leak that grows with the number of containers made would pass it within thousands.
