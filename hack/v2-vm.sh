@@ -35,6 +35,9 @@ integration tests selected by hack/v2-vm-tests.txt there; exits with the tests' 
   --timeout SECS   give up on the VM after SECS (default: 300 with KVM, 900 with TCG)
   --verbose        show the kernel's boot messages
   --probe-kvm      only check /dev/kvm: exit 0 if usable, else print why and exit 1
+  --probe-accel    only check how the VM can run: print kvm (/dev/kvm usable) or tcg (qemu's
+                   software emulation; why not KVM goes to stderr) and exit 0, or print why
+                   neither works and exit 1
   -h, --help       this text
   -- ARGS          libtest filters/options to use instead of the tests file
 
@@ -55,7 +58,7 @@ kernel=${V2VM_KERNEL:-}
 timeout_s=${V2VM_TIMEOUT:-}
 tests_file=$here/v2-vm-tests.txt
 verbose=0
-probe=0
+probe=
 cli_filters=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -67,7 +70,8 @@ while [ $# -gt 0 ]; do
     --timeout) timeout_s=${2:?--timeout needs SECS} && shift ;;
     --timeout=*) timeout_s=${1#*=} ;;
     --verbose) verbose=1 ;;
-    --probe-kvm) probe=1 ;;
+    --probe-kvm) probe=kvm ;;
+    --probe-accel) probe=accel ;;
     -h | --help) usage && exit 0 ;;
     --) shift && cli_filters=("$@") && break ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -87,11 +91,31 @@ kvm_problem() {
     fi
 }
 
-if [ "$probe" = 1 ]; then
+# Why qemu cannot emulate an x86 guest in software, or nothing when it can.
+tcg_problem() {
+    if ! command -v qemu-system-x86_64 >/dev/null; then
+        echo "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
+    elif ! qemu-system-x86_64 -accel help 2>/dev/null | grep -qx tcg; then
+        echo "this qemu-system-x86_64 has no software emulation (tcg is not in its -accel help)"
+    fi
+}
+
+case $probe in
+kvm)
     why=$(kvm_problem)
     [ -z "$why" ] || { echo "$why" && exit 1; }
     exit 0
-fi
+    ;;
+accel)
+    why_not_kvm=$(kvm_problem)
+    [ -n "$why_not_kvm" ] || { echo kvm && exit 0; }
+    why_not_tcg=$(tcg_problem)
+    [ -z "$why_not_tcg" ] || { echo "neither KVM nor software emulation can run the VM: $why_not_kvm; $why_not_tcg" && exit 1; }
+    echo "v2-vm: $why_not_kvm; software emulation (tcg) instead, much slower" >&2
+    echo tcg
+    exit 0
+    ;;
+esac
 
 case $accel in
 kvm)

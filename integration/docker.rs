@@ -5,7 +5,8 @@
 //! hack/make-image.sh makes. A Drop guard removes the containers, stops dockerd, containerd and
 //! the shims, deletes what berth still holds, unmounts and removes everything under the
 //! temporary directory, the cgroup parent, and /run/docker and /run/containerd when the test
-//! created them. A test skips, saying so, only when dockerd is not installed.
+//! created them. A test skips, saying so, only when dockerd is not installed (and fails
+//! then instead in CI, `CI=true`).
 //!
 //! dockerd passes berth `--root <exec-root>/runtime-runc/<containerd namespace>` (it names the
 //! directory after the shim's runc options, whatever the runtime is called).
@@ -24,12 +25,13 @@ use super::engines::{
 };
 use super::harness::*;
 
-/// Returns early from the test, saying why, when dockerd is not installed.
+/// Returns early from the test, saying why, when dockerd is not installed; fails instead in
+/// CI (`CI=true`).
 macro_rules! require_dockerd {
     () => {
         if find_binary("dockerd").is_none() {
-            eprintln!(
-                "SKIPPED: dockerd is not installed (apt-get install --no-install-recommends docker.io)"
+            skip_or_fail(
+                "dockerd is not installed (apt-get install --no-install-recommends docker.io)",
             );
             return;
         }

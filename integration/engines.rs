@@ -2,7 +2,7 @@
 //! (through conmon), each started privately per test (own root, state, socket, storage,
 //! cgroup parent) on a busybox image made locally by hack/make-image.sh, and torn down by a
 //! Drop guard even when the test fails. A test skips, saying so, only when the engine's
-//! binaries are not installed.
+//! binaries are not installed, and in CI (`CI=true`) it fails then instead.
 //!
 //! Terminals: ctr refuses `--tty` unless its stdin is a terminal, so those tests run it on a
 //! pty of its own from util-linux's `script` (`under_pty`); podman `-it` runs with a pipe
@@ -41,12 +41,13 @@ pub(crate) fn find_binary(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// Returns early from the test, saying why, when an engine binary is missing.
+/// Returns early from the test, saying why, when an engine binary is missing; fails
+/// instead in CI (`CI=true`), where every engine must be installed.
 macro_rules! require_binaries {
     ($($name:expr),+) => {
         for name in [$($name),+] {
             if find_binary(name).is_none() {
-                eprintln!("SKIPPED: {name} is not installed (apt-get install containerd podman conmon bsdutils)");
+                skip_or_fail(&format!("{name} is not installed (apt-get install containerd podman conmon bsdutils)"));
                 return;
             }
         }

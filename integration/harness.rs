@@ -31,6 +31,22 @@ pub fn require_root() {
     });
 }
 
+/// Whether this is a CI run (`CI` set, as CI services do, to anything but `false` or `0`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A test that cannot run here says why and returns (the caller returns right after). In CI
+/// that is a failure instead: a CI run that passes must have run every test, not skipped
+/// the ones whose tools were missing.
+pub fn skip_or_fail(why: &str) {
+    assert!(
+        !in_ci(),
+        "{why}; CI is set, where a test that cannot run fails instead of skipping"
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
 /// A unique container ID with the test's name in it (and "berth-test", so leaks are traceable).
 pub fn unique_id(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -125,7 +141,9 @@ impl Bundle {
 /// A private state root (`--root`) for one test, checked for leaks when dropped.
 pub struct Runtime {
     pub root: tempfile::TempDir,
-    ids: std::sync::Mutex<Vec<String>>,
+    /// The containers this test made, with the bundle each was made from when known (its
+    /// rootfs is where a leaked mount of berth's would be).
+    ids: std::sync::Mutex<Vec<(String, Option<PathBuf>)>>,
 }
 
 impl Runtime {
@@ -158,7 +176,7 @@ impl Runtime {
     /// `create`, with the container's stdio going to files in the bundle (init inherits
     /// create's stdio, so pipes would never reach EOF).
     pub fn create(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
-        self.ids.lock().unwrap().push(id.to_string());
+        self.track_bundle(id, bundle.path());
         let out = File::create(bundle.path().join("stdout")).unwrap();
         let err = File::create(bundle.path().join("stderr")).unwrap();
         let status = self
@@ -182,7 +200,7 @@ impl Runtime {
 
     /// `run` in the foreground, capturing the container's output.
     pub fn run(&self, bundle: &Bundle, id: &str) -> Output {
-        self.ids.lock().unwrap().push(id.to_string());
+        self.track_bundle(id, bundle.path());
         self.cmd()
             .args(["run", "--bundle"])
             .arg(bundle.path())
@@ -195,7 +213,16 @@ impl Runtime {
     /// Checks container `id` for leaks at the end of the test (and force-deletes it after a
     /// failure), for a container started with a command line of the test's own.
     pub fn track(&self, id: &str) {
-        self.ids.lock().unwrap().push(id.to_string());
+        self.ids.lock().unwrap().push((id.to_string(), None));
+    }
+
+    /// As `track`, for a container made from `bundle`: no mount may be left under it either.
+    pub fn track_bundle(&self, id: &str, bundle: &Path) {
+        let bundle = fs::canonicalize(bundle).unwrap_or_else(|_| bundle.to_path_buf());
+        self.ids
+            .lock()
+            .unwrap()
+            .push((id.to_string(), Some(bundle)));
     }
 
     pub fn state(&self, id: &str) -> Value {
@@ -222,7 +249,8 @@ impl Runtime {
         }
     }
 
-    /// Asserts nothing of container `id` is left: state dir, cgroup dirs, processes, mounts.
+    /// Asserts nothing of container `id` is left: state dir, cgroups (at any depth of any
+    /// hierarchy), mounts (at a path with `id` as a component, or under its bundle).
     pub fn assert_nothing_left(&self, id: &str) {
         assert!(
             !self.root.path().join(id).exists(),
@@ -233,8 +261,16 @@ impl Runtime {
             cgroups.is_empty(),
             "cgroups of {id} left behind: {cgroups:?}"
         );
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(!mounts.contains(id), "mounts of {id} left behind");
+        let bundles: Vec<PathBuf> = self
+            .ids
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _)| i == id)
+            .filter_map(|(_, b)| b.clone())
+            .collect();
+        let mounts = mounts_of(id, &bundles);
+        assert!(mounts.is_empty(), "mounts of {id} left behind: {mounts:?}");
     }
 }
 
@@ -242,13 +278,21 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // Clean up after a failed test so one failure does not leak into others.
-            for id in self.ids.lock().unwrap().iter() {
+            for (id, _) in self.ids.lock().unwrap().iter() {
                 let _ = self.cmd().args(["delete", "--force", id]).output();
             }
             return;
         }
-        for id in self.ids.lock().unwrap().iter() {
+        let ids: Vec<String> = self
+            .ids
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect();
+        for id in &ids {
             self.assert_nothing_left(id);
+            assert_no_process_of(id);
         }
         let left: Vec<_> = fs::read_dir(self.root.path())
             .unwrap()
@@ -261,27 +305,137 @@ impl Drop for Runtime {
     }
 }
 
-/// Directories named `id` anywhere in the first levels of every cgroup hierarchy.
+/// The cgroup directories named `id`, at any depth of every cgroup hierarchy mounted here.
+/// A directory that cannot be read fails the test: what it holds is unknown, so it cannot
+/// count as clean.
 pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    fn walk(dir: &Path, id: &str, depth: u32, found: &mut Vec<PathBuf>) {
-        if depth > 4 {
-            return;
-        }
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                if e.file_name().to_string_lossy() == id {
-                    found.push(e.path());
-                }
-                walk(&e.path(), id, depth + 1, found);
-            }
+    let roots = cgroup_roots();
+    assert!(
+        !roots.is_empty(),
+        "no cgroup hierarchy is mounted: cannot look for cgroups of {id}"
+    );
+    find_cgroups_named(&roots, id).unwrap_or_else(|e| panic!("looking for cgroups of {id}: {e}"))
+}
+
+/// The mount point of each cgroup hierarchy (cgroup and cgroup2 mounts of a hierarchy's root,
+/// one per hierarchy). Only these are walked: the tmpfs that holds them on a v1 host is not a
+/// cgroup, and what others make in it is not berth's (podman's cgroupfs manager leaves plain
+/// directories there for controllers that are not mounted).
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
+    let mut seen = std::collections::HashSet::new();
+    let mut roots = Vec::new();
+    for m in parse_mountinfo(&info) {
+        if (m.fstype == "cgroup" || m.fstype == "cgroup2")
+            && m.root == "/"
+            && seen.insert(m.device.clone())
+        {
+            roots.push(m.mount_point);
         }
     }
-    walk(Path::new("/sys/fs/cgroup"), id, 0, &mut found);
-    found
+    roots
+}
+
+/// Directories named `id` under `roots` at any depth. Err names a directory that could not
+/// be read (one removed while walking is not an error: a concurrent test deleted it).
+pub fn find_cgroups_named(roots: &[PathBuf], id: &str) -> Result<Vec<PathBuf>, String> {
+    find_cgroups(roots, &|name| name == id)
+}
+
+/// Directories under `roots`, at any depth, whose name satisfies `matches`; errors as
+/// `find_cgroups_named`.
+pub fn find_cgroups(
+    roots: &[PathBuf],
+    matches: &dyn Fn(&str) -> bool,
+) -> Result<Vec<PathBuf>, String> {
+    type Matches<'a> = &'a dyn Fn(&str) -> bool;
+    fn walk(dir: &Path, id: Matches, top: bool, found: &mut Vec<PathBuf>) -> Result<(), String> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if !top && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        };
+        for e in entries {
+            let e = match e {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+            };
+            // d_type: cgroupfs reports it, so this costs no stat.
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if id(&e.file_name().to_string_lossy()) {
+                    found.push(e.path());
+                }
+                walk(&e.path(), id, false, found)?;
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    for root in roots {
+        walk(root, matches, true, &mut found)?;
+    }
+    Ok(found)
+}
+
+/// One line of /proc/self/mountinfo (the fields the leak checks use).
+pub struct MountInfo {
+    pub device: String,
+    pub root: String,
+    pub mount_point: PathBuf,
+    pub fstype: String,
+}
+
+/// Parses mountinfo, undoing its octal escapes (`\040` for a space) in paths.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let octal = b
+                .get(i + 1..i + 4)
+                .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            if let (b'\\', Some(d)) = (b[i], octal) {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    text.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let f: Vec<&str> = pre.split(' ').collect();
+            Some(MountInfo {
+                device: f.get(2)?.to_string(),
+                root: unescape(f.get(3)?),
+                mount_point: PathBuf::from(unescape(f.get(4)?)),
+                fstype: post.split(' ').next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Mount points (of this mount namespace) that belong to container `id`: a path with `id` as
+/// one whole component (its state dir, anything named after it), or at or under one of
+/// `under` (its bundle). Whole components and paths, not substrings: `berth-test-x-1-1` must
+/// not be blamed for a mount of `berth-test-x-1-10`.
+pub fn mounts_of(id: &str, under: &[PathBuf]) -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
+    parse_mountinfo(&info)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| {
+            p.components().any(|c| c.as_os_str() == id) || under.iter().any(|u| p.starts_with(u))
+        })
+        .collect()
 }
 
 /// Reaps `pid` if it is our child (detached inits are reparented to the test process, which
@@ -457,13 +611,14 @@ pub fn reap_failed_inits() {
     }
 }
 
-/// Asserts that no mount mentions `path` (a bundle's rootfs mounted on the host).
+/// Asserts that nothing is mounted at or under `path` (a bundle's rootfs mounted on the host).
 pub fn assert_no_mount_under(path: &Path) {
     let path = fs::canonicalize(path).unwrap();
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let left: Vec<&str> = mounts
-        .lines()
-        .filter(|l| l.contains(path.to_str().unwrap()))
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<PathBuf> = parse_mountinfo(&info)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p.starts_with(&path))
         .collect();
     assert!(left.is_empty(), "mounts left behind: {left:?}");
 }
@@ -497,4 +652,227 @@ pub fn strace_berth(
         stderr: fs::read(&err).unwrap(),
     };
     (output, fs::read_to_string(&trace).unwrap_or_default())
+}
+
+// The leak checks' own tests: each makes the leak a check must catch, or the thing it must
+// not blame on berth, and looks at what the check says.
+
+/// Removes directories (deepest first) and unmounts paths when a leak-check test ends.
+struct Undo {
+    mounts: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        for m in self.mounts.iter().rev() {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+#[test]
+fn leak_check_finds_cgroups_at_any_depth_of_every_hierarchy() {
+    require_root();
+    let id = unique_id("nestedcg");
+    let mut undo = Undo {
+        mounts: vec![],
+        dirs: vec![],
+    };
+    let mut made = Vec::new();
+    for root in cgroup_roots() {
+        // Seven levels down: deeper than any fixed limit a walk might have.
+        let mut dir = root.join(format!("{id}-parent"));
+        for level in ["a", "b", "c", "d", "e", "f", id.as_str()] {
+            fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            undo.dirs.push(dir.clone());
+            dir = dir.join(level);
+        }
+        fs::create_dir(&dir).unwrap();
+        undo.dirs.push(dir.clone());
+        made.push(dir);
+    }
+    assert!(!made.is_empty());
+    let mut found = cgroup_dirs_named(&id);
+    found.sort();
+    made.sort();
+    assert_eq!(found, made, "the nested cgroups named {id}");
+    drop(undo);
+    assert!(cgroup_dirs_named(&id).is_empty());
+}
+
+#[test]
+fn leak_check_does_not_blame_berth_for_plain_directories_in_the_cgroup_tmpfs() {
+    require_root();
+    let base = Path::new("/sys/fs/cgroup");
+    let fs_type = nix::sys::statfs::statfs(base).unwrap().filesystem_type();
+    if fs_type != nix::sys::statfs::TMPFS_MAGIC {
+        eprintln!("skipped: /sys/fs/cgroup is not a tmpfs here (a pure cgroup v2 host)");
+        return;
+    }
+    let id = unique_id("plaindir");
+    let mut undo = Undo {
+        mounts: vec![],
+        dirs: vec![],
+    };
+    // What podman's cgroupfs manager leaves for a controller that is not mounted: plain
+    // directories in the tmpfs with a plain `tasks` file, named after the container.
+    let plain = base.join(format!("{id}-hugetlb"));
+    let leaf = plain.join("libpod_parent").join(&id);
+    fs::create_dir_all(&leaf).unwrap();
+    fs::write(leaf.join("tasks"), "").unwrap();
+    // A real cgroup of that name next to it, which the check must still see.
+    let real = cgroup_roots()[0].join(&id);
+    fs::create_dir(&real).unwrap();
+    undo.dirs.push(real.clone());
+    let found = cgroup_dirs_named(&id);
+    fs::remove_dir_all(&plain).unwrap();
+    assert_eq!(
+        found,
+        vec![real],
+        "only the real cgroup is berth's to answer for"
+    );
+}
+
+#[test]
+fn leak_check_fails_on_a_cgroup_directory_it_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    let id = unique_id("unreadablecg");
+    let dir = cgroup_roots()[0].join(&id);
+    fs::create_dir(&dir).unwrap();
+    let _undo = Undo {
+        mounts: vec![],
+        dirs: vec![dir.clone()],
+    };
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads any directory: a thread without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH in
+    // its effective set is refused, as a check running with less privilege would be.
+    // Capabilities belong to the thread, so the rest of the test process keeps them.
+    let (result, panicked) = std::thread::spawn(|| {
+        for cap in [
+            caps::Capability::CAP_DAC_OVERRIDE,
+            caps::Capability::CAP_DAC_READ_SEARCH,
+        ] {
+            caps::drop(None, caps::CapSet::Effective, cap).unwrap();
+        }
+        let result = find_cgroups_named(&cgroup_roots(), "no-container-is-called-this");
+        let panicked =
+            std::panic::catch_unwind(|| cgroup_dirs_named("no-container-is-called-this")).is_err();
+        (result, panicked)
+    })
+    .join()
+    .unwrap();
+    let err = result.expect_err("a cgroup directory that could not be read passed the check");
+    assert!(err.contains(&id), "the error names the directory: {err}");
+    assert!(
+        panicked,
+        "cgroup_dirs_named passed with a directory it could not read"
+    );
+}
+
+#[test]
+fn leak_check_matches_mounts_by_whole_path() {
+    require_root();
+    let id = unique_id("mountcheck");
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-mountcheck-")
+        .tempdir()
+        .unwrap();
+    let tmp = fs::canonicalize(tmp.path()).unwrap();
+    let named = tmp.join(&id).join("sub"); // a path component is the id: berth's
+    let longer = tmp.join(format!("{id}0")); // only a substring: another container's
+    let bundle = tmp.join("bundle");
+    let in_bundle = bundle.join("rootfs/mnt"); // under the bundle, the id nowhere in it
+    let next_to_bundle = tmp.join("bundle0"); // not under it, though its path starts alike
+    let mut undo = Undo {
+        mounts: vec![],
+        dirs: vec![],
+    };
+    for p in [&named, &longer, &in_bundle, &next_to_bundle] {
+        fs::create_dir_all(p).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            p.as_path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        undo.mounts.push(p.clone());
+    }
+    let mut found = mounts_of(&id, std::slice::from_ref(&bundle));
+    found.sort();
+    let mut want = vec![named.clone(), in_bundle.clone()];
+    want.sort();
+    assert_eq!(found, want);
+    let found = std::panic::catch_unwind(|| assert_no_mount_under(&bundle));
+    assert!(found.is_err(), "assert_no_mount_under missed {in_bundle:?}");
+    nix::mount::umount2(in_bundle.as_path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    assert_no_mount_under(&bundle); // bundle0 is not under it
+    drop(undo);
+    assert!(mounts_of(&id, &[bundle]).is_empty());
+}
+
+#[test]
+fn leak_check_at_the_end_of_a_test_finds_a_live_process() {
+    require_root();
+    let id = unique_id("procleak");
+    // A process with the id in its argv, as create's setup process and init have until exec.
+    let mut child = Command::new("sh")
+        .args(["-c", "sleep 100", &id])
+        .spawn()
+        .unwrap();
+    let rt = Runtime::new();
+    rt.track(&id);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(rt)));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        caught.is_err(),
+        "a live process of {id} passed the end-of-test check"
+    );
+}
+
+/// Run only by the test below, in a child test process.
+#[test]
+#[ignore = "run by skip_or_fail_fails_in_ci_and_skips_elsewhere"]
+fn skip_or_fail_probe() {
+    skip_or_fail("the probe's tool is not installed");
+}
+
+#[test]
+fn skip_or_fail_fails_in_ci_and_skips_elsewhere() {
+    let probe = |ci: Option<&str>| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args([
+            "--exact",
+            "harness::skip_or_fail_probe",
+            "--ignored",
+            "--nocapture",
+        ]);
+        c.env_remove("CI");
+        if let Some(v) = ci {
+            c.env("CI", v);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        )
+    };
+    let (ok, text) = probe(Some("true"));
+    assert!(!ok, "CI=true: a test that could not run passed: {text}");
+    assert!(text.contains("CI is set"), "{text}");
+    for ci in [None, Some("false")] {
+        let (ok, text) = probe(ci);
+        assert!(ok, "CI={ci:?}: {text}");
+        assert!(
+            text.contains("SKIPPED: the probe's tool is not installed"),
+            "{text}"
+        );
+    }
 }
