@@ -30,9 +30,10 @@ fn parse_realtime(name: &str) -> Option<i32> {
     } else if name == "RTMAX" {
         max
     } else if let Some(off) = name.strip_prefix("RTMIN+") {
-        min + off.parse::<i32>().ok()?
+        // Checked: any i32 parses as an offset, and most overflow.
+        min.checked_add(off.parse::<i32>().ok()?)?
     } else if let Some(off) = name.strip_prefix("RTMAX-") {
-        max - off.parse::<i32>().ok()?
+        max.checked_sub(off.parse::<i32>().ok()?)?
     } else {
         return None;
     };
@@ -54,6 +55,19 @@ mod tests {
         assert_eq!(parse("HUP").unwrap(), 1);
         assert_eq!(parse("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
         assert_eq!(parse("SIGRTMAX").unwrap(), libc::SIGRTMAX());
+    }
+
+    #[test]
+    fn realtime_offsets_out_of_i32_range_are_unknown_not_a_panic() {
+        // Seen while writing fuzz/fuzz_targets/signal.rs: the offset overflowed the sum.
+        for bad in [
+            "RTMIN+2147483647",
+            "SIGRTMAX--2147483648",
+            "RTMAX--2147483600",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("unknown signal"), "{bad}: {e}");
+        }
     }
 
     #[test]
