@@ -98,7 +98,7 @@ fuzz-run:
 		status=0; \
 		$(FUZZ_ENV) $(CARGO) fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
 			-max_total_time=$(FUZZ_RUN_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
-			-print_final_stats=1 2>fuzz/target/$$t.log || status=$$?; \
+			-dict=fuzz/numbers.dict -print_final_stats=1 2>fuzz/target/$$t.log || status=$$?; \
 		rm -rf $(FUZZ_SCRATCH); \
 		grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|Done)' fuzz/target/$$t.log || true; \
 		if [ $$status -ne 0 ]; then tail -n 40 fuzz/target/$$t.log; echo "fuzz: $$t failed (log: fuzz/target/$$t.log)"; exit 1; fi; \
