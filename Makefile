@@ -12,7 +12,7 @@ STATIC_ENV := LIBSECCOMP_LINK_TYPE=static \
 	LIBSECCOMP_LIB_PATH=$(shell pkg-config --variable=libdir libseccomp) \
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 
-.PHONY: all build install test unit-test integration-test v2-test soak lint example clean
+.PHONY: all build install test unit-test integration-test v2-test soak lint example clean fuzz fuzz-smoke fuzz-build
 
 all: build
 
@@ -28,6 +28,7 @@ install: build
 # (slower); when neither can run, `make test` fails rather than skip them.
 test: lint
 	$(CARGO) test --all-targets
+	$(MAKE) --no-print-directory fuzz-smoke
 	@# The shipped binary is the static release build: it must run a container too.
 	$(MAKE) --no-print-directory example
 	@accel=$$(hack/v2-vm.sh --probe-accel) || { echo "make test: $$accel" >&2; exit 1; }; \
@@ -70,3 +71,40 @@ clean:
 .PHONY: bench
 bench: build
 	hack/bench.sh $(BERTH_RELEASE)
+
+# Fuzzing (fuzz/, a crate of its own): every parser of outside input, each target for
+# FUZZ_SECONDS (`fuzz`) or FUZZ_SMOKE_SECONDS (`fuzz-smoke`, part of `make test`). A panic,
+# a hang (an input running longer than FUZZ_TIMEOUT) or a leak fails make, leaving the input
+# in fuzz/artifacts/TARGET/. cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP lets the
+# stable toolchain provide them. New interesting inputs go to fuzz/corpus/TARGET (not
+# committed); the seeds in fuzz/seeds/TARGET are read-only.
+FUZZ_TARGETS ?= config_json mount_options signal cgroups_path exec_cgroup exec_process \
+	update_resources sync_channel
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_TIMEOUT ?= 10
+FUZZ_SCRATCH := $(CURDIR)/fuzz/target/scratch
+FUZZ_ENV := RUSTC_BOOTSTRAP=1 BERTH_FUZZ_SCRATCH=$(FUZZ_SCRATCH)
+
+fuzz-build:
+	$(FUZZ_ENV) $(CARGO) fuzz build
+
+fuzz: fuzz-build
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_RUN_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+.PHONY: fuzz-run
+fuzz-run:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_RUN_SECONDS)s"; \
+		status=0; \
+		$(FUZZ_ENV) $(CARGO) fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_RUN_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+			-dict=fuzz/numbers.dict -print_final_stats=1 2>fuzz/target/$$t.log || status=$$?; \
+		rm -rf $(FUZZ_SCRATCH); \
+		grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|Done)' fuzz/target/$$t.log || true; \
+		if [ $$status -ne 0 ]; then tail -n 40 fuzz/target/$$t.log; echo "fuzz: $$t failed (log: fuzz/target/$$t.log)"; exit 1; fi; \
+	done

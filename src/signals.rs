@@ -101,6 +101,19 @@ mod tests {
     }
 
     #[test]
+    fn realtime_offsets_out_of_i32_range_are_unknown_not_a_panic() {
+        // Seen while writing fuzz/fuzz_targets/signal.rs: the offset overflowed the sum.
+        for bad in [
+            "RTMIN+2147483647",
+            "SIGRTMAX--2147483648",
+            "RTMAX--2147483600",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("unknown signal"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_signals() {
         for bad in [
             "-1", "65", "BOGUS", "SIG", "", "9x", "+9", " 9", "SIGKILL ", "RTMIN+", "RTMAX-",

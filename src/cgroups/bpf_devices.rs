@@ -18,8 +18,7 @@ const WHAT: &str = "linux.resources.devices";
 /// `rules` allow, evaluated as the v1 devices controller would evaluate them applied in order
 /// to a fresh cgroup (which starts allowing everything).
 pub fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    let emu = Emulator::from_rules(rules)?;
-    let insns = program(&emu)?;
+    let insns = compile(rules)?;
     let cgroup = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -82,6 +81,12 @@ pub fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The filter program for `rules`, built without touching the system (what `apply` loads).
+/// A bad rule fails here, naming it.
+pub fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
+    program(&Emulator::from_rules(rules)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +256,7 @@ impl Emulator {
 /// struct bpf_insn.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Insn {
+pub struct Insn {
     code: u8,
     regs: u8, // dst_reg:4, src_reg:4 (bitfield order follows the byte order)
     off: i16,

@@ -232,6 +232,10 @@ fn memory_v2(cg: &Cgroup, m: &LinuxMemory) -> Result<()> {
             None | Some(0) | Some(-1) => {
                 bail!("linux.resources.memory.swap: on cgroup v2 a swap limit needs a memory limit")
             }
+            // As runc: below -1 is no limit at all (and swap - limit could overflow).
+            Some(limit) if limit < 0 => {
+                bail!("linux.resources.memory.limit: {limit} is not a limit (-1 means unlimited)")
+            }
             Some(limit) if swap < limit => bail!(
                 "linux.resources.memory.swap: {swap} (memory+swap) is below memory.limit {limit}"
             ),
@@ -646,6 +650,27 @@ mod tests {
             dirs.push(d);
         }
         (t, dirs)
+    }
+
+    #[test]
+    fn v2_swap_with_a_negative_memory_limit_is_an_error_not_an_overflow() {
+        // Seen while writing the update_resources fuzz target: swap - limit overflowed.
+        let t = tempfile::tempdir().unwrap();
+        for f in ["cgroup.controllers", "memory.max", "memory.swap.max"] {
+            std::fs::write(t.path().join(f), "").unwrap();
+        }
+        let dirs = vec![t.path().to_path_buf()];
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"memory":{"limit":-2,"swap":9223372036854775807}}"#).unwrap();
+        let e = apply(&dirs, &r, false).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "linux.resources.memory.limit: -2 is not a limit (-1 means unlimited)"
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("memory.swap.max")).unwrap(),
+            ""
+        );
     }
 
     #[test]

@@ -92,10 +92,7 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
         Some(path) => read_resources(path)?,
         None => flags_to_json(args)?,
     };
-    let stored = serde_json::to_value(c.state.resources.clone().unwrap_or_default())?;
-    let merged = merge(stored, changes);
-    let resources: LinuxResources = serde_path_to_error::deserialize(merged)
-        .map_err(|e| anyhow::anyhow!("update: resources: {}: {}", e.path(), e.inner()))?;
+    let resources = merge_resources(c.state.resources.clone(), changes)?;
     cgroups::resources::apply(&c.state.cgroup_dirs, &resources, true)?;
     c.state.resources = Some(resources);
     c.state.save(&c.dir)?;
@@ -112,14 +109,25 @@ fn read_resources(path: &Path) -> Result<Value> {
         text = std::fs::read_to_string(path)
             .with_context(|| format!("update: read {}", path.display()))?;
     }
-    // Parsed as LinuxResources first so a bad field is named; merged as JSON.
-    let parsed: LinuxResources = serde_path_to_error::deserialize(
-        &mut serde_json::Deserializer::from_str(&text),
-    )
-    .map_err(|e| anyhow::anyhow!("update: {}: {}: {}", path.display(), e.path(), e.inner()))?;
+    parse_resources(&text, &path.display().to_string())
+}
+
+/// `--resources` text (from `source`, for messages) as the JSON of the fields it sets. Parsed
+/// as LinuxResources first so a bad field is named; merged as JSON.
+pub fn parse_resources(text: &str, source: &str) -> Result<Value> {
+    let parsed: LinuxResources =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+            .map_err(|e| anyhow::anyhow!("update: {source}: {}: {}", e.path(), e.inner()))?;
     let mut v = serde_json::to_value(parsed)?;
     strip_nulls(&mut v);
     Ok(v)
+}
+
+/// The stored resources with `changes` (from `parse_resources` or the flags) merged in.
+pub fn merge_resources(stored: Option<LinuxResources>, changes: Value) -> Result<LinuxResources> {
+    let stored = serde_json::to_value(stored.unwrap_or_default())?;
+    serde_path_to_error::deserialize(merge(stored, changes))
+        .map_err(|e| anyhow::anyhow!("update: resources: {}: {}", e.path(), e.inner()))
 }
 
 fn strip_nulls(v: &mut Value) {

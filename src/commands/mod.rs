@@ -5,7 +5,7 @@ mod features;
 mod run;
 mod spec;
 
-pub use cgroup::{events, pause, ps, resume, update};
+pub use cgroup::{events, merge_resources, parse_resources, pause, ps, resume, update};
 pub use features::features;
 pub use run::run;
 pub use spec::spec;

@@ -44,6 +44,11 @@ pub enum Message {
     Error(String),
 }
 
+/// One received datagram as a message.
+pub fn decode(bytes: &[u8]) -> Result<Message> {
+    serde_json::from_slice(bytes).context("sync channel: malformed message")
+}
+
 pub struct Channel {
     fd: OwnedFd,
 }
@@ -166,8 +171,7 @@ impl Channel {
         if n == 0 {
             return Ok(None);
         }
-        let msg = serde_json::from_slice(&buf[..n]).context("sync channel: malformed message")?;
-        Ok(Some((msg, fd)))
+        Ok(Some((decode(&buf[..n])?, fd)))
     }
 
     /// Waits for exactly `want`; an `Error` from the peer becomes this side's error.

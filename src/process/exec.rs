@@ -329,7 +329,7 @@ fn namespaces_to_join(pid: i32) -> Result<CloneFlags> {
 
 /// What `--cgroup` asked for, parsed as runc's exec parses it.
 #[derive(Debug, PartialEq)]
-enum SubCgroups {
+pub enum SubCgroups {
     /// No --cgroup: the container's own cgroup on every hierarchy.
     None,
     /// `PATH`, the only --cgroup: that sub-cgroup on every hierarchy (the form for cgroup v2).
@@ -341,7 +341,7 @@ enum SubCgroups {
 }
 
 /// Parses the `--cgroup` values; errors name the value.
-fn parse_sub_cgroups(args: &[String]) -> Result<SubCgroups> {
+pub fn parse_sub_cgroups(args: &[String]) -> Result<SubCgroups> {
     let mut per: Vec<(String, PathBuf, String)> = Vec::new();
     for arg in args {
         let (ctrls, path) = match arg.split_once(':') {
@@ -378,7 +378,7 @@ fn parse_sub_cgroups(args: &[String]) -> Result<SubCgroups> {
 /// `path` relative to the container's cgroup. A leading '/' still means the container's
 /// cgroup, not the hierarchy's root (runc joins it to the container's path), and '..' is
 /// refused outright rather than resolved, so nothing can climb out.
-fn sub_path(arg: &str, path: &str) -> Result<PathBuf> {
+pub fn sub_path(arg: &str, path: &str) -> Result<PathBuf> {
     let mut rel = PathBuf::new();
     for c in Path::new(path).components() {
         match c {
