@@ -89,7 +89,7 @@ impl Container {
                 if st.start_time == self.state.init_start_time
                     && !matches!(st.state, 'Z' | 'X') =>
             {
-                if self.dir.join(EXEC_FIFO).exists() {
+                if self.dir.join(EXEC_FIFO).exists() && self.init_at_gate() {
                     Status::Created
                 } else if cgroups::freezer::is_frozen(&self.state.cgroup_dirs) {
                     Status::Paused
@@ -99,6 +99,18 @@ impl Container {
             }
             _ => Status::Stopped,
         }
+    }
+
+    /// Whether init still runs the binary it waited at the start gate with: a `start` killed
+    /// after it opened the gate but before it took the fifo's name away leaves the fifo
+    /// behind a running container.
+    fn init_at_gate(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(gate_exe) = self.state.init_gate_exe else {
+            return true;
+        };
+        fs::metadata(format!("/proc/{}/exe", self.state.pid))
+            .map_or(true, |m| (m.dev(), m.ino()) == gate_exe)
     }
 
     /// A pidfd for init if init is still the process that was created (not a reused pid).
@@ -123,7 +135,7 @@ impl Container {
         // Created: init is the process that was created and the exec fifo is still there.
         let Some(pidfd) = self
             .init_pidfd()
-            .filter(|_| self.dir.join(EXEC_FIFO).exists())
+            .filter(|_| self.dir.join(EXEC_FIFO).exists() && self.init_at_gate())
         else {
             bail!(
                 "cannot start container {:?}: it is {}, not created",
@@ -181,6 +193,10 @@ impl Container {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(self.dir.join(EXEC_FIFO))
             .context("open the exec fifo")?;
+        // The fifo's name is what says "created": gone from here on, so a `start` killed past
+        // this point leaves a running (or, if init finds no reader, stopped) container, never
+        // one that says created while its process runs. The open fd keeps the gate working.
+        fs::remove_file(self.dir.join(EXEC_FIFO)).context("remove the exec fifo")?;
         // Init writes one byte once it is through the gate; if it dies first, its pidfd says so.
         loop {
             let mut fds = [
@@ -235,7 +251,6 @@ impl Container {
                 Err(e) => bail!("read the exec fifo: {e}"),
             }
         }
-        fs::remove_file(self.dir.join(EXEC_FIFO)).context("remove the exec fifo")?;
         if !failure.is_empty() {
             bail!(
                 "cannot start container {:?}: {}",

@@ -54,6 +54,10 @@ pub struct State {
     /// Start time of init (clock ticks since boot): tells init apart from a reused pid.
     #[serde(default)]
     pub init_start_time: u64,
+    /// Device and inode of init's binary while it waits at the start gate (berth's own):
+    /// once init runs anything else, it has passed the gate, whatever the fifo says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_gate_exe: Option<(u64, u64)>,
     /// The container's cgroup directories, as resolved at create time.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
@@ -163,6 +167,7 @@ mod tests {
             annotations: HashMap::from([("k".into(), "v".into())]),
             owner: "root".into(),
             init_start_time: 777,
+            init_gate_exe: None,
             cgroup_dirs: vec!["/sys/fs/cgroup/c1".into()],
             own_pid_namespace: true,
             host_rootfs_mounts: None,

@@ -158,6 +158,7 @@ pub fn create(
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         owner: owner_name(),
         init_start_time: 0,
+        init_gate_exe: None,
         cgroup_dirs: cgroup_dirs.clone(),
         own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
         host_rootfs_mounts: None,
@@ -234,6 +235,14 @@ pub fn create(
     let stat = sys::proc_stat(init_pid.as_raw()).context("container init exited during create")?;
     state.pid = init_pid.as_raw();
     state.init_start_time = stat.start_time;
+    if !channel_gate {
+        // (Unreadable when berth is not root, as init is not dumpable: then the fifo alone
+        // tells.)
+        use std::os::unix::fs::MetadataExt;
+        state.init_gate_exe = fs::metadata(format!("/proc/{init_pid}/exe"))
+            .ok()
+            .map(|exe| (exe.dev(), exe.ino()));
+    }
     state.status = Status::Created;
     state.save(&dir)?;
     if let Some(pid_file) = &opts.pid_file {
