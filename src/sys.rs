@@ -201,40 +201,29 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// CLONE_INTO_CGROUP (Linux 5.7), which spares writing cgroup.procs and the wait that write
 /// costs. An error (ENOSYS, E2BIG or EINVAL on older kernels) means no child exists.
 pub fn fork_into_cgroup(cgroup: &impl AsRawFd) -> nix::Result<nix::unistd::ForkResult> {
-    let args = CloneArgs {
+    clone3_fork(CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup.as_raw_fd() as u64,
         ..CloneArgs::default()
-    };
-    // SAFETY: with no stack given, clone3 duplicates the caller like fork(2) (the child runs
-    // on a copy of this stack). The caller is single-threaded, so no lock is held by another
-    // thread in the child; glibc's own atfork work is only needed for multi-threaded callers.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    match Errno::result(r)? {
-        0 => Ok(nix::unistd::ForkResult::Child),
-        pid => Ok(nix::unistd::ForkResult::Parent {
-            child: Pid::from_raw(pid as i32),
-        }),
-    }
+    })
 }
 
 /// fork(2) whose child is born a child of this process's parent (clone3 with CLONE_PARENT),
 /// so that the caller's parent can wait for it while the caller exits.
 pub fn fork_sibling() -> nix::Result<nix::unistd::ForkResult> {
-    let args = CloneArgs {
+    clone3_fork(CloneArgs {
         // (With CLONE_PARENT the child's exit signal is the caller's own: clone3 takes none.)
         flags: libc::CLONE_PARENT as u64,
         ..CloneArgs::default()
-    };
-    // SAFETY: as in fork_into_cgroup: no stack given, so the child runs on a copy of this
-    // one, and the caller is single-threaded.
+    })
+}
+
+/// clone3 as a fork: `args` without a stack.
+fn clone3_fork(args: CloneArgs) -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: with no stack given, clone3 duplicates the caller like fork(2) (the child runs
+    // on a copy of this stack). The caller is single-threaded, so no lock is held by another
+    // thread in the child; glibc's own atfork work is only needed for multi-threaded callers.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,

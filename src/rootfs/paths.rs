@@ -21,23 +21,16 @@ pub enum Kind {
 
 /// Opens `path` (absolute or relative, always taken inside `root`) as O_PATH.
 pub fn open_in_root(root: &impl AsFd, path: &Path) -> nix::Result<OwnedFd> {
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = openat2(root.as_fd().as_raw_fd(), rel, how)?;
-    // SAFETY: openat2 returned a fresh fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    open_path_in_root(root, path, OFlag::empty())
 }
 
 /// Opens `path` inside `root` as O_PATH without following a symlink in its last name (the
 /// fd is then the symlink itself), for checks that must see what is really there.
 pub fn open_in_root_no_follow(root: &impl AsFd, path: &Path) -> nix::Result<OwnedFd> {
+    open_path_in_root(root, path, OFlag::O_NOFOLLOW)
+}
+
+fn open_path_in_root(root: &impl AsFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -45,7 +38,7 @@ pub fn open_in_root_no_follow(root: &impl AsFd, path: &Path) -> nix::Result<Owne
         rel
     };
     let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | flags)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let fd = openat2(root.as_fd().as_raw_fd(), rel, how)?;
     // SAFETY: openat2 returned a fresh fd that nothing else owns.
