@@ -708,7 +708,12 @@ if err=$( { echo PWNED >>/proc/self/fd/3; } 2>&1 ); then echo write-ok; else ech
 
 /// A container running `EXE_ATTACKER` as root with CAP_SYS_PTRACE and no user namespace.
 fn exe_attacker_bundle() -> Bundle {
-    let mut b = Bundle::new(&["sh", "-c", EXE_ATTACKER]);
+    ptrace_bundle(&["sh", "-c", EXE_ATTACKER])
+}
+
+/// A container running `args` as root with CAP_SYS_PTRACE and no user namespace.
+fn ptrace_bundle(args: &[&str]) -> Bundle {
+    let mut b = Bundle::new(args);
     b.edit(|c| {
         for set in ["bounding", "effective", "permitted"] {
             c["process"]["capabilities"][set]
@@ -968,15 +973,7 @@ fn cve_2019_5736_a_process_exec_d_into_a_created_container_cannot_write_berth_th
     // of anything exec'd into the container: `create` runs from a sealed binary too.
     let rt = Runtime::new();
     let copy = BerthCopy::new();
-    let mut b = Bundle::new(&["sleep", "100"]);
-    b.edit(|c| {
-        for set in ["bounding", "effective", "permitted"] {
-            c["process"]["capabilities"][set]
-                .as_array_mut()
-                .unwrap()
-                .push(json!("CAP_SYS_PTRACE"));
-        }
-    });
+    let b = ptrace_bundle(&["sleep", "100"]);
     let id = harness::unique_id("cvecreated");
     copy.create(&rt, &b, &id);
     let init = rt.state(&id)["pid"].as_i64().unwrap();
