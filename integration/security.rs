@@ -980,16 +980,9 @@ fn cve_2019_5736_a_process_exec_d_into_a_created_container_cannot_write_berth_th
     // The attacker, exec'd into the created container; its output goes to the bundle.
     let st = copy
         .cmd(&rt)
-        .args([
-            "exec",
-            "-d",
-            "--cap",
-            "CAP_SYS_PTRACE",
-            &id,
-            "sh",
-            "-c",
-            EXE_ATTACKER,
-        ])
+        .args(["exec", "-d", "--cap", "CAP_SYS_PTRACE", "--pid-file"])
+        .arg(b.path().join("attacker.pid"))
+        .args([&id, "sh", "-c", EXE_ATTACKER])
         .stdout(std::fs::File::create(b.path().join("stdout")).unwrap())
         .stderr(std::fs::File::create(b.path().join("stderr")).unwrap())
         .status()
@@ -1024,14 +1017,10 @@ fn cve_2019_5736_a_process_exec_d_into_a_created_container_cannot_write_berth_th
         .unwrap()
         .success());
     // The attacker (reparented to this test) first: init, as PID 1 of its namespace, goes
-    // only once every process of the namespace is reaped.
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on any child; status is a valid out pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid == init as i32 || pid < 0 {
-            break;
-        }
-    }
+    // only once every process of the namespace is reaped. (By pid: other tests' children
+    // are this process's too.)
+    let attacker = std::fs::read_to_string(b.path().join("attacker.pid")).unwrap();
+    harness::reap(attacker.trim().parse().unwrap());
+    harness::reap(init as i32);
     rt.delete_force(&id);
 }
