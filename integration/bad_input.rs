@@ -306,6 +306,50 @@ fn executable_not_found_fails_create() {
     );
 }
 
+#[test]
+fn errors_from_inside_the_setup_processes_are_reported_with_backtraces_on() {
+    // With RUST_BACKTRACE set, an error captures a backtrace where it is made: in create's
+    // setup process and init too, which start on a stack of their own. The unwinder must
+    // find the end of that stack there (it once read past it and faulted, and create said
+    // only "container setup exited without reporting an error"). Where it read depends on
+    // the layout, so under several environments, as cargo's own LD_LIBRARY_PATH did.
+    let rt = Runtime::new();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["/proc/self/exe"],
+            "process.args[0]: /proc/self/exe is the berth binary itself",
+        ),
+        (
+            &["/no/such/binary"],
+            "process.args[0]: exec \"/no/such/binary\"",
+        ),
+        (&["no-such-cmd"], "executable file not found in $PATH"),
+    ];
+    for (args, want) in cases {
+        let b = Bundle::new(args);
+        for pad in [0, 1, 100, 333, 4000] {
+            let id = harness::unique_id("backtrace");
+            rt.track_bundle(&id, b.path());
+            let out = rt
+                .cmd()
+                .args(["create", "--bundle"])
+                .arg(b.path())
+                .arg(&id)
+                .env("RUST_BACKTRACE", "1")
+                .env("RUST_LIB_BACKTRACE", "1")
+                .env(
+                    "LD_LIBRARY_PATH",
+                    format!("/nonexistent/{}", "x".repeat(pad)),
+                )
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            fails_with_one_line(&out, want);
+            assert_nothing_left(&rt, &b, &id);
+        }
+    }
+}
+
 /// A mount entry that fails inside init, appended to the config's mounts; returns its index.
 fn add_bad_mount(b: &mut Bundle) -> usize {
     b.edit(|c| {

@@ -303,7 +303,7 @@ fn vfork_x86_64(cgroup: Option<RawFd>, child: &mut dyn FnMut() -> i32) -> nix::R
         let ret: i64;
         // SAFETY: clone3 starts the child on the new stack (its top, 16-byte aligned, is the
         // stack pointer) with this thread's registers, so it runs the instructions after the
-        // syscall: it calls `vfork_entry(&child_ref)`, which never returns. CLONE_VFORK
+        // syscall: it jumps to `vfork_entry(&child_ref)`, which never returns. CLONE_VFORK
         // suspends this thread until the child has exited or exec'd, so `child_ref`, `args`
         // and the stack outlive the child's use of them, and nothing else runs on the shared
         // memory meanwhile (berth is single-threaded). The parent returns from the syscall
@@ -314,9 +314,15 @@ fn vfork_x86_64(cgroup: Option<RawFd>, child: &mut dyn FnMut() -> i32) -> nix::R
                 "syscall",
                 "test rax, rax",
                 "jnz 2f",
+                // The child's first frame returns to address 0 with no frame pointer:
+                // the end of the stack to an unwinder. A `call` would leave a return
+                // address into this function, whose unwind info then reads the
+                // caller's frame from above the new stack: a backtrace taken in the
+                // child (an error's, with RUST_BACKTRACE set) faulted there.
                 "mov rdi, r12",
-                "call r13",
-                "ud2",
+                "xor ebp, ebp",
+                "push 0",
+                "jmp r13",
                 "2:",
                 inlateout("rax") libc::SYS_clone3 => ret,
                 in("rdi") &args as *const CloneArgs,
