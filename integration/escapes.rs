@@ -270,6 +270,93 @@ fn the_exec_process_enters_the_pid_namespace_only_inside_the_containers_root() {
     rt.assert_nothing_left(&id);
 }
 
+/// Watches, from inside a container with CAP_SYS_PTRACE, every other process in its PID
+/// namespace: prints `berth PID` for one running berth's binary and `host-root PID COMM`
+/// for one whose /proc/PID/root leads to host path `$1` (it is in no container's root).
+const ROOT_WATCHER: &str = r#"
+echo watching
+while [ ! -e /stop ]; do
+  for d in /proc/[0-9]*; do
+    [ -e "$d/root$1" ] && echo "host-root ${d#/proc/} $(cat "$d/comm" 2>/dev/null)"
+    case "$(readlink "$d/exe" 2>/dev/null)" in *berth*) echo "berth ${d#/proc/}" ;; esac
+  done
+done
+"#;
+
+#[test]
+fn a_create_joining_a_pid_namespace_is_never_seen_there_with_the_hosts_root() {
+    // Container A may ptrace (CAP_SYS_PTRACE, as CVE-2019-5736's attacker), and B joins A's
+    // PID namespace, as pods share one. Whatever of B's A can see must already be inside
+    // B's root: a process there whose /proc/PID/root is the host's gives A the host. B's
+    // createContainer hook holds B's setup for a second before pivot_root, while A looks.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    let host_only = b.path().to_str().unwrap().to_string();
+    let mut a = Bundle::new(&["sh", "-c", ROOT_WATCHER, "sh", &host_only]);
+    a.edit(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_PTRACE"));
+        }
+    });
+    let a_id = harness::unique_id("pidwatcher");
+    assert!(
+        rt.create(&a, &a_id, &[]).status.success(),
+        "{}",
+        stderr(&rt.create(&a, &a_id, &[]))
+    );
+    let a_init = rt.state(&a_id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &a_id]).status.success());
+    let watched = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = fs::read_to_string(a.path().join("stdout")).unwrap_or_default();
+            if out.lines().any(|l| l.starts_with(want)) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the watcher never printed {want:?}: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    watched("watching");
+
+    b.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!(format!("/proc/{a_init}/ns/pid"));
+            }
+        }
+        c["hooks"] = json!({"createContainer": [{"path": "/bin/sleep", "args": ["sleep", "1"]}]});
+    });
+    let b_id = harness::unique_id("pidjoiner");
+    let out = rt.create(&b, &b_id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let b_init = rt.state(&b_id)["pid"].as_i64().unwrap() as i32;
+    // B's init waits at the start gate running berth's binary, in A's sight.
+    watched("berth ");
+    // B runs and ends first: A's init ending would kill B's (and wait for it to be reaped).
+    assert!(rt.berth(&["start", &b_id]).status.success());
+    harness::reap(b_init);
+    fs::write(a.path().join("rootfs/stop"), "").unwrap();
+    harness::reap(a_init);
+    let out = fs::read_to_string(a.path().join("stdout")).unwrap();
+    let leaks: std::collections::BTreeSet<&str> =
+        out.lines().filter(|l| l.starts_with("host-root")).collect();
+    assert!(
+        leaks.is_empty(),
+        "A reached the host through B's processes: {leaks:?}"
+    );
+    rt.delete_force(&b_id);
+    rt.delete_force(&a_id);
+    rt.assert_nothing_left(&b_id);
+    rt.assert_nothing_left(&a_id);
+}
+
 #[test]
 fn the_state_root_is_0700_and_another_user_cannot_reach_the_exec_fifo() {
     let rt = Runtime::new();

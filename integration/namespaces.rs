@@ -73,6 +73,60 @@ fn namespaces_joined_by_path() {
 }
 
 #[test]
+fn a_pid_namespace_joined_by_path_is_the_one_its_proc_shows() {
+    // Joined late, after pivot_root: the container's /proc is still made for that
+    // namespace, with the config's options, and init is a member of it.
+    let rt = Runtime::new();
+    let first = Bundle::new(&["sleep", "100"]);
+    let a = harness::unique_id("pidnsa");
+    assert!(rt.create(&first, &a, &[]).status.success());
+    assert!(rt.berth(&["start", &a]).status.success());
+    let a_pid = rt.state(&a)["pid"].to_string();
+    let script = "tr '\\0' ' ' </proc/1/cmdline; echo; grep ' /proc ' /proc/self/mountinfo; echo self $$ $(cut -d' ' -f1 /proc/$$/stat)";
+    let mut second = Bundle::new(&["sh", "-c", script]);
+    second.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!(format!("/proc/{a_pid}/ns/pid"));
+            }
+        }
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["type"] == "proc" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "hidepid=invisible"]);
+            }
+        }
+    });
+    let b = harness::unique_id("pidnsb");
+    let out = rt.create(&second, &b, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b_pid = rt.state(&b)["pid"].to_string();
+    assert_eq!(ns_link(&b_pid, "pid"), ns_link(&a_pid, "pid"));
+    let status = std::fs::read_to_string(format!("/proc/{b_pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    let in_a = nspid.split_whitespace().last().unwrap().to_string();
+    assert!(rt.berth(&["start", &b]).status.success());
+    harness::reap(b_pid.parse().unwrap());
+    let out = std::fs::read_to_string(second.path().join("stdout")).unwrap();
+    assert!(out.starts_with("sleep 100 \n"), "{out}");
+    let proc = out
+        .lines()
+        .find(|l| l.contains(" /proc "))
+        .unwrap_or_default();
+    assert!(
+        proc.contains("nosuid,nodev,noexec")
+            && proc.contains(" - proc proc ")
+            && proc.contains("hidepid=invisible"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("self {in_a} {in_a}\n")),
+        "{nspid} / {out}"
+    );
+    rt.delete_force(&b);
+    rt.delete_force(&a);
+}
+
+#[test]
 fn joining_a_path_of_the_wrong_type_fails() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);

@@ -103,6 +103,60 @@ fn create_sends_the_master_and_the_slave_is_the_terminal() {
 }
 
 #[test]
+fn a_container_joining_a_pid_namespace_gets_the_terminal_as_its_controlling_one() {
+    // Its init is forked into the PID namespace late (after pivot_root): it must still be
+    // the session leader that owns the terminal (/dev/tty opens only with a controlling one).
+    let rt = Runtime::new();
+    let a = Bundle::new(&["sleep", "100"]);
+    let a_id = harness::unique_id("ttypidns");
+    assert!(rt.create(&a, &a_id, &[]).status.success());
+    let a_init = rt.state(&a_id)["pid"].as_i64().unwrap() as i32;
+    let script =
+        "tty; : </dev/tty && echo ctty-ok; echo pid $$; echo ready; read line; echo got:$line";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!(format!("/proc/{a_init}/ns/pid"));
+            }
+        }
+    });
+    let id = harness::unique_id("ttyjoiner");
+    let sock = ConsoleSocket::new();
+    let out = rt.create(&b, &id, &["--console-socket", &sock.path()]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let (name, mut master) = sock.receive();
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    // The state's pid is the process in A's PID namespace, not one that handed over.
+    let nspid = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let nspid = nspid
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .unwrap()
+        .to_string();
+    assert!(rt.berth(&["start", &id]).status.success());
+    let text = read_until(&mut master, "ready");
+    assert!(text.contains(&format!("{name}\r\n")), "{text:?}");
+    assert!(text.contains("ctty-ok"), "{text:?}");
+    let in_ns = nspid.split_whitespace().last().unwrap();
+    assert!(
+        text.contains(&format!("pid {in_ns}\r\n")),
+        "{nspid} / {text:?}"
+    );
+    master.write_all(b"hello\n").unwrap();
+    let text = read_until(&mut master, "got:hello");
+    assert!(text.contains("got:hello"), "{text:?}");
+    harness::reap(init);
+    assert_eq!(rt.status(&id), "stopped");
+    assert!(rt.berth(&["delete", &id]).status.success());
+    rt.assert_nothing_left(&id);
+    rt.delete_force(&a_id);
+    harness::reap(a_init);
+    rt.assert_nothing_left(&a_id);
+}
+
+#[test]
 fn terminal_without_a_console_socket_is_refused_and_socket_without_terminal_too() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);

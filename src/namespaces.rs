@@ -81,6 +81,14 @@ impl Namespaces {
     }
 
     /// Joins the namespaces given by path, filtered by `which`.
+    /// The path of the namespace of type `t` to join, if the config gives one.
+    pub fn join_path(&self, t: LinuxNamespaceType) -> Option<&std::path::Path> {
+        self.join
+            .iter()
+            .find(|(j, _)| *j == t)
+            .map(|(_, p)| p.as_path())
+    }
+
     pub fn join_paths(&self, which: impl Fn(LinuxNamespaceType) -> bool) -> Result<()> {
         for (t, path) in self.join.iter().filter(|(t, _)| which(*t)) {
             let f = File::open(path)

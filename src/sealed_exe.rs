@@ -161,7 +161,10 @@ fn overlay_of_own_dir(running: &std::fs::Metadata) -> Result<(std::os::fd::Owned
     let lower = format!("{}:/dev", lowerdir_escape(dir));
     let mount = sys::new_detached_mount(
         "overlay",
-        &[("lowerdir", &lower), ("xino", "off")],
+        &[
+            sys::FsParam::Str("lowerdir", &lower),
+            sys::FsParam::Str("xino", "off"),
+        ],
         libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
     )?;
     let name = CString::new(name.as_bytes())?;

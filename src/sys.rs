@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, CString};
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
@@ -115,31 +115,85 @@ pub fn move_mount_onto(mount: &impl AsRawFd, target: &impl AsRawFd) -> nix::Resu
     Errno::result(r).map(drop)
 }
 
-/// A new, detached instance of filesystem `fstype` (fsopen, fsconfig, fsmount), with the
-/// string options in `options` and the MOUNT_ATTR_* bits in `attrs`: nothing in any mount
-/// namespace can cover or redirect it.
-pub fn new_detached_mount(fstype: &str, options: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
+/// One fsconfig(2) parameter of a filesystem being made.
+pub enum FsParam<'a> {
+    /// `key=value`.
+    Str(&'a str, &'a str),
+    /// A bare `key`, as in a mount(2) data string.
+    Flag(&'a str),
+    /// `key` set to the object open at an fd (e.g. proc's `pidns`).
+    Fd(&'a str, BorrowedFd<'a>),
+}
+
+impl FsParam<'_> {
+    /// The parameters of a mount(2) data string (`hidepid=2,gid=5`).
+    pub fn from_data(data: &str) -> Vec<FsParam<'_>> {
+        data.split(',')
+            .filter(|o| !o.is_empty())
+            .map(|o| match o.split_once('=') {
+                Some((k, v)) => FsParam::Str(k, v),
+                None => FsParam::Flag(o),
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for FsParam<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            FsParam::Str(k, v) => write!(f, "{k}={v}"),
+            FsParam::Flag(k) => write!(f, "{k}"),
+            FsParam::Fd(k, fd) => write!(f, "{k}=fd {}", fd.as_raw_fd()),
+        }
+    }
+}
+
+/// fsopen(2) of filesystem `fstype` with `params` set: a context to create it from.
+pub fn fs_context(fstype: &str, params: &[FsParam]) -> Result<OwnedFd> {
     let name = cstring(fstype)?;
     // SAFETY: fsopen takes a C string and flags and returns a new fd or -1.
     let r = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), libc::FSOPEN_CLOEXEC) };
     let fs = Errno::result(r).with_context(|| format!("fsopen({fstype})"))?;
     // SAFETY: the kernel just returned this fd; nothing else owns it.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
-    for (key, value) in options {
-        let (k, v) = (cstring(key)?, cstring(value)?);
-        // SAFETY: FSCONFIG_SET_STRING reads two C strings that outlive the call.
+    for param in params {
+        let (cmd, key, value, aux): (u32, &str, Option<CString>, RawFd) = match param {
+            FsParam::Str(k, v) => (libc::FSCONFIG_SET_STRING, k, Some(cstring(v)?), 0),
+            FsParam::Flag(k) => (libc::FSCONFIG_SET_FLAG, k, None, 0),
+            FsParam::Fd(k, fd) => (libc::FSCONFIG_SET_FD, k, None, fd.as_raw_fd()),
+        };
+        let key = cstring(key)?;
+        let value = value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
+        // SAFETY: fsconfig reads the key and (for SET_STRING) the value, C strings that
+        // outlive the call; SET_FD takes the fd in `aux`.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
                 fs.as_raw_fd(),
-                libc::FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
-                0,
+                cmd,
+                key.as_ptr(),
+                value,
+                aux,
             )
         };
-        Errno::result(r).with_context(|| format!("{fstype}: option {key}={value}"))?;
+        Errno::result(r).with_context(|| format!("{fstype}: option {param}"))?;
     }
+    Ok(fs)
+}
+
+/// Whether a procfs can be made here for the PID namespace open at `pid_ns` (proc's
+/// `pidns` option: Linux 6.18, and CAP_SYS_ADMIN over that namespace).
+pub fn proc_takes_pidns(pid_ns: BorrowedFd) -> bool {
+    fs_context("proc", &[FsParam::Fd("pidns", pid_ns)])
+        .map_err(|e| log::debug!("{e:#}"))
+        .is_ok()
+}
+
+/// A new, detached instance of filesystem `fstype` (fsopen, fsconfig, fsmount), with
+/// `params` and the MOUNT_ATTR_* bits in `attrs`: nothing in any mount namespace can cover
+/// or redirect it.
+pub fn new_detached_mount(fstype: &str, params: &[FsParam], attrs: u64) -> Result<OwnedFd> {
+    let fs = fs_context(fstype, params)?;
     // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
     let r = unsafe {
         libc::syscall(

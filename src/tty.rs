@@ -63,9 +63,9 @@ fn get_winsize(fd: BorrowedFd) -> nix::Result<libc::winsize> {
 }
 
 /// Inside the container (its mount namespace and root): a new pty from /dev/ptmx, the slave
-/// as controlling terminal and stdin/stdout/stderr, `size` applied, the slave bound on
-/// /dev/console when `mount_console` (init) and the container has a /dev, and the master
-/// sent over `socket`. The caller must be a session leader without a terminal (setsid).
+/// as stdin/stdout/stderr, `size` applied, the slave bound on /dev/console when
+/// `mount_console` (init) and the container has a /dev, and the master sent over `socket`.
+/// The process that is to own it then takes it (`take_controlling_terminal`).
 pub fn setup_console(
     socket: &OwnedFd,
     size: Option<&oci_spec::runtime::Box>,
@@ -108,6 +108,12 @@ pub fn setup_console(
             .with_context(|| format!("process.terminal: make the pty stdio fd {target}"))?;
     }
     drop(slave);
+    Ok(())
+}
+
+/// Makes the terminal on stdin (the pty `setup_console` made) the controlling terminal of
+/// this session, whose leader the caller must be.
+pub fn take_controlling_terminal() -> Result<()> {
     // SAFETY: TIOCSCTTY on fd 0 (the slave) with argument 0; no memory is passed.
     let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
     Errno::result(r).context("process.terminal: make the pty the controlling terminal")?;

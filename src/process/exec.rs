@@ -294,6 +294,7 @@ fn prepare_process(ctx: &ExecContext, chan: &Channel) -> Result<setup::Prepared>
     nix::unistd::setsid().context("setsid")?;
     if let Some(socket) = &ctx.console {
         tty::setup_console(socket, ctx.process.console_size().as_ref(), false)?;
+        tty::take_controlling_terminal()?;
     }
     let pctx = ProcessContext {
         spec: ctx.spec,

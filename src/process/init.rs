@@ -5,9 +5,11 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::setsid;
 use oci_spec::runtime::LinuxNamespaceType;
@@ -21,8 +23,8 @@ use crate::sys;
 
 /// Sets the container up, reports to `create`, waits at the start gate and execs the user
 /// process. Errors before the report travel to `create`; later ones go to stderr.
-pub fn run(cfg: &SetupConfig, chan: Channel) -> ! {
-    let (prepared, start_hook_state) = match setup(cfg, &chan) {
+pub fn run(cfg: &SetupConfig, chan: Channel, late_pid_ns: Option<OwnedFd>) -> ! {
+    let (prepared, start_hook_state) = match setup(cfg, &chan, late_pid_ns) {
         Ok(p) => p,
         Err(e) => super::fail(&chan, e),
     };
@@ -39,7 +41,13 @@ pub fn run(cfg: &SetupConfig, chan: Channel) -> ! {
 }
 
 /// The prepared process, and the state for startContainer hooks when there are any.
-fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<(Prepared, Option<String>)> {
+/// With `late_pid_ns`, this process builds the container outside that PID namespace and
+/// hands over to the init it forks into it (`enter_pid_namespace`).
+fn setup(
+    cfg: &SetupConfig,
+    chan: &Channel,
+    late_pid_ns: Option<OwnedFd>,
+) -> Result<(Prepared, Option<String>)> {
     let spec = &cfg.bundle.spec;
     let process = spec.process().as_ref().context("process: must be set")?;
     setsid().context("setsid")?;
@@ -61,6 +69,7 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<(Prepared, Option<String>)
         in_userns: cfg.namespaces.is_new(LinuxNamespaceType::User),
         new_mount_ns: cfg.namespaces.is_listed(LinuxNamespaceType::Mount),
         no_pivot: cfg.no_pivot,
+        pid_ns: late_pid_ns.as_ref().map(|ns| ns.as_fd()),
     };
     rootfs::prepare(&ctx)?;
     // Hooks see the mounts in place and the host's root still reachable: `create` runs
@@ -99,6 +108,12 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<(Prepared, Option<String>)
         crate::tty::setup_console(socket, process.console_size().as_ref(), true)?;
     }
     rootfs::finalize(spec)?;
+    if let Some(pid_ns) = late_pid_ns {
+        enter_pid_namespace(pid_ns, chan)?;
+    }
+    if cfg.console_socket.is_some() {
+        crate::tty::take_controlling_terminal()?;
+    }
 
     let ctx = ProcessContext {
         spec,
@@ -107,6 +122,17 @@ fn setup(cfg: &SetupConfig, chan: &Channel) -> Result<(Prepared, Option<String>)
         own_binary: cfg.own_binary,
     };
     Ok((setup::prepare(&ctx, chan)?, hook_state))
+}
+
+/// Joins the container's PID namespace now that the rootfs is the container's, and forks
+/// the container's init into it; this process reports the new init and exits.
+fn enter_pid_namespace(pid_ns: OwnedFd, chan: &Channel) -> Result<()> {
+    nix::sched::setns(&pid_ns, CloneFlags::CLONE_NEWPID).context("join the pid namespace")?;
+    drop(pid_ns);
+    super::hand_over(chan).context("fork the container's init into its pid namespace")?;
+    // Its own session: it is the container's init, and takes the terminal.
+    setsid().context("setsid")?;
+    Ok(())
 }
 
 /// Whether init needs the container state for hooks of its own, or must stop for `create`'s.

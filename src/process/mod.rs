@@ -224,14 +224,16 @@ pub fn create(
     guard.pids.push(child);
 
     let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
-    guard.pids.push(init_pid);
-    if init_pid != child {
+    // The setup process, and any process that handed over to init: reaped.
+    for &pid in guard.pids.iter().filter(|&&pid| pid != init_pid) {
         // (ECHILD: wait_for_ready reaped it already.)
-        match waitpid(child, None) {
+        match waitpid(pid, None) {
             Ok(_) | Err(nix::errno::Errno::ECHILD) => {}
-            Err(e) => return Err(e).context("reap the setup process"),
+            Err(e) => return Err(e).context("reap the container's setup process"),
         }
     }
+    // (Reaped pids could be anyone's by now.)
+    guard.pids = vec![init_pid];
     let stat = sys::proc_stat(init_pid.as_raw()).context("container init exited during create")?;
     state.pid = init_pid.as_raw();
     state.init_start_time = stat.start_time;
@@ -324,7 +326,13 @@ fn wait_for_ready(
                 write_id_maps(child, &cfg.bundle)?;
                 chan.send(&Message::UsernsMapped)?;
             }
-            Some((Message::InitPid(p), _)) => init_pid = Some(Pid::from_raw(p)),
+            Some((Message::InitPid(p), _)) => {
+                // A later pid is the process the earlier one handed over to (and reaped
+                // once create is done).
+                if let Some(earlier) = init_pid.replace(Pid::from_raw(p)) {
+                    guard.pids.push(earlier);
+                }
+            }
             Some((Message::SeccompNotifyFd, fd)) => {
                 notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
             }
@@ -476,19 +484,28 @@ fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, Option<usi
 /// The setup process: cgroup, user namespace (mapped by the parent), the other namespaces,
 /// then init. Returns the exit code when it has forked init.
 fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i32 {
-    if let Err(e) = enter_namespaces(cfg, &chan, born_in) {
-        fail(&chan, e);
-    }
+    let late_pid_ns = match enter_namespaces(cfg, &chan, born_in) {
+        Ok(late_pid_ns) => late_pid_ns,
+        Err(e) => fail(&chan, e),
+    };
     if !cfg.namespaces.needs_fork() {
         if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
             fail(&chan, e);
         }
-        init::run(cfg, chan)
+        init::run(cfg, chan, None)
+    }
+    if late_pid_ns.is_some() {
+        // Init builds the container and then hands over to the one it forks into the PID
+        // namespace: both report their pid, in order.
+        if let Err(e) = hand_over(&chan) {
+            fail(&chan, e.context("fork the container's init"));
+        }
+        init::run(cfg, chan, late_pid_ns)
     }
     // SAFETY: single-threaded, as above. When this process borrows `create`'s memory, init
     // gets a copy of it, as fork makes one.
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => init::run(cfg, chan),
+        Ok(ForkResult::Child) => init::run(cfg, chan, None),
         Ok(ForkResult::Parent { child }) => {
             i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err())
         }
@@ -496,7 +513,37 @@ fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i3
     }
 }
 
-fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -> Result<()> {
+/// Forks the process that carries on towards the container's init, born `create`'s child
+/// (CLONE_PARENT, so `create` reaps this one), reports its pid and exits. Returns in the
+/// child, once the report is out: `create` hears every pid before what the child sends.
+fn hand_over(chan: &Channel) -> Result<()> {
+    let (reported, report_done) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match sys::fork_sibling()? {
+        ForkResult::Parent { child } => {
+            let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
+            // SAFETY: ends this process once it has reported the child; closing
+            // `report_done` lets the child go on.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Child => {
+            drop(report_done);
+            let mut byte = [0u8; 1];
+            // End of file once the parent has reported (or died).
+            while nix::unistd::read(reported.as_raw_fd(), &mut byte)
+                .is_err_and(|e| e == nix::errno::Errno::EINTR)
+            {}
+            Ok(())
+        }
+    }
+}
+
+/// Joins and creates the container's namespaces. Returns the PID namespace that init is to
+/// join later, once the rootfs is the container's (see `init::enter_pid_namespace`).
+fn enter_namespaces(
+    cfg: &SetupConfig,
+    chan: &Channel,
+    born_in: Option<usize>,
+) -> Result<Option<OwnedFd>> {
     // `run` blocks signals to relay them; the container starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
@@ -541,12 +588,27 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
         nix::unistd::setresuid(root_uid, root_uid, root_uid)
             .context("become uid 0 in the user namespace")?;
     }
-    ns.join_paths(|t| t != LinuxNamespaceType::User)?;
+    // A process born in a PID namespace that another container's processes see, while its
+    // root is still the host's, is open to any of them that may ptrace (CAP_SYS_PTRACE):
+    // /proc/PID/root leads to the host. So a PID namespace given by path is joined only
+    // after pivot_root, where the kernel can mount that namespace's proc from outside it;
+    // elsewhere it is joined here, as runc does.
+    let late_pid_ns = match ns.join_path(LinuxNamespaceType::Pid) {
+        Some(path) => Some(
+            fs::File::open(path)
+                .with_context(|| format!("open pid namespace {}", path.display()))?,
+        ),
+        None => None,
+    }
+    .map(OwnedFd::from)
+    .filter(|fd| sys::proc_takes_pidns(fd.as_fd()));
+    let join_late = |t| t == LinuxNamespaceType::Pid && late_pid_ns.is_some();
+    ns.join_paths(|t| t != LinuxNamespaceType::User && !join_late(t))?;
     Namespaces::unshare(ns.new - nix::sched::CloneFlags::CLONE_NEWUSER)?;
     if ns.is_new(LinuxNamespaceType::Time) {
         namespaces::write_time_offsets(&cfg.bundle.spec)?;
     }
-    Ok(())
+    Ok(late_pid_ns)
 }
 
 /// Reports `err` to the parent and exits; used by every setup process.

@@ -7,7 +7,7 @@ pub mod options;
 pub mod paths;
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -35,6 +35,9 @@ pub struct RootfsContext<'a> {
     /// linux.namespaces): then everything is mounted on the host and the root is a chroot.
     pub new_mount_ns: bool,
     pub no_pivot: bool,
+    /// The PID namespace that `proc` mounts show, when it is not this process's own: a
+    /// container joining one enters it only after the rootfs is built.
+    pub pid_ns: Option<BorrowedFd<'a>>,
 }
 
 /// The rootfs bind, `mounts` in order and the device nodes, still seen from the host's root
@@ -183,45 +186,10 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
             true => Some(reopen_dir(&target).context("tmpcopyup: open the destination")?),
             false => None,
         };
-        let source = m
-            .source()
-            .as_ref()
-            .map(|s| s.to_string_lossy().into_owned());
-        let source = source.unwrap_or_else(|| fstype.to_string());
-        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-        let flags = opts.flags & !MsFlags::MS_REMOUNT;
-        let path = fd_path(&target);
-        match mount(
-            Some(source.as_str()),
-            path.as_str(),
-            Some(fstype),
-            flags,
-            data,
-        ) {
-            // A user namespace that does not own the network namespace may not mount sysfs:
-            // bind the host's /sys instead, as runc does.
-            Err(Errno::EPERM) if fstype == "sysfs" && ctx.in_userns => {
-                let rbind = MsFlags::MS_BIND | MsFlags::MS_REC;
-                mount(
-                    Some("/sys"),
-                    path.as_str(),
-                    None::<&str>,
-                    rbind,
-                    None::<&str>,
-                )
-                .and_then(|_| {
-                    let bound = paths::open_in_root(root, dest)?;
-                    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
-                    let bound_path = fd_path(&bound);
-                    change_mount(bound_path.as_str(), remount | locked_flags(&bound_path))
-                })
-            }
-            r => r,
-        }
-        .with_context(|| match data {
-            Some(d) => format!("mount {fstype} with options {d:?}"),
-            None => format!("mount {fstype}"),
-        })?;
+        match ctx.pid_ns.filter(|_| fstype == "proc") {
+            Some(pid_ns) => mount_proc_of(pid_ns, m, &target, &opts),
+            None => mount_by_path(ctx, root, m, &opts, &fd_path(&target)),
+        }?;
         if let Some(covered) = covered {
             let new = paths::open_in_root(root, dest).context("tmpcopyup: reopen the tmpfs")?;
             copy::tree(&covered, &reopen_dir(&new)?).context("tmpcopyup")?;
@@ -233,6 +201,70 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
             .context("mount_setattr for the recursive options")?;
     }
     apply_propagation(root, dest, &opts.propagation)
+}
+
+/// mount(2) of entry `m` (no bind, no cgroup) on `path`, the /proc/self/fd path of its
+/// destination.
+fn mount_by_path(
+    ctx: &RootfsContext,
+    root: &File,
+    m: &Mount,
+    opts: &options::MountOptions,
+    path: &str,
+) -> Result<()> {
+    let fstype = m.typ().as_deref().unwrap_or("");
+    let dest = m.destination();
+    let source = m
+        .source()
+        .as_ref()
+        .map(|s| s.to_string_lossy().into_owned());
+    let source = source.unwrap_or_else(|| fstype.to_string());
+    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    match mount(Some(source.as_str()), path, Some(fstype), flags, data) {
+        // A user namespace that does not own the network namespace may not mount sysfs:
+        // bind the host's /sys instead, as runc does.
+        Err(Errno::EPERM) if fstype == "sysfs" && ctx.in_userns => {
+            let rbind = MsFlags::MS_BIND | MsFlags::MS_REC;
+            mount(Some("/sys"), path, None::<&str>, rbind, None::<&str>).and_then(|_| {
+                let bound = paths::open_in_root(root, dest)?;
+                let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
+                let bound_path = fd_path(&bound);
+                change_mount(bound_path.as_str(), remount | locked_flags(&bound_path))
+            })
+        }
+        r => r,
+    }
+    .with_context(|| match data {
+        Some(d) => format!("mount {fstype} with options {d:?}"),
+        None => format!("mount {fstype}"),
+    })
+}
+
+/// A new procfs showing the PID namespace open at `pid_ns` (proc's `pidns` option, Linux
+/// 6.18), put on `target`: what a process in that namespace would mount there.
+fn mount_proc_of(
+    pid_ns: BorrowedFd,
+    m: &Mount,
+    target: &OwnedFd,
+    opts: &options::MountOptions,
+) -> Result<()> {
+    let (attrs, sb_flags) = opts.fsmount_attrs();
+    let source = m.source().as_ref().map(|s| s.to_string_lossy());
+    let source = source.as_deref().unwrap_or("proc");
+    let mut params = vec![
+        sys::FsParam::Str("source", source),
+        sys::FsParam::Fd("pidns", pid_ns),
+    ];
+    params.extend(sb_flags.into_iter().map(sys::FsParam::Flag));
+    params.extend(sys::FsParam::from_data(&opts.data));
+    let proc = sys::new_detached_mount("proc", &params, attrs).with_context(|| {
+        match opts.data.as_str() {
+            "" => "mount proc".to_string(),
+            d => format!("mount proc with options {d:?}"),
+        }
+    })?;
+    sys::move_mount_onto(&proc, target).context("mount proc: move_mount")
 }
 
 fn bind_entry(
@@ -597,8 +629,9 @@ impl Masks {
                     | libc::MOUNT_ATTR_NOSUID
                     | libc::MOUNT_ATTR_NODEV
                     | libc::MOUNT_ATTR_NOEXEC;
-                let tmpfs = sys::new_detached_mount("tmpfs", &[("mode", "755")], attrs)
-                    .context("a read-only tmpfs for masked directories")?;
+                let tmpfs =
+                    sys::new_detached_mount("tmpfs", &[sys::FsParam::Str("mode", "755")], attrs)
+                        .context("a read-only tmpfs for masked directories")?;
                 (tmpfs, false)
             }
         };

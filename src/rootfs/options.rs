@@ -78,6 +78,34 @@ impl MountOptions {
     pub fn remount_flags(&self) -> MsFlags {
         self.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
     }
+
+    /// The mount flags as fsmount(2) takes them: MOUNT_ATTR_* bits of the mount, and the
+    /// superblock flags (`sync`, `dirsync`) as fsconfig flags.
+    pub fn fsmount_attrs(&self) -> (u64, Vec<&'static str>) {
+        const ATTRS: &[(MsFlags, u64)] = &[
+            (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+            (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+            (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+            (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+            (MsFlags::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
+            (MsFlags::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
+            (MsFlags::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+            (MS_NOSYMFOLLOW, libc::MOUNT_ATTR_NOSYMFOLLOW),
+        ];
+        let attrs = ATTRS
+            .iter()
+            .filter(|(flag, _)| self.flags.contains(*flag))
+            .fold(0, |attrs, (_, attr)| attrs | attr);
+        let sb = [
+            (MsFlags::MS_SYNCHRONOUS, "sync"),
+            (MsFlags::MS_DIRSYNC, "dirsync"),
+        ];
+        let sb = sb
+            .iter()
+            .filter(|(f, _)| self.flags.contains(*f))
+            .map(|(_, n)| *n);
+        (attrs, sb.collect())
+    }
 }
 
 const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
@@ -194,6 +222,23 @@ mod tests {
         assert!(o.is_bind());
         assert_eq!(o.remount_flags(), MsFlags::MS_RDONLY);
         assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn flags_as_fsmount_attributes() {
+        let o = p(&["nosuid", "noexec", "nodev", "ro", "sync", "hidepid=2"]);
+        let (attrs, sb) = o.fsmount_attrs();
+        let want = libc::MOUNT_ATTR_NOSUID
+            | libc::MOUNT_ATTR_NOEXEC
+            | libc::MOUNT_ATTR_NODEV
+            | libc::MOUNT_ATTR_RDONLY;
+        assert_eq!(attrs, want);
+        assert_eq!(sb, vec!["sync"]);
+        assert_eq!(p(&["relatime"]).fsmount_attrs(), (0, vec![]));
+        assert_eq!(
+            p(&["strictatime"]).fsmount_attrs().0,
+            libc::MOUNT_ATTR_STRICTATIME
+        );
     }
 
     #[test]
