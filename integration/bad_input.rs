@@ -330,7 +330,9 @@ fn errors_from_inside_the_setup_processes_are_reported_with_backtraces_on() {
         for pad in [0, 1, 100, 333, 4000] {
             let id = harness::unique_id("backtrace");
             rt.track_bundle(&id, b.path());
-            let out = rt
+            // Output to files: an init that got through would hold pipes open.
+            let stderr_file = b.path().join("stderr");
+            let status = rt
                 .cmd()
                 .args(["create", "--bundle"])
                 .arg(b.path())
@@ -342,8 +344,15 @@ fn errors_from_inside_the_setup_processes_are_reported_with_backtraces_on() {
                     format!("/nonexistent/{}", "x".repeat(pad)),
                 )
                 .stdin(Stdio::null())
-                .output()
+                .stdout(fs::File::create(b.path().join("stdout")).unwrap())
+                .stderr(fs::File::create(&stderr_file).unwrap())
+                .status()
                 .unwrap();
+            let out = std::process::Output {
+                status,
+                stdout: vec![],
+                stderr: fs::read(&stderr_file).unwrap(),
+            };
             fails_with_one_line(&out, want);
             assert_nothing_left(&rt, &b, &id);
         }

@@ -441,11 +441,44 @@ pub fn mounts_of(id: &str, under: &[PathBuf]) -> Vec<PathBuf> {
 /// Reaps `pid` if it is our child (detached inits are reparented to the test process, which
 /// is a subreaper). Called after delete, when init is already dead.
 pub fn reap(pid: i32) {
-    if pid > 0 {
+    // Bounded: a process that never ends fails its test instead of hanging the suite.
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+    if pid <= 0 {
+        return;
+    }
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
         let mut status = 0;
         // SAFETY: waitpid on a specific pid; status is a valid out pointer. ECHILD (not our
         // child) returns at once.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != 0 {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kill and waitpid on our own child, which has not been reaped (pid kept).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("process {pid} did not end within {LIMIT:?}; killed it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// `child.wait_with_output()`, bounded: a child (or something holding its pipes) that never
+/// ends fails the test after `limit` instead of hanging the suite.
+pub fn output_within(child: std::process::Child, limit: std::time::Duration) -> Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) of the child spawned above, not yet reaped (its waiter blocks).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("process {pid} (or a holder of its output pipes) did not end within {limit:?}")
+        }
     }
 }
 

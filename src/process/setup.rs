@@ -238,7 +238,9 @@ fn refuse_own_binary(exe: &Path, own: OwnBinary, depth: u32) -> Result<()> {
             .ok()
             .and_then(|f| crate::sys::fs_type(&f).ok())
             == Some(OVERLAYFS_SUPER_MAGIC);
-    if (own.dev, own.ino) == (target.dev(), target.ino()) || sealed_copy {
+    // A memfd copy is berth's running binary, a file of its own.
+    let running = (own.running_dev, own.running_ino) == (target.dev(), target.ino());
+    if (own.dev, own.ino) == (target.dev(), target.ino()) || sealed_copy || running {
         bail!(
             "process.args[0]: {} is the berth binary itself; running it in a container would expose the host's berth binary",
             exe.display()
@@ -265,13 +267,16 @@ fn refuse_own_binary(exe: &Path, own: OwnBinary, depth: u32) -> Result<()> {
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
 /// What identifies berth's binary: the host file's device and inode (also when berth runs
-/// from a sealed copy), and its inode number, size and mtime, which an overlay shows too.
+/// from a sealed copy), and its inode number, size and mtime, which an overlay shows too;
+/// and the device and inode of the file running (the sealed copy: overlay or memfd).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OwnBinary {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
     pub mtime: i64,
+    pub running_dev: u64,
+    pub running_ino: u64,
 }
 
 pub fn own_binary() -> Result<OwnBinary> {
@@ -283,6 +288,8 @@ pub fn own_binary() -> Result<OwnBinary> {
         ino,
         size: m.size(),
         mtime: m.mtime(),
+        running_dev: m.dev(),
+        running_ino: m.ino(),
     })
 }
 
