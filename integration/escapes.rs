@@ -270,6 +270,50 @@ fn the_exec_process_enters_the_pid_namespace_only_inside_the_containers_root() {
     rt.assert_nothing_left(&id);
 }
 
+#[test]
+fn no_pivot_leaves_no_full_host_procfs_for_a_user_namespace_to_mount_from() {
+    // With --no-pivot the host's mounts stay in the container's mount namespace under the
+    // chroot. The kernel lets a user namespace mount a fresh procfs where a full one is
+    // visible in its mount namespace: the host's /proc would be one (and give a procfs with
+    // no masks, sysrq-trigger and all). runc's test, without writing to sysrq-trigger.
+    let rt = Runtime::new();
+    let script = "mount -t proc none /proc && echo MOUNTED";
+    let mut b = Bundle::new(&["unshare", "-mrpf", "sh", "-c", script]);
+    b.edit(|c| {
+        // Mapping root in a new user namespace needs CAP_SETFCAP (Linux 5.12).
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SETFCAP"));
+        }
+    });
+    for pivot in [false, true] {
+        let id = harness::unique_id("nopivot");
+        rt.track_bundle(&id, b.path());
+        let mut cmd = rt.cmd();
+        cmd.arg("run");
+        if !pivot {
+            cmd.arg("--no-pivot");
+        }
+        let out = cmd
+            .arg("-b")
+            .arg(b.path())
+            .arg(&id)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !out.status.success() && text.contains("mount: permission denied"),
+            "pivot {pivot}: {text}"
+        );
+        assert!(!text.contains("MOUNTED"), "pivot {pivot}: {text}");
+        rt.delete_force(&id);
+        assert_no_mount_under(b.path());
+    }
+}
+
 /// Watches, from inside a container with CAP_SYS_PTRACE, every other process in its PID
 /// namespace: prints `berth PID` for one running berth's binary and `host-root PID COMM`
 /// for one whose /proc/PID/root leads to host path `$1` (it is in no container's root).

@@ -571,6 +571,7 @@ fn switch_root(rootfs: &Path) -> Result<()> {
 
 /// `--no-pivot`: move the rootfs over / and chroot into it (for roots on ramfs).
 fn move_root(rootfs: &Path) -> Result<()> {
+    hide_host_proc_and_sys(rootfs)?;
     chdir(rootfs).context("chdir to the rootfs")?;
     mount(
         Some(rootfs),
@@ -582,6 +583,73 @@ fn move_root(rootfs: &Path) -> Result<()> {
     .context("move the rootfs to /")?;
     chroot(".").context("chroot into the rootfs")?;
     chdir("/").context("chdir to the new root")
+}
+
+/// Before `--no-pivot`'s chroot, as runc: the host's mounts stay in this mount namespace
+/// under the chroot, and a full procfs or sysfs among them lets a user namespace in the
+/// container mount a fresh one (the kernel allows that only where one is fully visible),
+/// e.g. a procfs with a writable `/proc/sysrq-trigger`. Each one outside the rootfs is
+/// detached, or covered by an empty tmpfs where it cannot be.
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    use procfs_core::FromBufRead;
+    let text = sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let mounts = procfs_core::process::MountInfos::from_buf_read(text.as_bytes())
+        .context("parse /proc/self/mountinfo")?;
+    for m in mounts.iter() {
+        // (procfs-core leaves mountinfo's octal escapes, e.g. \040 for a space, in place.)
+        let path = PathBuf::from(unescape_mountinfo(&m.mount_point.to_string_lossy()));
+        let full = m.root == "/" && (m.fs_type == "proc" || m.fs_type == "sysfs");
+        if !full || path.starts_with(rootfs) {
+            continue;
+        }
+        // Detaching it must not reach the host (the mount may be shared with it).
+        match change_mount(&path, MsFlags::MS_SLAVE | MsFlags::MS_REC) {
+            // Gone with a mount above it that was detached already.
+            Err(Errno::ENOENT) => continue,
+            r => r.with_context(|| format!("--no-pivot: make {} a slave", path.display()))?,
+        }
+        match umount2(&path, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(Errno::EINVAL | Errno::EPERM) => mount(
+                Some("tmpfs"),
+                &path,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .with_context(|| format!("--no-pivot: cover the host's {}", path.display()))?,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("--no-pivot: detach the host's {}", path.display()))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mountinfo path with its octal escapes (`\040`) decoded.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        match (b[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A read-only bind of `path` (and everything mounted below it) over itself, made on a
@@ -643,5 +711,18 @@ impl Masks {
         };
         self.empty_dir = Some((tmpfs, placed || moved.is_ok()));
         moved.context("mount the read-only tmpfs over it")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("/back\\134slash"), "/back\\slash");
+        // Not an escape the kernel writes: left as it is.
+        assert_eq!(unescape_mountinfo("/x\\9y\\777\\04"), "/x\\9y\\777\\04");
     }
 }
