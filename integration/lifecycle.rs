@@ -173,6 +173,56 @@ fn process_user_cwd_env_and_rlimits() {
 }
 
 #[test]
+fn a_cwd_only_root_can_enter_is_entered_before_the_user_switch() {
+    // As runc: process.cwd is entered while berth is still root, so a user who could not
+    // enter it still starts there (a volume chowned to someone else, say); for exec too.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "pwd; ls . >/dev/null 2>&1 || echo cannot-list; id -u",
+    ]);
+    std::fs::create_dir(b.path().join("rootfs/private")).unwrap();
+    std::fs::set_permissions(
+        b.path().join("rootfs/private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    b.edit(|c| {
+        c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        c["process"]["cwd"] = serde_json::json!("/private");
+    });
+    let out = rt.run(&b, &harness::unique_id("privcwd"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "/private\ncannot-list\n1000\n");
+
+    let mut b = Bundle::new(&["sleep", "100"]);
+    std::fs::create_dir(b.path().join("rootfs/private")).unwrap();
+    std::fs::set_permissions(
+        b.path().join("rootfs/private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    b.edit(|c| c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000}));
+    let id = harness::unique_id("privcwdexec");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &id]).status.success());
+    let out = rt.berth(&["exec", "--cwd", "/private", &id, "pwd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "/private\n");
+    // A cwd that does not exist still fails, by name.
+    let out = rt.berth(&["exec", "--cwd", "/nonexistent", &id, "pwd"]);
+    assert!(
+        stderr(&out).contains("process.cwd: chdir /nonexistent"),
+        "{}",
+        stderr(&out)
+    );
+    rt.delete_force(&id);
+    harness::reap(init);
+}
+
+#[test]
 fn readonly_root_and_masked_paths() {
     let rt = Runtime::new();
     let b = Bundle::new(&[

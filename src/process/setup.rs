@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{access, chdir, execve, setresgid, setresuid, AccessFlags, Gid, Uid};
 use oci_spec::runtime::{Process, Spec};
@@ -63,10 +64,17 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
         crate::process_attrs::selinux_exec_label(label)?;
     }
 
-    // Checked before a seccomp profile can deny getcwd; resolving the path does not depend
-    // on who resolves it, so the later chdir as the user lands in the same place.
-    if chdir(process.cwd()).is_ok() {
-        check_cwd_inside(process.cwd(), nix::unistd::getcwd())?;
+    // Entered while still privileged, as runc: the process may then stay in a directory
+    // its user could not enter (EPERM/EACCES means: try again as the user). Checked before a
+    // seccomp profile can deny getcwd.
+    let cwd = process.cwd();
+    let entered = match chdir(cwd) {
+        Ok(()) => true,
+        Err(Errno::EPERM | Errno::EACCES) => false,
+        Err(e) => return Err(e).with_context(|| format!("process.cwd: chdir {}", cwd.display())),
+    };
+    if entered {
+        check_cwd_inside(cwd, nix::unistd::getcwd())?;
     }
     // The profile is built now so a bad one fails early. Loading it needs CAP_SYS_ADMIN
     // unless no_new_privs is set: then it goes in before the capabilities are dropped (as
@@ -93,8 +101,13 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
     umask(Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022),
     ));
-    chdir(process.cwd())
-        .with_context(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+    if !entered {
+        chdir(cwd).with_context(|| format!("process.cwd: chdir {}", cwd.display()))?;
+        // (A seccomp profile may deny getcwd by now: only a path outside counts.)
+        if let Ok(now) = nix::unistd::getcwd() {
+            check_cwd_inside(cwd, Ok(now))?;
+        }
+    }
 
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if ctx.listen_fds > 0 {
