@@ -52,6 +52,41 @@ fn seccomp_is_loaded_without_no_new_privs_too() {
 }
 
 #[test]
+fn start_container_hooks_run_under_the_filter_with_no_new_privs_or_without() {
+    // As runc: with noNewPrivileges the filter goes in before the start gate (not just
+    // before execve), so a startContainer hook cannot do what the container cannot.
+    let rt = Runtime::new();
+    for no_new_privs in [true, false] {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| {
+            c["root"]["readonly"] = json!(false);
+            c["process"]["noNewPrivileges"] = json!(no_new_privs);
+            c["linux"]["seccomp"] = errno_profile();
+            c["hooks"] = json!({"startContainer": [
+                {"path": "/bin/mkdir", "args": ["mkdir", "/made-by-the-hook"]}
+            ]});
+        });
+        let id = harness::unique_id("hookseccomp");
+        let out = rt.create(&b, &id, &[]);
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+        let out = rt.berth(&["start", &id]);
+        assert!(
+            !b.path().join("rootfs/made-by-the-hook").exists(),
+            "no_new_privs {no_new_privs}: the hook ran without the filter"
+        );
+        assert!(
+            !out.status.success() && stderr(&out).contains("startContainer"),
+            "no_new_privs {no_new_privs}: {}",
+            stderr(&out)
+        );
+        harness::reap(init);
+        rt.delete_force(&id);
+        rt.assert_nothing_left(&id);
+    }
+}
+
+#[test]
 fn without_a_profile_the_syscall_works() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "mkdir /mnt/w/dir && echo made"]);

@@ -148,18 +148,25 @@ fn needs_hook_state(h: Option<&oci_spec::runtime::Hooks>) -> bool {
 fn wait_and_exec(
     cfg: &SetupConfig,
     chan: Channel,
-    p: Prepared,
+    mut p: Prepared,
     start_hook_state: Option<String>,
 ) -> anyhow::Error {
+    // A failure to load it is reported through the gate, to `start`.
+    let seccomp = p.load_seccomp();
     let mut gate = match Gate::pass(cfg, chan) {
         Ok(gate) => gate,
         Err(e) => return e,
     };
     // startContainer hooks run in the container, past the gate, before the user process.
     let hooks = cfg.bundle.spec.hooks().as_ref();
-    let err = match start_hook_state.map(|s| hooks::run(hooks, hooks::Kind::StartContainer, &s)) {
-        Some(Err(e)) => e,
-        _ => setup::exec(p),
+    let err = match seccomp {
+        Err(e) => e,
+        Ok(()) => {
+            match start_hook_state.map(|s| hooks::run(hooks, hooks::Kind::StartContainer, &s)) {
+                Some(Err(e)) => e,
+                _ => setup::exec(p),
+            }
+        }
     };
     gate.report(&err);
     err

@@ -30,7 +30,7 @@ pub struct ProcessContext<'a> {
 
 /// What setup resolved for the final exec.
 pub struct Prepared {
-    /// A seccomp filter still to be loaded just before execve.
+    /// A seccomp filter still to be loaded (before init's start gate, or exec's execve).
     seccomp: Option<libseccomp::ScmpFilterContext>,
     exe: CString,
     args: Vec<CString>,
@@ -138,6 +138,17 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
             .collect::<Result<_>>()?,
         env: env.iter().map(|e| sys::cstring(e)).collect::<Result<_>>()?,
     })
+}
+
+impl Prepared {
+    /// Loads the seccomp filter left for later (with noNewPrivileges) now: init does so
+    /// before the start gate, as runc, so that startContainer hooks run under it.
+    pub fn load_seccomp(&mut self) -> Result<()> {
+        match self.seccomp.take() {
+            Some(filter) => crate::seccomp::load(&filter),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Loads a seccomp filter left for last and execs; returns only on failure.
