@@ -157,6 +157,80 @@ fn a_container_joining_a_pid_namespace_gets_the_terminal_as_its_controlling_one(
 }
 
 #[test]
+fn the_pty_belongs_to_the_processs_user_and_stdio_berth_did_not_make_keeps_its_owner() {
+    // As runc: the terminal berth makes is chowned to process.user.uid (the group stays
+    // tty's), for init and for `exec -t`; stdio handed to berth is never chowned.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c 'owner %u' $(tty); echo ready; read line",
+    ]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    let id = harness::unique_id("ttyowner");
+    let sock = ConsoleSocket::new();
+    let out = rt.create(&b, &id, &["--console-socket", &sock.path()]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let (_, mut master) = sock.receive();
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &id]).status.success());
+    let text = read_until(&mut master, "ready");
+    assert!(text.contains("owner 1000\r\n"), "{text:?}");
+
+    let mut process = b.config["process"].clone();
+    process["user"] = json!({"uid": 1001, "gid": 1001});
+    process["args"] = json!(["sh", "-c", "stat -c 'owner %u' $(tty); echo ready"]);
+    let file = b.path().join("process.json");
+    std::fs::write(&file, serde_json::to_vec(&process).unwrap()).unwrap();
+    let sock = ConsoleSocket::new();
+    let out = rt
+        .cmd()
+        .args([
+            "exec",
+            "--process",
+            file.to_str().unwrap(),
+            "--console-socket",
+        ])
+        .args([&sock.path(), "--detach", "--pid-file"])
+        .arg(b.path().join("exec.pid"))
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    let (_, mut master) = sock.receive();
+    let text = read_until(&mut master, "ready");
+    assert!(text.contains("owner 1001\r\n"), "{text:?}");
+    // Ours to reap (a subreaper): init's PID namespace cannot end while it is a zombie.
+    let exec_pid = std::fs::read_to_string(b.path().join("exec.pid")).unwrap();
+    harness::reap(exec_pid.trim().parse().unwrap());
+    rt.delete_force(&id);
+    harness::reap(init);
+
+    // Without a terminal: the stdout file create was given stays root's.
+    let mut b = Bundle::new(&["sh", "-c", "echo hi"]);
+    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
+    let id = harness::unique_id("stdioowner");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(rt.berth(&["start", &id]).status.success());
+    harness::reap(init);
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(b.path().join("stdout")).unwrap();
+    assert_eq!(
+        (
+            meta.uid(),
+            std::fs::read_to_string(b.path().join("stdout")).unwrap()
+        ),
+        (0, "hi\n".to_string())
+    );
+    rt.delete_force(&id);
+}
+
+#[test]
 fn terminal_without_a_console_socket_is_refused_and_socket_without_terminal_too() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);

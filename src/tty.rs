@@ -63,14 +63,16 @@ fn get_winsize(fd: BorrowedFd) -> nix::Result<libc::winsize> {
 }
 
 /// Inside the container (its mount namespace and root): a new pty from /dev/ptmx, the slave
-/// as stdin/stdout/stderr, `size` applied, the slave bound on /dev/console when
-/// `mount_console` (init) and the container has a /dev, and the master sent over `socket`.
+/// as stdin/stdout/stderr, owned by the process's uid, its consoleSize applied, the slave
+/// bound on /dev/console when `mount_console` (init) and the container has a /dev, and the
+/// master sent over `socket`.
 /// The process that is to own it then takes it (`take_controlling_terminal`).
 pub fn setup_console(
     socket: &OwnedFd,
-    size: Option<&oci_spec::runtime::Box>,
+    process: &oci_spec::runtime::Process,
     mount_console: bool,
 ) -> Result<()> {
+    let size = process.console_size();
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("process.terminal: open /dev/ptmx in the container")?;
     // /dev/ptmx is a path in the image: check that what opened is a pty multiplexer of a
@@ -94,6 +96,15 @@ pub fn setup_console(
     let slave = Errno::result(slave).context("process.terminal: open the pty slave")?;
     // SAFETY: the kernel just returned this fd; nothing else owns it.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    // The process's own terminal, as runc's is (only the pty berth made: stdio it was given
+    // keeps its owner). The group stays devpts's (tty).
+    let uid = process.user().uid();
+    nix::unistd::fchown(
+        slave.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(uid)),
+        None,
+    )
+    .with_context(|| format!("process.terminal: chown the pty to process.user.uid {uid}"))?;
     if let Some(b) = size {
         let ws = winsize(b.height() as u16, b.width() as u16);
         set_winsize(slave.as_fd(), &ws).context("process.consoleSize: TIOCSWINSZ")?;

@@ -293,7 +293,7 @@ fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
 fn prepare_process(ctx: &ExecContext, chan: &Channel) -> Result<setup::Prepared> {
     nix::unistd::setsid().context("setsid")?;
     if let Some(socket) = &ctx.console {
-        tty::setup_console(socket, ctx.process.console_size().as_ref(), false)?;
+        tty::setup_console(socket, ctx.process, false)?;
         tty::take_controlling_terminal()?;
     }
     let pctx = ProcessContext {

@@ -105,7 +105,7 @@ fn setup(
     // As runc: the terminal is set up once the rootfs is in place (the container's devpts
     // and /dev) and before it is made read-only.
     if let Some(socket) = &cfg.console_socket {
-        crate::tty::setup_console(socket, process.console_size().as_ref(), true)?;
+        crate::tty::setup_console(socket, process, true)?;
     }
     rootfs::finalize(spec)?;
     if let Some(pid_ns) = late_pid_ns {
