@@ -42,6 +42,64 @@ fn host_mnt_ns() -> String {
 }
 
 #[test]
+fn hooks_run_in_the_bundle_the_rootfs_or_the_processs_cwd_as_runc_runs_them() {
+    // The host's hooks from the bundle directory (runc runs from there), createContainer
+    // from the rootfs (runc's init has moved there), startContainer from process.cwd.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    let log = b.path().join("cwd.log");
+    let cwd_hook = |name: &str, log: &Path| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} $(pwd) >> {}", log.display())]});
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["process"]["cwd"] = json!("/tmp");
+        c["hooks"] = json!({
+            "createRuntime": [cwd_hook("createRuntime", &log)],
+            "createContainer": [cwd_hook("createContainer", &log)],
+            "startContainer": [cwd_hook("startContainer", Path::new("/start.log"))],
+            "prestart": [cwd_hook("prestart", &log)],
+            "poststart": [cwd_hook("poststart", &log)],
+            "poststop": [cwd_hook("poststop", &log)],
+        });
+    });
+    let id = harness::unique_id("hookcwd");
+    // berth itself somewhere else entirely.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        rt.cmd()
+            .args(args)
+            .current_dir(elsewhere.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            // A file: create's stdio goes on to init, which would hold a pipe open.
+            .stderr(std::fs::File::create(b.path().join("stderr")).unwrap())
+            .status()
+            .unwrap()
+    };
+    let err = || std::fs::read_to_string(b.path().join("stderr")).unwrap();
+    rt.track(&id);
+    let out = run(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.success(), "create: {}", err());
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let out = run(&["start", &id]);
+    assert!(out.success(), "start: {}", err());
+    harness::reap(init);
+    let out = run(&["delete", &id]);
+    assert!(out.success(), "delete: {}", err());
+    let (bundle, rootfs) = (b.path().display(), b.path().join("rootfs"));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!(
+            "createRuntime {bundle}\ncreateContainer {}\nprestart {bundle}\npoststart {bundle}\npoststop {bundle}\n",
+            rootfs.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("start.log")).unwrap(),
+        "startContainer /tmp\n"
+    );
+}
+
+#[test]
 fn every_kind_runs_at_its_point_in_order_with_the_state() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "touch /ran; sleep 100"]);

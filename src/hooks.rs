@@ -13,6 +13,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -115,10 +116,13 @@ pub fn state_json(state: &State, status: ContainerState, pid: i32) -> Result<Str
     serde_json::to_string(&oci).context("hooks: serialize the state")
 }
 
-/// Runs the hooks of `kind` in order; the first that fails stops the rest and is the error.
-pub fn run(hooks: Option<&Hooks>, kind: Kind, state_json: &str) -> Result<()> {
+/// Runs the hooks of `kind` in order, in directory `dir` (None: this process's own); the
+/// first that fails stops the rest and is the error. As runc: the bundle directory for the
+/// hooks berth runs on the host, the rootfs for createContainer, the process's cwd for
+/// startContainer.
+pub fn run(hooks: Option<&Hooks>, kind: Kind, state_json: &str, dir: Option<&Path>) -> Result<()> {
     for (i, hook) in of(hooks, kind).iter().enumerate() {
-        run_one(hook, state_json)
+        run_one(hook, state_json, dir)
             .with_context(|| format!("hooks.{}[{i}] ({})", kind.name(), hook.path().display()))?;
     }
     Ok(())
@@ -126,9 +130,9 @@ pub fn run(hooks: Option<&Hooks>, kind: Kind, state_json: &str) -> Result<()> {
 
 /// Runs every hook of `kind`; a failure is logged as a warning and the rest still run (the
 /// runtime-spec's rule for poststart and poststop).
-pub fn run_warn(hooks: Option<&Hooks>, kind: Kind, state_json: &str) {
+pub fn run_warn(hooks: Option<&Hooks>, kind: Kind, state_json: &str, dir: Option<&Path>) {
     for (i, hook) in of(hooks, kind).iter().enumerate() {
-        if let Err(e) = run_one(hook, state_json) {
+        if let Err(e) = run_one(hook, state_json, dir) {
             log::warn!(
                 "hooks.{}[{i}] ({}): {e:#}",
                 kind.name(),
@@ -139,7 +143,7 @@ pub fn run_warn(hooks: Option<&Hooks>, kind: Kind, state_json: &str) {
 }
 
 /// Runs one hook to completion (or its timeout) and says how it failed.
-fn run_one(hook: &Hook, state_json: &str) -> Result<()> {
+fn run_one(hook: &Hook, state_json: &str, dir: Option<&Path>) -> Result<()> {
     let stdin = memfd("berth-hook-stdin")?;
     let mut file = std::fs::File::from(stdin.try_clone().context("dup the hook's stdin")?);
     file.write_all(state_json.as_bytes())
@@ -155,6 +159,9 @@ fn run_one(hook: &Hook, state_json: &str) -> Result<()> {
         Some((argv0, rest)) => cmd.arg0(argv0).args(rest),
         None => cmd.arg0(hook.path()),
     };
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     cmd.env_clear();
     for entry in hook.env().as_deref().unwrap_or(&[]) {
         match entry.split_once('=') {
@@ -261,7 +268,7 @@ mod tests {
             {"path": "/bin/sh", "args": ["first", "-c", script.clone(), "a1"], "env": ["GREETING=hi"]},
             {"path": "/bin/sh", "args": ["second", "-c", script, "a2"], "env": ["GREETING=ho"]},
         ]}));
-        run(Some(&h), Kind::Prestart, "{\"id\":\"x\"}").unwrap();
+        run(Some(&h), Kind::Prestart, "{\"id\":\"x\"}", None).unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
             "first a1 hi {\"id\":\"x\"}\nsecond a2 ho {\"id\":\"x\"}\n"
@@ -275,7 +282,7 @@ mod tests {
         let h = hooks(serde_json::json!({"poststop": [
             {"path": "/bin/sh", "args": ["sh", "-c", format!("env > {}", out.display())], "env": ["A=1"]},
         ]}));
-        run(Some(&h), Kind::Poststop, "{}").unwrap();
+        run(Some(&h), Kind::Poststop, "{}", None).unwrap();
         let env = std::fs::read_to_string(&out).unwrap();
         assert!(env.lines().any(|l| l == "A=1"), "{env}");
         assert!(!env.lines().any(|l| l.starts_with("HOME=")), "{env}");
@@ -291,7 +298,7 @@ mod tests {
         ]}));
         let e = format!(
             "{:#}",
-            run(Some(&h), Kind::CreateRuntime, "{}").unwrap_err()
+            run(Some(&h), Kind::CreateRuntime, "{}", None).unwrap_err()
         );
         assert_eq!(
             e,
@@ -308,7 +315,7 @@ mod tests {
             {"path": "/bin/false"},
             {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", out.display())]},
         ]}));
-        run_warn(Some(&h), Kind::Poststart, "{}");
+        run_warn(Some(&h), Kind::Poststart, "{}", None);
         assert!(out.exists());
     }
 
@@ -318,7 +325,10 @@ mod tests {
             {"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1},
         ]}));
         let started = std::time::Instant::now();
-        let e = format!("{:#}", run(Some(&h), Kind::Prestart, "{}").unwrap_err());
+        let e = format!(
+            "{:#}",
+            run(Some(&h), Kind::Prestart, "{}", None).unwrap_err()
+        );
         assert_eq!(
             e,
             "hooks.prestart[0] (/bin/sleep): timed out after 1s and was killed"
@@ -330,7 +340,7 @@ mod tests {
     fn a_large_state_does_not_block_a_hook_that_never_reads_it() {
         let h = hooks(serde_json::json!({"prestart": [{"path": "/bin/true", "timeout": 5}]}));
         let big = "x".repeat(1 << 20);
-        run(Some(&h), Kind::Prestart, &big).unwrap();
+        run(Some(&h), Kind::Prestart, &big, None).unwrap();
     }
 
     #[test]

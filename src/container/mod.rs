@@ -149,7 +149,12 @@ impl Container {
         // undoes it, as for the other create-time hooks.
         if !hooks::of(self.state.hooks.as_ref(), hooks::Kind::Prestart).is_empty() {
             let state = hooks::state_json(&self.state, ContainerState::Created, self.state.pid)?;
-            if let Err(e) = hooks::run(self.state.hooks.as_ref(), hooks::Kind::Prestart, &state) {
+            if let Err(e) = hooks::run(
+                self.state.hooks.as_ref(),
+                hooks::Kind::Prestart,
+                &state,
+                Some(&self.state.bundle),
+            ) {
                 if let Err(d) = self.destroy() {
                     log::warn!("undo container {:?}: {d:#}", self.id());
                 }
@@ -162,7 +167,12 @@ impl Container {
             return Ok(());
         }
         let state = hooks::state_json(&self.state, ContainerState::Running, self.state.pid)?;
-        hooks::run_warn(self.state.hooks.as_ref(), hooks::Kind::Poststart, &state);
+        hooks::run_warn(
+            self.state.hooks.as_ref(),
+            hooks::Kind::Poststart,
+            &state,
+            Some(&self.state.bundle),
+        );
         Ok(())
     }
 
@@ -360,7 +370,12 @@ impl Container {
         // a warning.
         if !hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststop).is_empty() {
             let state = hooks::state_json(&self.state, ContainerState::Stopped, self.state.pid)?;
-            hooks::run_warn(self.state.hooks.as_ref(), hooks::Kind::Poststop, &state);
+            hooks::run_warn(
+                self.state.hooks.as_ref(),
+                hooks::Kind::Poststop,
+                &state,
+                Some(&self.state.bundle),
+            );
         }
         Ok(())
     }

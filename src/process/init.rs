@@ -84,6 +84,7 @@ fn setup(
             spec.hooks().as_ref(),
             hooks::Kind::CreateContainer,
             &creating,
+            Some(&cfg.bundle.rootfs),
         )?;
         Some(created)
     } else {
@@ -162,7 +163,8 @@ fn wait_and_exec(
     let err = match seccomp {
         Err(e) => e,
         Ok(()) => {
-            match start_hook_state.map(|s| hooks::run(hooks, hooks::Kind::StartContainer, &s)) {
+            match start_hook_state.map(|s| hooks::run(hooks, hooks::Kind::StartContainer, &s, None))
+            {
                 Some(Err(e)) => e,
                 _ => setup::exec(p),
             }

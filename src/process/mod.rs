@@ -140,6 +140,7 @@ pub fn create(
         host_rootfs_mounts: None,
         poststop: None,
         hooks: bundle.spec.hooks().clone(),
+        bundle: bundle.dir.clone(),
         armed: true,
     };
     let lock = container::lock_dir(&dir)?;
@@ -364,7 +365,12 @@ fn wait_for_ready(
             )?);
             let creating = hooks::state_json(state, ContainerState::Creating, pid.as_raw())?;
             // (prestart runs at `start`: see Container::start.)
-            hooks::run(state.hooks.as_ref(), hooks::Kind::CreateRuntime, &creating)?;
+            hooks::run(
+                state.hooks.as_ref(),
+                hooks::Kind::CreateRuntime,
+                &creating,
+                Some(&state.bundle),
+            )?;
             let created = hooks::state_json(state, ContainerState::Created, pid.as_raw())?;
             chan.send(&Message::HookState { creating, created })?;
         }
@@ -725,6 +731,8 @@ struct Cleanup {
     /// The poststop hooks and their state, once the create-time hooks have begun.
     poststop: Option<String>,
     hooks: Option<oci_spec::runtime::Hooks>,
+    /// Where the hooks run.
+    bundle: PathBuf,
     armed: bool,
 }
 
@@ -752,7 +760,8 @@ impl Drop for Cleanup {
         }
         let _ = fs::remove_dir_all(&self.dir);
         if let Some(state) = &self.poststop {
-            hooks::run_warn(self.hooks.as_ref(), hooks::Kind::Poststop, state);
+            let bundle = Some(self.bundle.as_path());
+            hooks::run_warn(self.hooks.as_ref(), hooks::Kind::Poststop, state, bundle);
         }
     }
 }
@@ -809,6 +818,7 @@ mod tests {
             host_rootfs_mounts: None,
             poststop: None,
             hooks: None,
+            bundle: "/nonexistent".into(),
             armed: false,
         };
         let result = wait_for_ready(&parent, setup, &cfg, &state, &mut guard);
