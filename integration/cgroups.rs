@@ -1122,3 +1122,26 @@ fn create_gives_up_on_an_init_stopped_while_it_waits() {
     harness::assert_no_process_of(&id);
     harness::reap_failed_inits();
 }
+
+#[test]
+fn unified_is_written_on_a_pure_v2_host_and_refused_elsewhere_as_runc_refuses_it() {
+    // On a hybrid host the cgroup2 hierarchy beside the v1 ones does not count (runc's rule).
+    // This host is hybrid; the cgroup v2 VM (`make v2-test`) runs the other branch.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| c["linux"]["resources"]["unified"] = json!({"pids.max": "42"}));
+    let id = harness::unique_id("unified");
+    let out = rt.create(&b, &id, &[]);
+    if v2_host() {
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(read_cgroup(&id, "pids.max"), "42");
+        rt.delete_force(&id);
+    } else {
+        harness::fails_with_one_line(
+            &out,
+            "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1",
+        );
+        harness::assert_no_process_of(&id);
+        rt.assert_nothing_left(&id);
+    }
+}

@@ -134,6 +134,18 @@ pub fn apply(dirs: &[PathBuf], r: &LinuxResources, updating: bool) -> Result<()>
     Ok(())
 }
 
+/// Refuses `linux.resources.unified` unless the container's cgroup is a pure cgroup v2 one,
+/// as runc (checked before anything is made).
+pub fn check_unified(
+    dirs: &[PathBuf],
+    unified: &std::collections::HashMap<String, String>,
+) -> Result<()> {
+    if !unified.is_empty() && !dirs.is_empty() && !super::is_v2(dirs) {
+        bail!("linux.resources.unified: invalid configuration: cannot use unified on cgroup v1");
+    }
+    Ok(())
+}
+
 /// The first resource `r` sets a limit for (device rules are not limits: runc's rootless
 /// mode goes without them too).
 pub fn first_limit(r: &LinuxResources) -> Option<&'static str> {
@@ -470,24 +482,14 @@ fn block_io(cg: &Cgroup, b: &LinuxBlockIo) -> Result<()> {
     Ok(())
 }
 
-/// `unified`: cgroup v2 file names and values, written as given. On a hybrid host they go to
-/// the cgroup2 hierarchy if it has the file.
+/// `unified`: cgroup v2 file names and values, written as given, on a pure cgroup v2 host
+/// only (runc's rule: a hybrid host's cgroup2 hierarchy does not count).
 fn unified_files(
     dirs: &[PathBuf],
     unified: &std::collections::HashMap<String, String>,
 ) -> Result<()> {
-    let v2_dirs: Vec<PathBuf> = dirs
-        .iter()
-        .filter(|d| d.join("cgroup.controllers").exists())
-        .cloned()
-        .collect();
-    if v2_dirs.is_empty() {
-        bail!("linux.resources.unified: needs cgroup v2, and this host has no cgroup2 hierarchy");
-    }
-    let cg = Cgroup {
-        dirs: &v2_dirs,
-        v2: true,
-    };
+    check_unified(dirs, unified)?;
+    let cg = Cgroup { dirs, v2: true };
     let mut keys: Vec<&String> = unified.keys().collect();
     keys.sort();
     for key in keys {
@@ -741,5 +743,38 @@ mod tests {
         let bad: LinuxResources =
             serde_json::from_str(r#"{"unified":{"../etc/passwd":"x"}}"#).unwrap();
         assert!(apply(&dirs, &bad, false).is_err());
+    }
+
+    #[test]
+    fn unified_only_on_a_pure_v2_placement() {
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "pids").unwrap();
+        std::fs::write(v2.path().join("pids.max"), "max").unwrap();
+        let v1 = tempfile::tempdir().unwrap();
+        let unified: std::collections::HashMap<String, String> =
+            [("pids.max".to_string(), "42".to_string())].into();
+        let pure = vec![v2.path().to_path_buf()];
+        assert!(check_unified(&pure, &unified).is_ok());
+        for hybrid in [
+            vec![v1.path().to_path_buf(), v2.path().to_path_buf()],
+            vec![v1.path().to_path_buf()],
+        ] {
+            let e = check_unified(&hybrid, &unified).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1"
+            );
+        }
+        assert!(
+            check_unified(&pure[..0], &unified).is_ok(),
+            "no cgroup: first_limit's to refuse"
+        );
+        assert!(check_unified(&[v1.path().to_path_buf()], &Default::default()).is_ok());
+        let r: LinuxResources = serde_json::from_str(r#"{"unified":{"pids.max":"42"}}"#).unwrap();
+        apply(&pure, &r, false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(v2.path().join("pids.max")).unwrap(),
+            "42"
+        );
     }
 }

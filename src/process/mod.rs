@@ -123,6 +123,15 @@ pub fn create(
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
     let mut cgroup_dirs = cgroups::dirs_for(cgroups_path.as_deref(), id)?;
+    if let Some(unified) = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.unified().as_ref())
+    {
+        cgroups::resources::check_unified(&cgroup_dirs, unified)?;
+    }
 
     make_state_root(root)?;
     let dir = root.join(id);
