@@ -271,6 +271,18 @@ pub fn is_v2(dirs: &[PathBuf]) -> bool {
     dirs.len() == 1 && v2_dir(dirs).is_some()
 }
 
+/// Whether `dirs` will be a pure cgroup v2 placement, also before the directory exists:
+/// one directory, on a cgroup2 filesystem (as its nearest existing ancestor is).
+pub fn is_v2_placement(dirs: &[PathBuf]) -> bool {
+    let [dir] = dirs else {
+        return false;
+    };
+    dir.ancestors().find(|a| a.exists()).is_some_and(|a| {
+        nix::sys::statfs::statfs(a)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    })
+}
+
 /// Writes `linux.resources` and the device rules of a new container. A rootless container in
 /// a delegated v2 tree may not load an eBPF device filter; as runc, it then goes without one
 /// (it cannot create device nodes anyway).
