@@ -488,14 +488,18 @@ fn unified_files(
     dirs: &[PathBuf],
     unified: &std::collections::HashMap<String, String>,
 ) -> Result<()> {
-    check_unified(dirs, unified)?;
-    let cg = Cgroup { dirs, v2: true };
     let mut keys: Vec<&String> = unified.keys().collect();
     keys.sort();
+    // Names first: a path is refused as such, wherever it would be written.
+    if let Some(key) = keys
+        .iter()
+        .find(|k| k.contains('/') || k.starts_with('.') || !k.contains('.'))
+    {
+        bail!("linux.resources.unified: {key:?} is not a cgroup file name");
+    }
+    check_unified(dirs, unified)?;
+    let cg = Cgroup { dirs, v2: true };
     for key in keys {
-        if key.contains('/') || key.starts_with('.') || !key.contains('.') {
-            bail!("linux.resources.unified: {key:?} is not a cgroup file name");
-        }
         cg.write(&format!("unified[{key}]"), key, &unified[key])?;
     }
     Ok(())
@@ -742,7 +746,11 @@ mod tests {
         assert!(e.contains("linux.resources.memory.swappiness"), "{e}");
         let bad: LinuxResources =
             serde_json::from_str(r#"{"unified":{"../etc/passwd":"x"}}"#).unwrap();
-        assert!(apply(&dirs, &bad, false).is_err());
+        let e = apply(&dirs, &bad, false).unwrap_err().to_string();
+        assert!(
+            e.contains("\"../etc/passwd\" is not a cgroup file name"),
+            "{e}"
+        );
     }
 
     #[test]
