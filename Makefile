@@ -12,7 +12,7 @@ STATIC_ENV := LIBSECCOMP_LINK_TYPE=static \
 	LIBSECCOMP_LIB_PATH=$(shell pkg-config --variable=libdir libseccomp) \
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 
-.PHONY: all build install test unit-test integration-test v2-test soak lint example clean fuzz fuzz-smoke fuzz-build
+.PHONY: all build install test unit-test integration-test v2-test systemd-test soak lint example clean fuzz fuzz-smoke fuzz-build
 
 all: build
 
@@ -23,16 +23,18 @@ install: build
 	install -D -m 0755 $(BERTH_RELEASE) $(DESTDIR)$(PREFIX)/bin/berth
 
 # Everything: unit tests (any user), integration tests (root: namespaces, mounts, cgroups),
-# the example container with the static release binary, then the cgroup tests again on a pure
-# cgroup v2 host (a VM): with KVM when it is usable, else with qemu's software emulation
-# (slower); when neither can run, `make test` fails rather than skip them.
+# the example container with the static release binary, then the tests again on hosts of
+# another shape, in VMs (hack/vm.sh): a pure cgroup v2 host, and Debian 12 with systemd as
+# PID 1 (the systemd cgroup driver). With KVM when it is usable, else with qemu's software
+# emulation (slower); when neither can run, `make test` fails rather than skip them.
 test: lint
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory fuzz-smoke
 	@# The shipped binary is the static release build: it must run a container too.
 	$(MAKE) --no-print-directory example
-	@accel=$$(hack/v2-vm.sh --probe-accel) || { echo "make test: $$accel" >&2; exit 1; }; \
-		V2VM_ACCEL=$$accel $(MAKE) --no-print-directory v2-test
+	@accel=$$(hack/vm.sh --probe-accel) || { echo "make test: $$accel" >&2; exit 1; }; \
+		VM_ACCEL=$$accel $(MAKE) --no-print-directory v2-test && \
+		VM_ACCEL=$$accel $(MAKE) --no-print-directory systemd-test
 
 unit-test:
 	$(CARGO) test --lib --bins
@@ -40,11 +42,18 @@ unit-test:
 integration-test:
 	$(CARGO) test --test integration
 
-# The cgroup integration tests in a VM whose only cgroup hierarchy is cgroup2 (hack/v2-vm.sh:
-# Debian's kernel under qemu with KVM). V2VM_ARGS=--tcg runs it without KVM, slowly.
+# The cgroup integration tests in a VM whose only cgroup hierarchy is cgroup2 (hack/vm.sh
+# --guest v2: Debian's kernel under qemu with KVM). VM_ARGS=--tcg runs it without KVM, slowly.
 v2-test:
 	$(CARGO) test --test integration --no-run
-	CARGO="$(CARGO)" hack/v2-vm.sh $(V2VM_ARGS)
+	CARGO="$(CARGO)" hack/vm.sh --guest v2 $(VM_ARGS)
+
+# The tests of hack/systemd-vm-tests.txt (the systemd cgroup driver, the engines with their
+# defaults) in a Debian 12 guest with systemd as PID 1 and cgroup2 alone (hack/vm.sh --guest
+# systemd; its image is built once with mmdebstrap and cached under target/vm/).
+systemd-test:
+	$(CARGO) test --test integration --no-run
+	CARGO="$(CARGO)" hack/vm.sh --guest systemd $(VM_ARGS)
 
 # Soak (root; not part of `make test`): SOAK_N container lifecycles (default 10000), SOAK_PARALLEL
 # (8) at a time, with exec, pause/resume, update and kill, on the static release binary; fails on
@@ -67,10 +76,15 @@ example: build
 clean:
 	$(CARGO) clean
 
-# Side-by-side benchmark with crun and runc (root; not part of `make test`).
-.PHONY: bench
+# Side-by-side benchmark with crun and runc (root; not part of `make test`); systemd-bench:
+# the same with --systemd-cgroup for each, in the systemd guest (VM_ARGS=--tcg without KVM).
+.PHONY: bench systemd-bench
 bench: build
 	hack/bench.sh $(BERTH_RELEASE)
+
+systemd-bench: build
+	$(CARGO) test --test integration --no-run
+	CARGO="$(CARGO)" hack/vm.sh --guest systemd --bench $(BERTH_RELEASE) $(VM_ARGS)
 
 # Fuzzing (fuzz/, a crate of its own): every parser of outside input, each target for
 # FUZZ_SECONDS (`fuzz`) or FUZZ_SMOKE_SECONDS (`fuzz-smoke`, part of `make test`). A panic,

@@ -2,7 +2,14 @@
 # Benchmarks berth beside crun and runc on the same busybox bundle, in one run, and prints a
 # markdown table. Absolute times on a shared machine are noisy: the ratios are what count.
 #
-# usage: hack/bench.sh [BERTH_BINARY]      (as root; `make bench` builds and runs it)
+# usage: hack/bench.sh [--systemd-cgroup] [BERTH_BINARY]   (as root; `make bench` builds and
+#        runs it; `hack/vm.sh --guest systemd --bench` runs it with --systemd-cgroup in the
+#        systemd guest)
+#
+# --systemd-cgroup: every runtime gets the global --systemd-cgroup, so each container is a
+# transient scope systemd makes (no cgroupsPath: each runtime's default unit name). Needs
+# systemd as PID 1, which also reaps the orphaned inits: then no PID namespace is made
+# (systemd takes the pids it is given as its own).
 #
 # Everything runs inside a private mount and PID namespace: there an empty file hides
 # /sys/fs/cgroup/unified/cgroup.controllers (crun 1.8.1 refuses hybrid hosts that list a
@@ -12,6 +19,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+systemd=${BENCH_SYSTEMD:-0}
+if [ "${1:-}" = --systemd-cgroup ]; then
+    systemd=1
+    shift
+fi
 berth=$(readlink -f "${1:-$here/target/$(rustc -vV | sed -n 's/^host: //p')/release/berth}")
 runs=${RUNS:-30}
 runtimes=${RUNTIMES:-berth crun runc}
@@ -23,7 +35,9 @@ for tool in hyperfine strace crun runc jq unshare /usr/bin/time; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install hyperfine strace crun runc jq time)"
 done
 
-if [ "${BENCH_INNER:-}" != 1 ]; then
+if [ "$systemd" = 1 ]; then
+    [ -d /run/systemd/system ] || die "--systemd-cgroup: systemd is not PID 1 here"
+elif [ "${BENCH_INNER:-}" != 1 ]; then
     exec unshare --mount --propagation private --pid --fork --mount-proc \
         env BENCH_INNER=1 RUNS="$runs" RUNTIMES="$runtimes" bash "$0" "$berth"
 fi
@@ -33,7 +47,7 @@ work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 cleanup() {
     for rt in berth crun runc; do
         for id in $("$(rt_bin $rt)" --root "$work/root-$rt" list -q 2>/dev/null); do
-            "$(rt_bin $rt)" --root "$work/root-$rt" delete --force "$id" >/dev/null 2>&1 || true
+            "$(rt_bin $rt)" --root "$work/root-$rt" ${global:-} delete --force "$id" >/dev/null 2>&1 || true
         done
     done
     rm -rf "$work"
@@ -42,7 +56,7 @@ rt_bin() { case $1 in berth) echo "$berth" ;; crun) command -v crun ;; runc) com
 trap cleanup EXIT
 
 controllers=/sys/fs/cgroup/unified/cgroup.controllers
-if [ -n "$(cat "$controllers" 2>/dev/null)" ]; then
+if [ "$systemd" != 1 ] && [ -n "$(cat "$controllers" 2>/dev/null)" ]; then
     : > "$work/empty"
     mount --bind "$work/empty" "$controllers"
 fi
@@ -50,7 +64,10 @@ fi
 bundle=$work/bundle
 "$here/hack/make-rootfs.sh" "$bundle/rootfs"
 "$berth" spec --bundle "$bundle"
-jq '.process.terminal = false | .process.args = ["/bin/true"] | .linux.cgroupsPath = "/berth-bench"' \
+# (With systemd each container needs a unit of its own: no fixed cgroupsPath then.)
+cgroup='.linux.cgroupsPath = "/berth-bench"'
+[ "$systemd" = 1 ] && cgroup='del(.linux.cgroupsPath)'
+jq ".process.terminal = false | .process.args = [\"/bin/true\"] | $cgroup" \
     "$bundle/config.json" > "$bundle/config.tmp" && mv "$bundle/config.tmp" "$bundle/config.json"
 # Throughput needs one cgroup per container: the same config without a fixed cgroupsPath.
 mkdir -p "$work/tbundle"
@@ -77,7 +94,9 @@ stats() { sort -g "$1" | awk '{t[NR] = $1} END {
     m = NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
     printf "%.2f %.2f\n", m * 1000, t[1] * 1000 }'; }
 
-rt_cmd() { echo "$(rt_bin "$1") --root $work/root-$1"; }
+global=
+[ "$systemd" = 1 ] && global=--systemd-cgroup
+rt_cmd() { echo "$(rt_bin "$1") --root $work/root-$1 $global"; }
 read -r -a order <<< "$runtimes"
 for _ in $(seq "$rounds"); do
     for rt in "${order[@]}"; do
@@ -173,7 +192,9 @@ row() { # label key
         "$(ratio "$b" "$c")" "$(ratio "$b" "$u")"
 }
 echo
-echo "berth benchmark, $(date -u +%Y-%m-%d), $(nproc) CPUs, kernel $(uname -r); $((per_round * rounds)) runs each in $rounds interleaved rounds; medians"
+driver="berth's own cgroupfs driver for each"
+[ "$systemd" = 1 ] && driver="--systemd-cgroup for each (systemd $(systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p'))"
+echo "berth benchmark, $(date -u +%Y-%m-%d), $(nproc) CPUs, kernel $(uname -r), $driver; $((per_round * rounds)) runs each in $rounds interleaved rounds; medians"
 echo
 echo "| metric | berth | crun | runc | berth/crun | berth/runc |"
 echo "| --- | --- | --- | --- | --- | --- |"
@@ -200,3 +221,7 @@ for rt in berth crun runc; do
 done
 leaked=$(find /sys/fs/cgroup -maxdepth 3 \( -name 'berth-bench' -o -name 'tp[0-9]*' -o -name 'b-*' \) 2>/dev/null | head -5)
 [ -z "$leaked" ] || die "cgroups left behind: $leaked"
+if [ "$systemd" = 1 ]; then
+    units=$(systemctl list-units --all --plain --no-legend | grep -E -- '-(b-[a-z]+|tp[0-9]+)\.scope' | head -5 || true)
+    [ -z "$units" ] || die "systemd units left behind: $units"
+fi

@@ -20,8 +20,7 @@ use std::time::Duration;
 use super::engines::{
     assert_engine_left_nothing, assert_ok, cgroup_tree_exists, engine_lock, find_binary,
     force_delete_all, frozen, image_tar, memory_limit, out_text, processes_mentioning,
-    remove_cgroup_tree, stop_daemon, stop_processes_mentioning, unmount_under, wait_for,
-    CreatedDir, IMAGE,
+    remove_cgroup_tree, stop_daemon, stop_processes_mentioning, unmount_under, CreatedDir, IMAGE,
 };
 use super::harness::*;
 
@@ -63,9 +62,25 @@ impl Docker {
         let d = dir.path();
         let sock = d.join("docker.sock");
         let ns = format!("berth-test-{}-{}", std::process::id(), unique_id("dk"));
-        let cgroup_parent = format!("/{}", unique_id("docker"));
+        // On a systemd host, dockerd's default cgroup driver is systemd's: the parent is then
+        // a slice (one without dashes, which would nest it) and each container a
+        // docker-<id>.scope in it, which berth asks systemd for (--systemd-cgroup).
+        let systemd = systemd_is_init();
+        let cgroup_parent = match systemd {
+            true => format!("{}.slice", unique_id("docker").replace('-', "")),
+            false => format!("/{}", unique_id("docker")),
+        };
+        let driver: &[&str] = match systemd {
+            true => &[],
+            false => &["--exec-opt", "native.cgroupdriver=cgroupfs"],
+        };
         let log = fs::File::create(d.join("dockerd.log")).unwrap();
+        // Its own (empty) config file: a host's /etc/docker/daemon.json must not clash with
+        // the flags below.
+        fs::write(d.join("daemon.json"), "{}").unwrap();
         let daemon = Command::new(find_binary("dockerd").unwrap())
+            .arg("--config-file")
+            .arg(d.join("daemon.json"))
             .arg("--data-root")
             .arg(d.join("data"))
             .arg("--exec-root")
@@ -83,9 +98,8 @@ impl Docker {
                 "--userland-proxy=false",
                 "--storage-driver",
                 "vfs",
-                "--exec-opt",
-                "native.cgroupdriver=cgroupfs",
             ])
+            .args(driver)
             .arg("--cgroup-parent")
             .arg(&cgroup_parent)
             .arg("--add-runtime")
@@ -110,9 +124,19 @@ impl Docker {
             run_docker,
             _lock: lock,
         };
-        wait_for("dockerd to answer", Duration::from_secs(30), || {
-            dk.docker(&["version"]).status.success()
-        });
+        // (Minutes in a VM under software emulation.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while !dk.docker(&["version"]).status.success() {
+            if std::time::Instant::now() > deadline {
+                let log = fs::read_to_string(dk.dir.path().join("dockerd.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "dockerd did not answer within 180 s; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let out = dk.docker(&["load", "-i", image_tar().to_str().unwrap()]);
         assert_ok(&out, "docker load");
         dk
@@ -195,7 +219,13 @@ impl Drop for Docker {
         stop_processes_mentioning(&dir, Duration::from_secs(5));
         force_delete_all(&self.berth_root());
         unmount_under(self.dir.path());
-        remove_cgroup_tree(&self.cgroup_parent);
+        if systemd_is_init() {
+            let _ = Command::new("systemctl")
+                .args(["stop", &self.cgroup_parent])
+                .output();
+        } else {
+            remove_cgroup_tree(&self.cgroup_parent);
+        }
         // Hard-coded host paths: shim sockets in /run/containerd/s, /run/docker/plugins.
         let _ = fs::remove_dir(Path::new("/run/containerd/s"));
         self.run_containerd.clean(false);
@@ -206,6 +236,8 @@ impl Drop for Docker {
             assert!(left.is_empty(), "engine processes left: {left:?}");
             let cg = cgroup_tree_exists(&self.cgroup_parent);
             assert!(cg.is_empty(), "cgroups left: {cg:?}");
+            let units = systemd_units_of(&self.cgroup_parent);
+            assert!(units.is_empty(), "systemd units left: {units:?}");
             let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
             assert!(!mounts.contains(&dir), "mounts left under {dir}");
         }
@@ -329,7 +361,21 @@ fn docker_restart_pause_unpause_and_rm_force() {
     // While it runs berth holds its state where dockerd said (so the checks below that it is
     // gone mean something).
     assert!(dk.berth_root().join(&id).join("state.json").is_file());
-    assert!(!cgroup_dirs_named(&id).is_empty());
+    assert!(!container_cgroups(&id).is_empty());
+    if systemd_is_init() {
+        // dockerd's systemd driver: berth asked systemd for the container's scope.
+        let unit = format!("docker-{id}.scope");
+        let out = Command::new("systemctl")
+            .args(["show", "-p", "ActiveState", "-p", "Slice", "--value", &unit])
+            .output()
+            .unwrap();
+        // (systemctl prints the properties in its own order.)
+        let mut shown: Vec<String> = stdout(&out).split_whitespace().map(str::to_owned).collect();
+        shown.sort();
+        let mut want = vec!["active".to_string(), dk.cgroup_parent.clone()];
+        want.sort();
+        assert_eq!(shown, want, "{unit}");
+    }
 
     // restart: the old init is gone, a new one runs in the same container.
     assert_ok(&dk.docker(&["restart", "--time", "1", "cycle"]), "restart");

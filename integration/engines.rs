@@ -253,8 +253,10 @@ pub(crate) fn assert_engine_left_nothing(root: &Path, id: &str) {
         left.is_empty(),
         "berth's root {root:?} still holds {left:?}"
     );
-    let cg = cgroup_dirs_named(id);
+    let cg = container_cgroups(id);
     assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
+    let units = systemd_units_of(id);
+    assert!(units.is_empty(), "systemd units of {id} left: {units:?}");
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
     assert!(m.is_empty(), "mounts of {id} left: {m:?}");
@@ -533,11 +535,23 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             "--fifo-dir",
             fifo.to_str().unwrap(),
         ];
+        // On a systemd host as kubelet sets containerd up there: the runc shim with
+        // SystemdCgroup = true (berth gets --systemd-cgroup) and a slice:prefix:name
+        // cgroupsPath, in a slice of this test's own (no dashes: they would nest it).
+        let cgroup = format!("{}:ctr:{id}", self.systemd_slice());
+        if systemd_is_init() {
+            a.extend(["--runc-systemd-cgroup", "--cgroup", cgroup.as_str()]);
+        }
         a.extend_from_slice(opts);
         a.push(IMAGE);
         a.push(id);
         a.extend_from_slice(args);
         a.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The slice this test's containers go in with the systemd driver.
+    fn systemd_slice(&self) -> String {
+        format!("{}.slice", self.ns.replace('-', ""))
     }
 
     /// STATUS of task `id` in `ctr task ls`.
@@ -621,7 +635,13 @@ impl Drop for Containerd {
         // that containerd makes for `/<namespace>/<id>`.
         force_delete_all(&self.berth_root());
         unmount_under(self.dir.path());
-        remove_cgroup_tree(&self.ns);
+        if systemd_is_init() {
+            let _ = Command::new("systemctl")
+                .args(["stop", &self.systemd_slice()])
+                .output();
+        } else {
+            remove_cgroup_tree(&self.ns);
+        }
         // The shim's socket directory is hard-coded under /run/containerd.
         let _ = fs::remove_dir(Path::new("/run/containerd/s"));
         self.run_containerd.clean(false);
@@ -630,6 +650,8 @@ impl Drop for Containerd {
             assert!(left.is_empty(), "engine processes left: {left:?}");
             let cg = cgroup_tree_exists(&self.ns);
             assert!(cg.is_empty(), "cgroups left: {cg:?}");
+            let units = systemd_units_of(&self.systemd_slice());
+            assert!(units.is_empty(), "systemd units left: {units:?}");
         }
     }
 }
@@ -941,7 +963,13 @@ impl Podman {
                 .prefix("berth-podman-")
                 .tempdir()
                 .unwrap(),
-            cgroup_parent: format!("/{}", unique_id("podman")),
+            // On a systemd host podman's default cgroup manager is systemd's: the parent is
+            // then a slice (without dashes, which would nest it) and each container a
+            // libpod-<id>.scope in it, which berth asks systemd for (--systemd-cgroup).
+            cgroup_parent: match systemd_is_init() {
+                true => format!("{}.slice", unique_id("podman").replace('-', "")),
+                false => format!("/{}", unique_id("podman")),
+            },
             // podman passes no --root, so berth keeps its state in /run/berth; and podman
             // keeps a blob cache in /var/lib/containers whatever --root says.
             run_berth: CreatedDir::note("/run/berth"),
@@ -968,18 +996,16 @@ impl Podman {
             "--tmpdir".into(),
             path(d.join("tmp")),
         ];
+        let manager: &[&str] = match systemd_is_init() {
+            true => &[],
+            false => &["--cgroup-manager", "cgroupfs"],
+        };
         a.extend(
-            [
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ]
-            .iter()
-            .chain(args)
-            .map(|s| s.to_string()),
+            ["--storage-driver", "vfs", "--events-backend", "file"]
+                .iter()
+                .chain(manager)
+                .chain(args)
+                .map(|s| s.to_string()),
         );
         a
     }
@@ -1044,8 +1070,11 @@ impl Podman {
             !Path::new("/run/berth").join(id).exists(),
             "berth state /run/berth/{id} left"
         );
-        let cg = cgroup_dirs_named(&format!("libpod-{id}"));
+        let mut cg = cgroup_dirs_named(&format!("libpod-{id}"));
+        cg.extend(container_cgroups(id));
         assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
+        let units = systemd_units_of(id);
+        assert!(units.is_empty(), "systemd units of {id} left: {units:?}");
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
         assert!(m.is_empty(), "mounts of {id} left: {m:?}");
@@ -1069,7 +1098,13 @@ impl Drop for Podman {
             let _ = Command::new(BERTH).args(["delete", "--force", id]).output();
         }
         unmount_under(self.dir.path());
-        remove_cgroup_tree(&self.cgroup_parent);
+        if systemd_is_init() {
+            let _ = Command::new("systemctl")
+                .args(["stop", &self.cgroup_parent])
+                .output();
+        } else {
+            remove_cgroup_tree(&self.cgroup_parent);
+        }
         self.run_berth.clean(false);
         self.var_lib_containers.clean(true);
         if !std::thread::panicking() {

@@ -305,6 +305,38 @@ impl Drop for Runtime {
     }
 }
 
+/// Whether systemd is PID 1 here (its own test: /run/systemd/system exists only then).
+pub fn systemd_is_init() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// The cgroup directories of container `id` on any hierarchy: named `id` (berth's cgroupfs
+/// driver) or `<prefix>-<id>.scope` (the systemd driver's unit, e.g. docker-<id>.scope).
+pub fn container_cgroups(id: &str) -> Vec<PathBuf> {
+    let scope = format!("-{id}.scope");
+    let roots = cgroup_roots();
+    let mut found = find_cgroups_named(&roots, id).unwrap_or_default();
+    found.extend(find_cgroups(&roots, &|name: &str| name.ends_with(&scope)).unwrap_or_default());
+    found
+}
+
+/// The units systemd knows (loaded, active or not) whose name mentions `id`; none where
+/// systemd is not PID 1.
+pub fn systemd_units_of(id: &str) -> Vec<String> {
+    if !systemd_is_init() {
+        return Vec::new();
+    }
+    let out = Command::new("systemctl")
+        .args(["list-units", "--all", "--plain", "--no-legend"])
+        .output()
+        .expect("run systemctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(id))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The cgroup directories named `id`, at any depth of every cgroup hierarchy mounted here.
 /// A directory that cannot be read fails the test: what it holds is unknown, so it cannot
 /// count as clean.

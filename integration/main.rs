@@ -16,4 +16,5 @@ mod namespaces;
 mod races;
 mod robustness;
 mod security;
+mod systemd;
 mod terminal;

@@ -1070,3 +1070,51 @@ fn cve_2019_5736_a_process_exec_d_into_a_created_container_cannot_write_berth_th
     harness::reap(init as i32);
     rt.delete_force(&id);
 }
+
+/// The SigIgn mask of a process, from its /proc status text.
+fn ignored_signals(status: &str) -> u64 {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .unwrap_or_else(|| panic!("no SigIgn in: {status}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+#[test]
+fn the_container_process_starts_with_no_signal_ignored_that_berth_ignores() {
+    // Rust's std sets SIGPIPE to SIG_IGN in berth at startup, and an ignored signal survives
+    // execve: the container's `yes | head` would end in EPIPE errors instead of the silent
+    // SIGPIPE every pipeline expects. berth is spawned here with SIGPIPE at its default (as
+    // Rust's Command does), so the container and an exec'd process must have it too.
+    let rt = Runtime::new();
+    let id = harness::unique_id("sigign");
+    let b = Bundle::new(&["cat", "/proc/self/status"]);
+    let out = rt.run(&b, &id);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let pipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_eq!(
+        ignored_signals(&stdout(&out)) & pipe,
+        0,
+        "SIGPIPE ignored in the container"
+    );
+
+    let id = harness::unique_id("sigign-exec");
+    let b = Bundle::new(&["sleep", "1000"]);
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(
+        ignored_signals(&status) & pipe,
+        0,
+        "SIGPIPE ignored in created init"
+    );
+    let out = rt.berth(&["exec", &id, "cat", "/proc/self/status"]);
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert_eq!(
+        ignored_signals(&stdout(&out)) & pipe,
+        0,
+        "SIGPIPE ignored in exec"
+    );
+    rt.delete_force(&id);
+}

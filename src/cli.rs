@@ -42,8 +42,8 @@ pub struct GlobalOpts {
     #[arg(long)]
     pub debug: bool,
 
-    /// Use systemd to manage cgroups (the systemd driver is not implemented yet: create and
-    /// run refuse it).
+    /// Let systemd make the container's cgroup: a transient scope unit, with
+    /// linux.cgroupsPath as "slice:prefix:name".
     #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
 

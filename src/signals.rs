@@ -4,6 +4,29 @@
 use anyhow::{bail, Result};
 use nix::sys::signal::Signal;
 
+/// Gives the process about to become the container's every signal's default disposition, as
+/// runc's does, but for SIGHUP and SIGINT, which keep an inherited SIG_IGN (`nohup`, and Go's
+/// runtime in runc respects just those two). Without this, what berth's own runtime ignores
+/// (Rust's std sets SIGPIPE to SIG_IGN at startup; so does libdbus) would survive execve into
+/// the container, where `yes | head` would then end in EPIPE errors instead of SIGPIPE.
+/// (Handled signals need nothing: execve resets them.)
+pub fn reset_dispositions() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(
+            sig,
+            Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGHUP | Signal::SIGINT
+        ) {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
+        unsafe { sigaction(sig, &default) }
+            .map_err(|e| anyhow::anyhow!("reset the disposition of {sig}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Parses a signal given as a decimal number (0 to SIGRTMAX) or a name with or without the
 /// SIG prefix, in any case: a standard name, `RTMIN`, `RTMIN+N`, `RTMAX`, `RTMAX-N`. Never
 /// panics, whatever the text (a fuzz target calls it).

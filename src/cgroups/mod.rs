@@ -11,6 +11,7 @@ pub mod bpf_devices;
 pub mod freezer;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 
 use anyhow::{bail, Context, Result};
 

@@ -93,6 +93,11 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
         None => flags_to_json(args)?,
     };
     let resources = merge_resources(c.state.resources.clone(), changes)?;
+    if let Some(unit) = &c.state.systemd_unit {
+        let v2 = cgroups::is_v2(&c.state.cgroup_dirs);
+        let props = cgroups::systemd::resource_properties(&resources, v2)?;
+        cgroups::systemd::Systemd::connect()?.set_properties(unit, props)?;
+    }
     cgroups::resources::apply(&c.state.cgroup_dirs, &resources, true)?;
     c.state.resources = Some(resources);
     c.state.save(&c.dir)?;

@@ -360,7 +360,7 @@ impl Container {
             }
             sys::pidfd_wait_exit(&pidfd)?;
         }
-        remove_cgroups(&self.state.cgroup_dirs)?;
+        release_cgroups(&self.state.cgroup_dirs, self.state.systemd_unit.as_deref())?;
         if let Some(before) = self.state.host_rootfs_mounts {
             crate::rootfs::unmount_from_host(&self.state.rootfs, before)?;
         }
@@ -379,6 +379,16 @@ impl Container {
         }
         Ok(())
     }
+}
+
+/// Ends the container's cgroup: with the systemd driver its processes are killed and its
+/// unit stopped (systemd would give them SIGTERM and time), then the directories go.
+pub fn release_cgroups(dirs: &[PathBuf], systemd_unit: Option<&str>) -> Result<()> {
+    if let Some(unit) = systemd_unit {
+        kill_cgroup_processes(dirs)?;
+        cgroups::systemd::Systemd::connect()?.stop(unit)?;
+    }
+    remove_cgroups(dirs)
 }
 
 /// Empties and removes the container's cgroups. The rmdir comes first: a cgroup with a

@@ -61,6 +61,9 @@ pub struct State {
     /// The container's cgroup directories, as resolved at create time.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// With `--systemd-cgroup`: the unit systemd made for the cgroup (stopped at delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// Set when the container shares the host's mount namespace: how many mounts were stacked
     /// on the rootfs before create, so delete can take off exactly the ones berth added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +172,7 @@ mod tests {
             init_start_time: 777,
             init_gate_exe: None,
             cgroup_dirs: vec!["/sys/fs/cgroup/c1".into()],
+            systemd_unit: None,
             own_pid_namespace: true,
             host_rootfs_mounts: None,
             resources: None,

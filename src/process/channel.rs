@@ -20,6 +20,9 @@ pub enum Message {
     UsernsCreated,
     /// Parent → child: the maps are written.
     UsernsMapped,
+    /// Parent → child, with the systemd driver: systemd has moved the child into the
+    /// container's scope; join the rest of its cgroups and go on.
+    CgroupPlaced,
     /// Child → parent: init exists, with this pid in the parent's PID namespace.
     InitPid(i32),
     /// Init → parent, with the fd attached: the seccomp notify fd, for `listenerPath`.

@@ -274,6 +274,7 @@ fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
     // The foreground exec blocks signals to relay them; the process starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
+    crate::signals::reset_dispositions()?;
     // Berth's own binary until execve: nothing in the container may ptrace it or open its
     // /proc/PID/exe, fds or memory (CVE-2019-5736). Inherited by the process.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;

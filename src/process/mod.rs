@@ -64,17 +64,34 @@ pub struct SetupConfig {
     pub own_binary: setup::OwnBinary,
     /// With `process.terminal`: where init sends the master of the container's terminal.
     pub console_socket: Option<OwnedFd>,
+    /// The systemd driver: the setup process waits for `CgroupPlaced` (systemd moving it into
+    /// the scope) before joining `cgroup_dirs`, which do not exist when it is forked.
+    pub cgroup_placed_by_parent: bool,
 }
 
 /// Checks the id and options of a `create` and loads its bundle, before anything exists.
 pub fn load(id: &str, opts: &CreateOpts) -> Result<Bundle> {
     container::id::validate(id)?;
-    if opts.systemd_cgroup {
-        // Never a silent fallback to cgroupfs: the user asked systemd to own the cgroup.
-        bail!("--systemd-cgroup: berth does not implement the systemd cgroup driver yet; run without --systemd-cgroup (berth then manages the cgroup directly)");
-    }
     sys::check_inherited_fds(opts.preserve_fds, listen_fds())?;
-    spec::load_bundle(&opts.bundle)
+    let bundle = spec::load_bundle(&opts.bundle)?;
+    let cgroups_path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    if opts.systemd_cgroup {
+        if is_rootless(opts) {
+            bail!("--systemd-cgroup: rootless containers under the user's systemd instance are not supported yet; run without --systemd-cgroup");
+        }
+        cgroups::systemd::Unit::from_cgroups_path(cgroups_path.as_deref(), id, false)?;
+    } else if let Some(p) = cgroups_path
+        .as_deref()
+        .filter(|p| cgroups::systemd::looks_like_unit_path(p))
+    {
+        bail!("linux.cgroupsPath: {p:?} is a systemd slice:prefix:name; it needs --systemd-cgroup (without it, cgroupsPath is a directory)");
+    }
+    Ok(bundle)
 }
 
 /// Creates container `id` under `root` from `bundle` (from `load`). On error nothing is
@@ -122,7 +139,20 @@ pub fn create(
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
-    let mut cgroup_dirs = cgroups::dirs_for(cgroups_path.as_deref(), id)?;
+    // With --systemd-cgroup systemd makes the cgroup, a scope for the setup process once it
+    // exists (`place_in_systemd_scope`); its directories are the unit's on each hierarchy.
+    let systemd = match opts.systemd_cgroup {
+        true => {
+            let path = cgroups_path.as_deref().map(|p| p.to_string_lossy());
+            let unit = cgroups::systemd::Unit::from_cgroups_path(path.as_deref(), id, false)?;
+            Some((cgroups::systemd::Systemd::connect()?, unit))
+        }
+        false => None,
+    };
+    let mut cgroup_dirs = match &systemd {
+        Some((_, unit)) => cgroups::dirs_for(Some(&unit.cgroup()), id)?,
+        None => cgroups::dirs_for(cgroups_path.as_deref(), id)?,
+    };
     if let Some(unified) = bundle
         .spec
         .linux()
@@ -144,7 +174,12 @@ pub fn create(
     }
     let mut guard = Cleanup {
         dir: dir.clone(),
-        cgroup_dirs: cgroup_dirs.clone(),
+        // (With systemd, once its scope is started: `place_in_systemd_scope`.)
+        cgroup_dirs: match systemd {
+            Some(_) => Vec::new(),
+            None => cgroup_dirs.clone(),
+        },
+        systemd_unit: None,
         pids: vec![],
         host_rootfs_mounts: None,
         poststop: None,
@@ -170,6 +205,8 @@ pub fn create(
         init_start_time: 0,
         init_gate_exe: None,
         cgroup_dirs: cgroup_dirs.clone(),
+        // (Once systemd has started it: a unit of that name may be another's till then.)
+        systemd_unit: None,
         own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
         host_rootfs_mounts: None,
         hooks: bundle.spec.hooks().clone(),
@@ -186,7 +223,9 @@ pub fn create(
     }
     // Saved before anything else exists, so `delete --force` can always find what to undo.
     state.save(&dir)?;
-    if let Err(e) = cgroups::create(&cgroup_dirs) {
+    if systemd.is_some() {
+        // Made once the setup process exists, for systemd to move it there.
+    } else if let Err(e) = cgroups::create(&cgroup_dirs) {
         // Rootless, like runc: no writable cgroup tree is fine as long as nothing asks for
         // a limit; then the container simply has no cgroup of its own.
         if !is_rootless(opts) || !cgroups::is_permission_denied(&e) {
@@ -208,7 +247,7 @@ pub fn create(
         state.cgroup_dirs.clear();
         state.save(&dir)?;
     }
-    if !cgroup_dirs.is_empty() {
+    if !cgroup_dirs.is_empty() && systemd.is_none() {
         cgroups::apply_resources(&cgroup_dirs, &bundle.spec, is_rootless(opts))?;
     }
     let channel_gate = gate == Gate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
@@ -228,10 +267,17 @@ pub fn create(
         listen_fds: listen_fds(),
         own_binary: setup::own_binary()?,
         console_socket,
+        cgroup_placed_by_parent: systemd.is_some(),
     };
     let (parent_end, child_end) = channel::pair()?;
     let child = start_setup_process(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
     guard.pids.push(child);
+    if let Some((systemd, unit)) = &systemd {
+        place_in_systemd_scope(systemd, unit, child, &cfg, &mut guard)?;
+        state.systemd_unit = Some(unit.name.clone());
+        state.save(&dir)?;
+        parent_end.send(&Message::CgroupPlaced)?;
+    }
 
     let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
     // The setup process, and any process that handed over to init: reaped.
@@ -268,6 +314,41 @@ pub fn create(
         state,
         start_channel: channel_gate.then_some(parent_end),
     })
+}
+
+/// The systemd driver's half of the cgroup: systemd starts the container's scope unit with
+/// the (waiting) setup process in it and the resource properties it knows; then berth makes
+/// the unit's directories on any hierarchy systemd left out (v1's cpuset, freezer, ...),
+/// enables v2 controllers, and writes every limit and the device rules, as without systemd.
+fn place_in_systemd_scope(
+    systemd: &cgroups::systemd::Systemd,
+    unit: &cgroups::systemd::Unit,
+    setup_pid: Pid,
+    cfg: &SetupConfig,
+    guard: &mut Cleanup,
+) -> Result<()> {
+    let spec = &cfg.bundle.spec;
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let props = match resources {
+        Some(r) => {
+            cgroups::systemd::resource_properties(r, cgroups::is_v2_placement(&cfg.cgroup_dirs))?
+        }
+        None => Vec::new(),
+    };
+    systemd
+        .start_scope(unit, setup_pid.as_raw(), props)
+        .with_context(|| {
+            format!(
+                "--systemd-cgroup: linux.cgroupsPath {:?} in {}",
+                unit.name, unit.slice
+            )
+        })?;
+    // Only now are the unit and its cgroup this container's to undo: a unit of that name
+    // that existed already (another container's) is refused above and left alone.
+    guard.systemd_unit = Some(unit.name.clone());
+    guard.cgroup_dirs = cfg.cgroup_dirs.clone();
+    cgroups::create(&cfg.cgroup_dirs)?;
+    cgroups::apply_resources(&cfg.cgroup_dirs, spec, false)
 }
 
 /// The state root, 0700 as runc's: another local user must not reach a container's exec
@@ -427,7 +508,8 @@ fn start_setup_process(
     // A setup process that forks init and never waits for `create` (which a new user
     // namespace's id maps need) can borrow berth's memory instead of copying it.
     let ns = &cfg.namespaces;
-    if ns.needs_fork() && !ns.is_listed(LinuxNamespaceType::User) {
+    // (The systemd driver has `create` work while the setup process waits: no vfork then.)
+    if ns.needs_fork() && !ns.is_listed(LinuxNamespaceType::User) && !cfg.cgroup_placed_by_parent {
         let born_dir = open_v2_dir(&cfg.cgroup_dirs);
         let born_in = born_dir.as_ref().map(|(i, _)| *i);
         let mut setup = || {
@@ -450,7 +532,11 @@ fn start_setup_process(
             Err(e) => log::debug!("clone3(CLONE_VM | CLONE_VFORK): {e}; forking instead"),
         }
     }
-    let (forked, born_in) = fork_setup_process(&cfg.cgroup_dirs)?;
+    let born_dirs: &[PathBuf] = match cfg.cgroup_placed_by_parent {
+        true => &[],
+        false => &cfg.cgroup_dirs,
+    };
+    let (forked, born_in) = fork_setup_process(born_dirs)?;
     match forked {
         ForkResult::Child => {
             let _ = nix::unistd::close(parent_end.as_raw_fd());
@@ -562,6 +648,7 @@ fn enter_namespaces(
     // `run` blocks signals to relay them; the container starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
+    crate::signals::reset_dispositions()?;
     // Until the user process is exec'd this process runs berth's own binary: nothing in the
     // container (e.g. a process of a shared PID namespace) may ptrace it or open its
     // /proc/PID/exe, fds or memory. execve makes the user process dumpable again.
@@ -580,6 +667,9 @@ fn enter_namespaces(
         crate::procfs::Procfs::open()
             .and_then(|proc| proc.write("self/oom_score_adj", &adj.to_string()))
             .context("process.oomScoreAdj")?;
+    }
+    if cfg.cgroup_placed_by_parent {
+        chan.expect(&Message::CgroupPlaced)?;
     }
     cgroups::join_self(&cfg.cgroup_dirs, born_in)?;
     let ns = &cfg.namespaces;
@@ -734,6 +824,8 @@ fn owner_name() -> String {
 struct Cleanup {
     dir: PathBuf,
     cgroup_dirs: Vec<PathBuf>,
+    /// The systemd driver's unit, once asked for.
+    systemd_unit: Option<String>,
     pids: Vec<Pid>,
     /// Rootfs and mount count before create, when mounting on the host's namespace.
     host_rootfs_mounts: Option<(PathBuf, usize)>,
@@ -759,7 +851,8 @@ impl Drop for Cleanup {
             // Reaps our own children; init (a grandchild) is waited for through the cgroup.
             let _ = waitpid(*pid, None);
         }
-        if let Err(e) = container::remove_cgroups(&self.cgroup_dirs) {
+        if let Err(e) = container::release_cgroups(&self.cgroup_dirs, self.systemd_unit.as_deref())
+        {
             log::warn!("cleanup after failed create: {e:#}");
         }
         if let Some((rootfs, before)) = &self.host_rootfs_mounts {
@@ -796,6 +889,7 @@ mod tests {
             listen_fds: 0,
             own_binary: setup::OwnBinary::default(),
             console_socket: None,
+            cgroup_placed_by_parent: false,
         }
     }
 
@@ -823,6 +917,7 @@ mod tests {
         let mut guard = Cleanup {
             dir: "/nonexistent".into(),
             cgroup_dirs: Vec::new(),
+            systemd_unit: None,
             pids: Vec::new(),
             host_rootfs_mounts: None,
             poststop: None,

@@ -1,0 +1,429 @@
+//! The systemd cgroup driver (`--systemd-cgroup`) on a host with systemd as PID 1: the scope
+//! unit systemd makes for the container, checked with systemctl and in the cgroup files, and
+//! nothing of it left after delete or a failed create.
+//!
+//! These need systemd as PID 1 and its system bus, which this project's machines do not have:
+//! they are ignored in a plain `cargo test` and run, with `--ignored`, in the systemd guest
+//! that `make systemd-test` boots (hack/vm.sh --guest systemd), which `make test` and CI run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::harness::{self, fails_with_one_line, stderr, stdout, Bundle, Runtime};
+
+/// `systemctl show -p NAME --value UNIT`.
+fn unit_property(unit: &str, name: &str) -> String {
+    let out = Command::new("systemctl")
+        .args(["show", "-p", name, "--value", unit])
+        .output()
+        .expect("run systemctl");
+    assert!(
+        out.status.success(),
+        "systemctl show {unit}: {}",
+        stderr(&out)
+    );
+    stdout(&out).trim().to_string()
+}
+
+/// Every unit systemd knows whose name mentions `id` (loaded, active or not).
+fn units_of(id: &str) -> Vec<String> {
+    let out = Command::new("systemctl")
+        .args(["list-units", "--all", "--plain", "--no-legend"])
+        .output()
+        .expect("run systemctl");
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains(id))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// Cgroup directories anywhere under /sys/fs/cgroup whose name mentions `id`.
+fn cgroups_of(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, id: &str, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy().contains(id) {
+                    out.push(e.path());
+                }
+                walk(&e.path(), id, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, &mut out);
+    out
+}
+
+/// Nothing of container `id` under systemd: no unit, no cgroup, no process.
+fn assert_nothing_of(id: &str) {
+    let units = units_of(id);
+    assert!(units.is_empty(), "units of {id} left: {units:?}");
+    let cgroups = cgroups_of(id);
+    assert!(cgroups.is_empty(), "cgroups of {id} left: {cgroups:?}");
+    let procs = harness::live_processes(|dir, cmdline| {
+        let cg = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+        cg.contains(id) || cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes())
+    });
+    assert!(procs.is_empty(), "processes of {id} left: {procs:?}");
+}
+
+/// `berth --systemd-cgroup ARGS`, failing the test (instead of hanging it) after 60 s.
+fn sd(rt: &Runtime, args: &[&str]) -> std::process::Output {
+    let child = rt
+        .cmd()
+        .arg("--systemd-cgroup")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    harness::output_within(child, std::time::Duration::from_secs(60))
+}
+
+/// `--systemd-cgroup create` of `b` as `id`, stdio to files in the bundle.
+fn sd_create(rt: &Runtime, b: &Bundle, id: &str) -> std::process::Output {
+    rt.track_bundle(id, b.path());
+    let out = fs::File::create(b.path().join("stdout")).unwrap();
+    let err = fs::File::create(b.path().join("stderr")).unwrap();
+    let status = rt
+        .cmd()
+        .args(["--systemd-cgroup", "create", "--bundle"])
+        .arg(b.path())
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .unwrap();
+    std::process::Output {
+        status,
+        stdout: fs::read(b.path().join("stdout")).unwrap(),
+        stderr: fs::read(b.path().join("stderr")).unwrap(),
+    }
+}
+
+fn init_cgroup(pid: i64) -> String {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn a_container_is_a_scope_unit_in_its_slice_with_its_limits_until_deleted() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-scope");
+    let unit = format!("berth-{id}.scope");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}"));
+        c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+        c["linux"]["resources"]["pids"] = json!({"limit": 50});
+        c["linux"]["resources"]["cpu"] = json!({"shares": 512, "quota": 50000, "period": 100000});
+    });
+    let out = sd_create(&rt, &b, &id);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    // systemd's view: an active scope of its own in system.slice, delegated, with the limits.
+    assert_eq!(unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(unit_property(&unit, "Slice"), "system.slice");
+    assert_eq!(unit_property(&unit, "Delegate"), "yes");
+    assert_eq!(unit_property(&unit, "MemoryMax"), "67108864");
+    assert_eq!(unit_property(&unit, "TasksMax"), "50");
+    assert_eq!(unit_property(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    // The kernel's view: init is in the scope's cgroup, whose files hold the limits.
+    let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
+    assert_eq!(init_cgroup(pid), format!("0::/system.slice/{unit}"));
+    let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
+    assert_eq!(read("memory.max"), "67108864");
+    assert_eq!(read("pids.max"), "50");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("cpu.weight"), "20");
+
+    let out = sd(&rt, &["start", &id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    // exec joins the scope's cgroup.
+    let out = sd(&rt, &["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "0::/");
+    // (Detached: its stdio must not be a pipe of ours, which it would hold open.)
+    let st = rt
+        .cmd()
+        .args(["--systemd-cgroup", "exec", "-d", &id, "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "exec -d failed");
+    let procs = read("cgroup.procs");
+    assert_eq!(
+        procs.lines().count(),
+        2,
+        "init and the exec'd sleep: {procs}"
+    );
+    let exec_pid: i32 = procs
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .find(|&p: &i32| i64::from(p) != pid)
+        .unwrap();
+    // ps lists them from the scope's cgroup.
+    let out = sd(&rt, &["ps", "--format", "json", &id]);
+    assert!(out.status.success(), "ps: {}", stderr(&out));
+    assert_eq!(
+        serde_json::from_slice::<Vec<i64>>(&out.stdout)
+            .unwrap()
+            .len(),
+        2
+    );
+    // pause/resume freeze the scope's cgroup.
+    let out = sd(&rt, &["pause", &id]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    assert_eq!(read("cgroup.freeze"), "1");
+    assert_eq!(rt.status(&id), "paused");
+    let out = sd(&rt, &["resume", &id]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert_eq!(read("cgroup.freeze"), "0");
+    // update reaches systemd's property and the file.
+    let out = sd(
+        &rt,
+        &["update", "--memory", "134217728", "--pids-limit", "70", &id],
+    );
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    assert_eq!(unit_property(&unit, "MemoryMax"), "134217728");
+    assert_eq!(unit_property(&unit, "TasksMax"), "70");
+    assert_eq!(read("memory.max"), "134217728");
+    assert_eq!(read("pids.max"), "70");
+    // events reads the scope's statistics.
+    let out = sd(&rt, &["events", "--stats", &id]);
+    assert!(out.status.success(), "events --stats: {}", stderr(&out));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["data"]["pids"]["current"], 2, "{stats}");
+
+    // kill --all, then delete: the unit is gone and so is its cgroup.
+    let out = sd(&rt, &["kill", "--all", &id, "KILL"]);
+    assert!(out.status.success(), "kill --all: {}", stderr(&out));
+    // The exec'd sleep was reparented to this test process (a subreaper): its zombie must
+    // go first, or init, PID 1 of its namespace, never finishes exiting.
+    harness::reap(exec_pid);
+    harness::reap(pid as i32);
+    let out = sd(&rt, &["delete", "--force", &id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert_nothing_of(&id);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn delete_of_a_running_container_stops_its_unit_and_leaves_nothing() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-delete");
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /sys/fs/cgroup/sub 2>/dev/null; sleep 1000",
+    ]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}"));
+        // A cgroup namespace and a writable cgroup mount: the container makes a sub-cgroup
+        // of its own in the delegated scope.
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .filter(|m| m["type"] == "cgroup")
+            .for_each(|m| m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]));
+    });
+    let out = sd_create(&rt, &b, &id);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert!(sd(&rt, &["start", &id]).status.success());
+    let sub = PathBuf::from(format!("/sys/fs/cgroup/system.slice/berth-{id}.scope/sub"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sub.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(sub.exists(), "the container made no sub-cgroup");
+    let out = sd(&rt, &["delete", "--force", &id]);
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    harness::reap(pid as i32);
+    assert_nothing_of(&id);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn run_with_no_cgroups_path_uses_runcs_default_unit_and_nested_slices_expand() {
+    let rt = Runtime::new();
+    // No cgroupsPath: runc's ":runc:<id>", so runc-<id>.scope in system.slice.
+    let id = harness::unique_id("sd-run");
+    let b = Bundle::new(&["cat", "/proc/self/cgroup"]);
+    let out = rt
+        .cmd()
+        .args(["--systemd-cgroup", "run", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "0::/");
+    rt.track(&id);
+    assert_nothing_of(&id);
+
+    // A slice name with dashes is a slice inside a slice, as systemd names them.
+    let id = harness::unique_id("sd-nested");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("berthtest-nested.slice:p:{id}")));
+    let out = sd_create(&rt, &b, &id);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(
+        init_cgroup(pid),
+        format!("0::/berthtest.slice/berthtest-nested.slice/p-{id}.scope")
+    );
+    assert_eq!(
+        unit_property(&format!("p-{id}.scope"), "Slice"),
+        "berthtest-nested.slice"
+    );
+    let out = sd(&rt, &["delete", "--force", &id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    harness::reap(pid as i32);
+    assert_nothing_of(&id);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn the_container_does_not_inherit_the_d_bus_librarys_ignored_sigpipe() {
+    // libdbus sets SIGPIPE to SIG_IGN in the process that connects, and an ignored signal
+    // survives execve: `yes | head` would then end with EPIPE errors instead of the silent
+    // SIGPIPE death every shell pipeline expects. (Here the tests run from a systemd service,
+    // which ignores SIGPIPE too: berth is spawned with it reset, as Rust's Command does.)
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-sigpipe");
+    let b = Bundle::new(&["grep", "SigIgn", "/proc/self/status"]);
+    let out = rt
+        .cmd()
+        .args(["--systemd-cgroup", "run", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    rt.track(&id);
+    let mask = u64::from_str_radix(stdout(&out).split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(
+        mask & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE is ignored in the container: {}",
+        stdout(&out)
+    );
+}
+
+/// A create that must fail with `want` in its one error line, leaving nothing.
+fn refused(rt: &Runtime, id: &str, b: &Bundle, global: &[&str], want: &str) {
+    let mut args: Vec<&str> = global.to_vec();
+    args.extend(["create", "--bundle", b.path().to_str().unwrap(), id]);
+    let out = rt.berth(&args);
+    fails_with_one_line(&out, want);
+    assert!(!rt.root.path().join(id).exists(), "state dir of {id} left");
+    assert_nothing_of(id);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn bad_systemd_input_names_the_field_and_leaves_nothing() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-bad");
+    let mut b = Bundle::new(&["true"]);
+    let sdflag: &[&str] = &["--systemd-cgroup"];
+
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!("system.slice:only-two"));
+    refused(&rt, &id, &b, sdflag, "linux.cgroupsPath: \"system.slice:only-two\": with --systemd-cgroup it must be \"slice:prefix:name\"");
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!("/a/plain/path"));
+    refused(&rt, &id, &b, sdflag, "must be \"slice:prefix:name\"");
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!("a--b.slice:p:x"));
+    refused(&rt, &id, &b, sdflag, "invalid slice name \"a--b.slice\"");
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!("system.slice:berth:"));
+    refused(
+        &rt,
+        &id,
+        &b,
+        sdflag,
+        "the name (after the second ':') must not be empty",
+    );
+    // Without the flag, a slice:prefix:name is no directory.
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}")));
+    refused(&rt, &id, &b, &[], "needs --systemd-cgroup");
+
+    // A property value systemd refuses: its own words, with the unit named.
+    b.edit(|c| c["linux"]["resources"] = json!({"unified": {"cpu.weight": "20000"}}));
+    refused(&rt, &id, &b, sdflag, "systemd refused unit \"berth-");
+    let out = rt.berth(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(stderr(&out).contains("CPUWeight"), "{}", stderr(&out));
+    assert_nothing_of(&id);
+    b.edit(|c| c["linux"]["resources"] = json!({}));
+
+    // No system bus.
+    let out = rt
+        .cmd()
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .args(["--systemd-cgroup", "create", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    fails_with_one_line(
+        &out,
+        "--systemd-cgroup: cannot reach systemd on the system bus",
+    );
+    assert!(!rt.root.path().join(&id).exists());
+    assert_nothing_of(&id);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn a_unit_that_exists_already_is_refused_and_left_alone() {
+    let rt = Runtime::new();
+    let first = harness::unique_id("sd-first");
+    let second = harness::unique_id("sd-second");
+    let path = format!("system.slice:berth:{first}");
+    let mut a = Bundle::new(&["sleep", "1000"]);
+    a.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
+    let out = sd_create(&rt, &a, &first);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&first)["pid"].as_i64().unwrap();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
+    let out = rt.berth(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &second,
+    ]);
+    fails_with_one_line(&out, "systemd refused unit");
+    assert!(stderr(&out).contains("UnitExists"), "{}", stderr(&out));
+    assert!(!rt.root.path().join(&second).exists());
+    // The first container, its unit and cgroup are untouched.
+    let unit = format!("berth-{first}.scope");
+    assert_eq!(unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(init_cgroup(pid), format!("0::/system.slice/{unit}"));
+    assert_eq!(rt.status(&first), "created");
+    let out = sd(&rt, &["delete", "--force", &first]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    harness::reap(pid as i32);
+    assert_nothing_of(&first);
+}

@@ -1,0 +1,552 @@
+//! The systemd cgroup driver (`--systemd-cgroup`), as runc has it: the container's cgroup is a
+//! transient scope unit that systemd makes, over D-Bus, in the slice `linux.cgroupsPath` names
+//! (`slice:prefix:name` gives `<prefix>-<name>.scope` in `<slice>`). systemd gets the resource
+//! properties it understands; berth then writes every limit to the unit's cgroup files itself,
+//! as it does without systemd (and as runc does), so the limits are the same either way.
+//! `delete` stops the unit.
+//!
+//! The D-Bus client is the `dbus` crate (libdbus): synchronous, no threads or executor in the
+//! process that forks the container.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dbus::arg::{RefArg, Variant};
+use dbus::blocking::LocalConnection;
+use dbus::message::MatchRule;
+use oci_spec::runtime::LinuxResources;
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// How long systemd may take to answer a call or finish a job (runc waits 30 s for a job).
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A unit property as StartTransientUnit and SetUnitProperties take it: `(name, variant)`.
+pub type Property = (&'static str, Variant<Box<dyn RefArg>>);
+
+fn prop<T: RefArg + 'static>(name: &'static str, value: T) -> Property {
+    (name, Variant(Box::new(value)))
+}
+
+/// The container's unit, from `linux.cgroupsPath`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// e.g. `docker-<id>.scope`; a name ending in `.slice` is a slice unit (runc's rule).
+    pub name: String,
+    /// The slice it goes in, e.g. `system.slice`.
+    pub slice: String,
+}
+
+impl Unit {
+    /// The unit for `linux.cgroupsPath` (`slice:prefix:name`) of container `id`, with runc's
+    /// defaults: no path is `:runc:<id>`, an empty slice is `system.slice` (`user.slice`
+    /// rootless), an empty name is an error.
+    pub fn from_cgroups_path(path: Option<&str>, id: &str, rootless: bool) -> Result<Unit> {
+        let path = path.filter(|p| !p.is_empty());
+        let default = format!(":runc:{id}");
+        let text = path.unwrap_or(&default);
+        let parts: Vec<&str> = text.split(':').collect();
+        let [slice, prefix, name] = parts[..] else {
+            bail!("linux.cgroupsPath: {text:?}: with --systemd-cgroup it must be \"slice:prefix:name\" (e.g. \"system.slice:docker:<id>\")");
+        };
+        let slice = match slice {
+            "" if rootless => "user.slice",
+            "" => "system.slice",
+            s => s,
+        };
+        expand_slice(slice).with_context(|| format!("linux.cgroupsPath: {text:?}"))?;
+        if name.is_empty() {
+            bail!("linux.cgroupsPath: {text:?}: the name (after the second ':') must not be empty");
+        }
+        let name = match name.ends_with(".slice") {
+            true => name.to_string(),
+            false => format!("{prefix}-{name}.scope"),
+        };
+        check_unit_name(&name).with_context(|| format!("linux.cgroupsPath: {text:?}"))?;
+        Ok(Unit {
+            name,
+            slice: slice.to_string(),
+        })
+    }
+
+    /// The unit's cgroup from the root of the hierarchy, e.g.
+    /// `/system.slice/docker-<id>.scope`.
+    pub fn cgroup(&self) -> PathBuf {
+        let slice = expand_slice(&self.slice).expect("checked in from_cgroups_path");
+        let base = match self.name.ends_with(".slice") {
+            // A slice unit's place is given by its own name, not by the parent's.
+            true => expand_slice(&self.name).expect("checked in from_cgroups_path"),
+            false => slice.join(&self.name),
+        };
+        Path::new("/").join(base)
+    }
+}
+
+/// Whether a path given as `linux.cgroupsPath` is in the systemd driver's `slice:prefix:name`
+/// form rather than a directory.
+pub fn looks_like_unit_path(path: &str) -> bool {
+    path.split(':').count() == 3 && !path.contains('/')
+}
+
+/// A slice's cgroup from the root, by systemd's naming: `a-b-c.slice` is
+/// `a.slice/a-b.slice/a-b-c.slice`, `-.slice` the root.
+pub fn expand_slice(slice: &str) -> Result<PathBuf> {
+    let Some(stem) = slice.strip_suffix(".slice") else {
+        bail!("invalid slice name {slice:?}: a slice's name ends in \".slice\"");
+    };
+    if stem.is_empty() || slice.contains('/') {
+        bail!("invalid slice name {slice:?}");
+    }
+    check_unit_name(slice)?;
+    let mut path = PathBuf::new();
+    if stem == "-" {
+        return Ok(path);
+    }
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        if part.is_empty() {
+            bail!("invalid slice name {slice:?}: no empty part between dashes, nor a leading or trailing dash");
+        }
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push(format!("{prefix}.slice"));
+    }
+    Ok(path)
+}
+
+/// systemd's rule for a unit name: at most 255 bytes of ASCII letters, digits and `:-_.\@`.
+fn check_unit_name(name: &str) -> Result<()> {
+    if name.len() > 255 {
+        bail!("unit name {name:?} is longer than systemd's 255 bytes");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ":-_.\\@".contains(*c)))
+    {
+        bail!("unit name {name:?}: systemd does not allow {c:?} in a unit name");
+    }
+    Ok(())
+}
+
+/// A connection to systemd on the system bus.
+pub struct Systemd {
+    conn: LocalConnection,
+}
+
+impl Systemd {
+    pub fn connect() -> Result<Systemd> {
+        // (libdbus sets SIGPIPE to SIG_IGN here, as Rust's std did already: the setup
+        // process gives the container the default back, `signals::reset_dispositions`.)
+        let conn = LocalConnection::new_system().map_err(|e| {
+            anyhow::anyhow!(
+                "--systemd-cgroup: cannot reach systemd on the system bus: {}",
+                e.message().unwrap_or("no message")
+            )
+        })?;
+        Ok(Systemd { conn })
+    }
+
+    fn manager(&self) -> dbus::blocking::Proxy<'_, &LocalConnection> {
+        self.conn.with_proxy(SYSTEMD, MANAGER_PATH, TIMEOUT)
+    }
+
+    /// Starts `unit` as a transient scope holding `pid` (moved there by systemd), with
+    /// `resources` as properties, and waits for the job. A failed unit of that name left
+    /// from before is reset and the start tried once more, as runc does.
+    pub fn start_scope(&self, unit: &Unit, pid: i32, resources: Vec<Property>) -> Result<()> {
+        // Job signals go only to subscribers; subscribe before the job can end.
+        let _: () = self
+            .manager()
+            .method_call(MANAGER, "Subscribe", ())
+            .map_err(|e| dbus_error("Subscribe", &e))?;
+        let removed: Rc<RefCell<Vec<(dbus::Path<'static>, String)>>> = Rc::default();
+        let sink = removed.clone();
+        self.conn
+            .add_match(
+                MatchRule::new_signal(MANAGER, "JobRemoved"),
+                move |(_id, job, _unit, result): (u32, dbus::Path<'static>, String, String),
+                      _,
+                      _| {
+                    sink.borrow_mut().push((job, result));
+                    true
+                },
+            )
+            .map_err(|e| dbus_error("AddMatch", &e))?;
+        let job = match self.start_transient(unit, pid, &resources) {
+            Err(e) if e.name() == Some("org.freedesktop.systemd1.UnitExists") => {
+                let _ = self.reset_failed(&unit.name);
+                self.start_transient(unit, pid, &resources)
+            }
+            other => other,
+        }
+        .map_err(|e| refused(&unit.name, &e))?;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some((_, result)) = removed.borrow().iter().find(|(j, _)| *j == job) {
+                if result == "done" {
+                    return Ok(());
+                }
+                let _ = self.reset_failed(&unit.name);
+                bail!("systemd: the job starting unit {:?} ended {result:?} (journalctl -u {} tells why)", unit.name, unit.name);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let _ = self.reset_failed(&unit.name);
+                bail!(
+                    "systemd: unit {:?} was not started within {} s",
+                    unit.name,
+                    TIMEOUT.as_secs()
+                );
+            }
+            self.conn
+                .process(left)
+                .map_err(|e| dbus_error("wait for the job", &e))?;
+        }
+    }
+
+    fn start_transient(
+        &self,
+        unit: &Unit,
+        pid: i32,
+        resources: &[Property],
+    ) -> std::result::Result<dbus::Path<'static>, dbus::Error> {
+        let mut props: Vec<Property> = vec![
+            prop("Description", format!("berth container {}", unit.name)),
+            prop("PIDs", vec![pid as u32]),
+            prop("DefaultDependencies", false),
+            // Always account, as runc: the kernel has trouble joining memory later.
+            prop("MemoryAccounting", true),
+            prop("CPUAccounting", true),
+            prop("IOAccounting", true),
+            prop("TasksAccounting", true),
+        ];
+        if unit.name.ends_with(".slice") {
+            props.push(prop("Wants", vec![unit.slice.clone()]));
+        } else {
+            props.push(prop("Slice", unit.slice.clone()));
+            props.push(prop("Delegate", true));
+        }
+        props.extend(
+            resources
+                .iter()
+                .map(|(name, value)| (*name, Variant(value.0.box_clone()))),
+        );
+        let aux: Vec<(String, Vec<Property>)> = Vec::new();
+        let (job,): (dbus::Path<'static>,) = self.manager().method_call(
+            MANAGER,
+            "StartTransientUnit",
+            (unit.name.as_str(), "replace", props, aux),
+        )?;
+        Ok(job)
+    }
+
+    /// Sets properties of a running unit (`update`), for its runtime only.
+    pub fn set_properties(&self, unit: &str, props: Vec<Property>) -> Result<()> {
+        if props.is_empty() {
+            return Ok(());
+        }
+        let _: () = self
+            .manager()
+            .method_call(MANAGER, "SetUnitProperties", (unit, true, props))
+            .map_err(|e| refused(unit, &e))?;
+        Ok(())
+    }
+
+    /// Stops `unit` and waits until systemd has, then lets systemd forget it if it failed. A
+    /// unit systemd no longer knows (its processes all exited, so it was collected) is fine.
+    pub fn stop(&self, unit: &str) -> Result<()> {
+        let removed: Rc<RefCell<Vec<dbus::Path<'static>>>> = Rc::default();
+        let sink = removed.clone();
+        let _: () = self
+            .manager()
+            .method_call(MANAGER, "Subscribe", ())
+            .map_err(|e| dbus_error("Subscribe", &e))?;
+        self.conn
+            .add_match(
+                MatchRule::new_signal(MANAGER, "JobRemoved"),
+                move |(_id, job, _unit, _result): (u32, dbus::Path<'static>, String, String),
+                      _,
+                      _| {
+                    sink.borrow_mut().push(job);
+                    true
+                },
+            )
+            .map_err(|e| dbus_error("AddMatch", &e))?;
+        let reply: std::result::Result<(dbus::Path<'static>,), _> =
+            self.manager()
+                .method_call(MANAGER, "StopUnit", (unit, "replace"));
+        match reply {
+            Ok((job,)) => {
+                let deadline = Instant::now() + TIMEOUT;
+                while !removed.borrow().contains(&job) {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        bail!(
+                            "systemd: unit {unit:?} was not stopped within {} s",
+                            TIMEOUT.as_secs()
+                        );
+                    }
+                    self.conn
+                        .process(left)
+                        .map_err(|e| dbus_error("wait for the job", &e))?;
+                }
+            }
+            Err(e) if e.name() == Some("org.freedesktop.systemd1.NoSuchUnit") => return Ok(()),
+            Err(e) => return Err(dbus_error(&format!("stop unit {unit:?}"), &e)),
+        }
+        let _ = self.reset_failed(unit);
+        Ok(())
+    }
+
+    fn reset_failed(&self, unit: &str) -> std::result::Result<(), dbus::Error> {
+        self.manager()
+            .method_call(MANAGER, "ResetFailedUnit", (unit,))
+    }
+}
+
+fn dbus_error(what: &str, e: &dbus::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "systemd over D-Bus: {what}: {} ({})",
+        e.message().unwrap_or("no message"),
+        e.name().unwrap_or("no error name")
+    )
+}
+
+fn refused(unit: &str, e: &dbus::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "systemd refused unit {unit:?}: {} ({})",
+        e.message().unwrap_or("no message"),
+        e.name().unwrap_or("no error name")
+    )
+}
+
+/// The properties systemd has for `linux.resources` (runc's table, docs/systemd.md); berth
+/// writes the cgroup files as well, and those it alone knows. `v2`: the unified hierarchy's
+/// properties, else the v1 ones.
+pub fn resource_properties(r: &LinuxResources, v2: bool) -> Result<Vec<Property>> {
+    let mut props = Vec::new();
+    let limit = |v: i64| if v < 0 { u64::MAX } else { v as u64 };
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit().filter(|l| *l != 0) {
+            props.push(prop(if v2 { "MemoryMax" } else { "MemoryLimit" }, limit(l)));
+        }
+        if v2 {
+            if let Some(low) = m.reservation().filter(|r| *r != 0) {
+                props.push(prop("MemoryLow", limit(low)));
+            }
+            match (m.swap().filter(|s| *s != 0), m.limit()) {
+                (Some(-1), _) => props.push(prop("MemorySwapMax", u64::MAX)),
+                (Some(swap), Some(l)) if l > 0 && swap >= l => {
+                    props.push(prop("MemorySwapMax", (swap - l) as u64))
+                }
+                // Refused by name when the files are written.
+                _ => {}
+            }
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(shares) = c.shares().filter(|s| *s != 0) {
+            match v2 {
+                true => props.push(prop(
+                    "CPUWeight",
+                    super::resources::shares_to_weight(shares),
+                )),
+                false => props.push(prop("CPUShares", shares)),
+            }
+        }
+        let period = c.period().unwrap_or(0);
+        if period != 0 {
+            props.push(prop("CPUQuotaPeriodUSec", period));
+        }
+        let quota = c.quota().unwrap_or(0);
+        if quota != 0 || period != 0 {
+            // Microseconds per second of CPU time; systemd keeps whole percents, so round
+            // up to 10 ms, as runc (berth's file write then sets the exact quota).
+            let per_sec = match quota {
+                q if q > 0 => {
+                    let p = if period == 0 { 100_000 } else { period };
+                    (q as u64 * 1_000_000 / p).div_ceil(10_000) * 10_000
+                }
+                _ => u64::MAX,
+            };
+            props.push(prop("CPUQuotaPerSecUSec", per_sec));
+        }
+        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            props.push(prop("AllowedCPUs", cpu_list_bits("cpu.cpus", cpus)?));
+        }
+        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            props.push(prop("AllowedMemoryNodes", cpu_list_bits("cpu.mems", mems)?));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let max = match p.limit() {
+            l if l < 0 => u64::MAX,
+            0 => 1, // systemd refuses 0
+            l => l as u64,
+        };
+        props.push(prop("TasksMax", max));
+    }
+    if v2 {
+        for (key, value) in r.unified().iter().flatten() {
+            let name = match key.as_str() {
+                "memory.high" => "MemoryHigh",
+                "memory.low" => "MemoryLow",
+                "memory.min" => "MemoryMin",
+                "memory.max" => "MemoryMax",
+                "memory.swap.max" => "MemorySwapMax",
+                "pids.max" => "TasksMax",
+                "cpu.weight" => "CPUWeight",
+                _ => continue,
+            };
+            let number = match value.trim() {
+                "max" => u64::MAX,
+                v => v.parse::<u64>().with_context(|| {
+                    format!("linux.resources.unified.{key:?}: {value:?} is not a number or \"max\"")
+                })?,
+            };
+            props.push(prop(name, number));
+        }
+    }
+    Ok(props)
+}
+
+/// A cpu or memory node list ("0-3,8") as systemd's AllowedCPUs bit mask: byte i holds
+/// cpus 8i..8i+7, lowest bit first.
+fn cpu_list_bits(field: &str, list: &str) -> Result<Vec<u8>> {
+    let mut bits = Vec::new();
+    let bad = || format!("linux.resources.{field}: {list:?} is not a list like \"0-3,8\"");
+    for part in list.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.parse::<usize>(), hi.parse::<usize>()),
+            None => (part.parse::<usize>(), part.parse::<usize>()),
+        };
+        let (lo, hi) = (lo.with_context(bad)?, hi.with_context(bad)?);
+        if lo > hi || hi >= 1 << 16 {
+            bail!(bad());
+        }
+        for cpu in lo..=hi {
+            if bits.len() <= cpu / 8 {
+                bits.resize(cpu / 8 + 1, 0);
+            }
+            bits[cpu / 8] |= 1 << (cpu % 8);
+        }
+    }
+    Ok(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_expand_by_dashes() {
+        assert_eq!(
+            expand_slice("system.slice").unwrap(),
+            Path::new("system.slice")
+        );
+        assert_eq!(
+            expand_slice("a-b-c.slice").unwrap(),
+            Path::new("a.slice/a-b.slice/a-b-c.slice")
+        );
+        assert_eq!(expand_slice("-.slice").unwrap(), Path::new(""));
+        for bad in [
+            "a--b.slice",
+            "-a.slice",
+            "a-.slice",
+            "a/b.slice",
+            "a.scope",
+            ".slice",
+            "a b.slice",
+        ] {
+            assert!(expand_slice(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cgroups_paths_give_units_as_runc() {
+        let u = Unit::from_cgroups_path(Some("system.slice:docker:abc"), "x", false).unwrap();
+        assert_eq!(u.name, "docker-abc.scope");
+        assert_eq!(u.slice, "system.slice");
+        assert_eq!(u.cgroup(), Path::new("/system.slice/docker-abc.scope"));
+        let k = Unit::from_cgroups_path(
+            Some("kubepods-besteffort-pod1.slice:cri-containerd:c1"),
+            "x",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            k.cgroup(),
+            Path::new("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-c1.scope")
+        );
+        let d = Unit::from_cgroups_path(None, "c1", false).unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.slice.as_str()),
+            ("runc-c1.scope", "system.slice")
+        );
+        let r = Unit::from_cgroups_path(Some("::n"), "c1", true).unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.slice.as_str()),
+            ("-n.scope", "user.slice")
+        );
+        let s =
+            Unit::from_cgroups_path(Some("system.slice:p:my-thing.slice"), "c1", false).unwrap();
+        assert_eq!(s.cgroup(), Path::new("/my.slice/my-thing.slice"));
+    }
+
+    #[test]
+    fn bad_cgroups_paths_name_the_field() {
+        for bad in [
+            "/a/b",
+            "a:b",
+            "a:b:c:d",
+            "system.slice:p:",
+            "nope:p:n",
+            "system.slice:p:a b",
+        ] {
+            let e = Unit::from_cgroups_path(Some(bad), "c", false).unwrap_err();
+            assert!(
+                format!("{e:#}").starts_with("linux.cgroupsPath: "),
+                "{bad}: {e:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_lists_become_bit_masks() {
+        assert_eq!(cpu_list_bits("cpu.cpus", "0").unwrap(), [1]);
+        assert_eq!(cpu_list_bits("cpu.cpus", "0-3,9").unwrap(), [0x0f, 0x02]);
+        assert!(cpu_list_bits("cpu.cpus", "3-1").is_err());
+        assert!(cpu_list_bits("cpu.cpus", "x").is_err());
+    }
+
+    #[test]
+    fn resources_become_properties() {
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":1048576,"swap":2097152},"cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0"},"pids":{"limit":0},"unified":{"memory.high":"max"}}"#,
+        )
+        .unwrap();
+        let props = resource_properties(&r, true).unwrap();
+        let get = |n: &str| {
+            props
+                .iter()
+                .find(|(name, _)| *name == n)
+                .and_then(|(_, v)| v.0.as_u64())
+        };
+        assert_eq!(get("MemoryMax"), Some(1_048_576));
+        assert_eq!(get("MemorySwapMax"), Some(1_048_576));
+        assert_eq!(get("CPUWeight"), Some(39));
+        assert_eq!(get("CPUQuotaPerSecUSec"), Some(500_000));
+        assert_eq!(get("CPUQuotaPeriodUSec"), Some(100_000));
+        assert_eq!(get("TasksMax"), Some(1));
+        assert_eq!(get("MemoryHigh"), Some(u64::MAX));
+        let v1 = resource_properties(&r, false).unwrap();
+        assert!(v1.iter().any(|(n, _)| *n == "MemoryLimit"));
+        assert!(v1.iter().any(|(n, _)| *n == "CPUShares"));
+    }
+}
