@@ -20,7 +20,8 @@ use std::time::Duration;
 use super::engines::{
     assert_engine_left_nothing, assert_ok, cgroup_tree_exists, engine_lock, find_binary,
     force_delete_all, frozen, image_tar, memory_limit, out_text, processes_mentioning,
-    remove_cgroup_tree, stop_daemon, stop_processes_mentioning, unmount_under, CreatedDir, IMAGE,
+    remove_cgroup_tree, stop_daemon, stop_processes_mentioning, stop_systemd_slice, unmount_under,
+    CreatedDir, IMAGE,
 };
 use super::harness::*;
 
@@ -220,9 +221,7 @@ impl Drop for Docker {
         force_delete_all(&self.berth_root());
         unmount_under(self.dir.path());
         if systemd_is_init() {
-            let _ = Command::new("systemctl")
-                .args(["stop", &self.cgroup_parent])
-                .output();
+            stop_systemd_slice(&self.cgroup_parent);
         } else {
             remove_cgroup_tree(&self.cgroup_parent);
         }

@@ -263,6 +263,11 @@ pub(crate) fn assert_engine_left_nothing(root: &Path, id: &str) {
     assert_no_process_of(id);
 }
 
+/// Stops a slice an engine made for a test's containers (the systemd driver's parent).
+pub(crate) fn stop_systemd_slice(slice: &str) {
+    let _ = Command::new("systemctl").args(["stop", slice]).output();
+}
+
 /// Stops an engine daemon this test started: SIGTERM, `grace` to exit, then SIGKILL.
 pub(crate) fn stop_daemon(daemon: Option<Child>, grace: Duration) {
     let Some(mut d) = daemon else { return };
@@ -636,9 +641,7 @@ impl Drop for Containerd {
         force_delete_all(&self.berth_root());
         unmount_under(self.dir.path());
         if systemd_is_init() {
-            let _ = Command::new("systemctl")
-                .args(["stop", &self.systemd_slice()])
-                .output();
+            stop_systemd_slice(&self.systemd_slice());
         } else {
             remove_cgroup_tree(&self.ns);
         }
@@ -1099,9 +1102,7 @@ impl Drop for Podman {
         }
         unmount_under(self.dir.path());
         if systemd_is_init() {
-            let _ = Command::new("systemctl")
-                .args(["stop", &self.cgroup_parent])
-                .output();
+            stop_systemd_slice(&self.cgroup_parent);
         } else {
             remove_cgroup_tree(&self.cgroup_parent);
         }

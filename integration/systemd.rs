@@ -28,19 +28,6 @@ fn unit_property(unit: &str, name: &str) -> String {
     stdout(&out).trim().to_string()
 }
 
-/// Every unit systemd knows whose name mentions `id` (loaded, active or not).
-fn units_of(id: &str) -> Vec<String> {
-    let out = Command::new("systemctl")
-        .args(["list-units", "--all", "--plain", "--no-legend"])
-        .output()
-        .expect("run systemctl");
-    stdout(&out)
-        .lines()
-        .filter(|l| l.contains(id))
-        .map(|l| l.to_string())
-        .collect()
-}
-
 /// Cgroup directories anywhere under /sys/fs/cgroup whose name mentions `id`.
 fn cgroups_of(id: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, id: &str, out: &mut Vec<PathBuf>) {
@@ -60,7 +47,7 @@ fn cgroups_of(id: &str) -> Vec<PathBuf> {
 
 /// Nothing of container `id` under systemd: no unit, no cgroup, no process.
 fn assert_nothing_of(id: &str) {
-    let units = units_of(id);
+    let units = harness::systemd_units_of(id);
     assert!(units.is_empty(), "units of {id} left: {units:?}");
     let cgroups = cgroups_of(id);
     assert!(cgroups.is_empty(), "cgroups of {id} left: {cgroups:?}");
@@ -83,6 +70,33 @@ fn sd(rt: &Runtime, args: &[&str]) -> std::process::Output {
         .spawn()
         .unwrap();
     harness::output_within(child, std::time::Duration::from_secs(60))
+}
+
+/// `--systemd-cgroup run` of `b` as `id` in the foreground, its output captured.
+fn sd_run(rt: &Runtime, b: &Bundle, id: &str) -> std::process::Output {
+    let child = rt
+        .cmd()
+        .args(["--systemd-cgroup", "run", "--bundle"])
+        .arg(b.path())
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    harness::output_within(child, std::time::Duration::from_secs(60))
+}
+
+/// `delete --force` of `id` (init `pid`), then nothing of it under systemd.
+fn delete_leaving_nothing(rt: &Runtime, id: &str, pid: i64) {
+    let out = sd(rt, &["delete", "--force", id]);
+    assert!(
+        out.status.success(),
+        "delete --force {id}: {}",
+        stderr(&out)
+    );
+    harness::reap(pid as i32);
+    assert_nothing_of(id);
 }
 
 /// `--systemd-cgroup create` of `b` as `id`, stdio to files in the bundle.
@@ -249,10 +263,7 @@ fn delete_of_a_running_container_stops_its_unit_and_leaves_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(sub.exists(), "the container made no sub-cgroup");
-    let out = sd(&rt, &["delete", "--force", &id]);
-    assert!(out.status.success(), "delete --force: {}", stderr(&out));
-    harness::reap(pid as i32);
-    assert_nothing_of(&id);
+    delete_leaving_nothing(&rt, &id, pid);
 }
 
 #[test]
@@ -262,14 +273,7 @@ fn run_with_no_cgroups_path_uses_runcs_default_unit_and_nested_slices_expand() {
     // No cgroupsPath: runc's ":runc:<id>", so runc-<id>.scope in system.slice.
     let id = harness::unique_id("sd-run");
     let b = Bundle::new(&["cat", "/proc/self/cgroup"]);
-    let out = rt
-        .cmd()
-        .args(["--systemd-cgroup", "run", "--bundle"])
-        .arg(b.path())
-        .arg(&id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = sd_run(&rt, &b, &id);
     assert!(out.status.success(), "run: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "0::/");
     rt.track(&id);
@@ -290,10 +294,7 @@ fn run_with_no_cgroups_path_uses_runcs_default_unit_and_nested_slices_expand() {
         unit_property(&format!("p-{id}.scope"), "Slice"),
         "berthtest-nested.slice"
     );
-    let out = sd(&rt, &["delete", "--force", &id]);
-    assert!(out.status.success(), "delete: {}", stderr(&out));
-    harness::reap(pid as i32);
-    assert_nothing_of(&id);
+    delete_leaving_nothing(&rt, &id, pid);
 }
 
 #[test]
@@ -306,14 +307,7 @@ fn the_container_does_not_inherit_the_d_bus_librarys_ignored_sigpipe() {
     let rt = Runtime::new();
     let id = harness::unique_id("sd-sigpipe");
     let b = Bundle::new(&["grep", "SigIgn", "/proc/self/status"]);
-    let out = rt
-        .cmd()
-        .args(["--systemd-cgroup", "run", "--bundle"])
-        .arg(b.path())
-        .arg(&id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = sd_run(&rt, &b, &id);
     assert!(out.status.success(), "run: {}", stderr(&out));
     rt.track(&id);
     let mask = u64::from_str_radix(stdout(&out).split_whitespace().nth(1).unwrap(), 16).unwrap();
@@ -422,8 +416,5 @@ fn a_unit_that_exists_already_is_refused_and_left_alone() {
     assert_eq!(unit_property(&unit, "ActiveState"), "active");
     assert_eq!(init_cgroup(pid), format!("0::/system.slice/{unit}"));
     assert_eq!(rt.status(&first), "created");
-    let out = sd(&rt, &["delete", "--force", &first]);
-    assert!(out.status.success(), "delete: {}", stderr(&out));
-    harness::reap(pid as i32);
-    assert_nothing_of(&first);
+    delete_leaving_nothing(&rt, &first, pid);
 }
