@@ -25,6 +25,9 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 /// How long systemd may take to answer a call or finish a job (runc waits 30 s for a job).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// JobRemoved signals seen: (job, result).
+type Jobs = Rc<RefCell<Vec<(dbus::Path<'static>, String)>>>;
+
 /// A unit property as StartTransientUnit and SetUnitProperties take it: `(name, variant)`.
 pub type Property = (&'static str, Variant<Box<dyn RefArg>>);
 
@@ -160,12 +163,40 @@ impl Systemd {
     /// `resources` as properties, and waits for the job. A failed unit of that name left
     /// from before is reset and the start tried once more, as runc does.
     pub fn start_scope(&self, unit: &Unit, pid: i32, resources: Vec<Property>) -> Result<()> {
-        // Job signals go only to subscribers; subscribe before the job can end.
+        let jobs = self.watch_jobs()?;
+        let job = match self.start_transient(unit, pid, &resources) {
+            Err(e) if e.name() == Some("org.freedesktop.systemd1.UnitExists") => {
+                let _ = self.reset_failed(&unit.name);
+                self.start_transient(unit, pid, &resources)
+            }
+            other => other,
+        }
+        .map_err(|e| refused(&unit.name, &e))?;
+        match self.wait_for_job(&jobs, &job)?.as_deref() {
+            Some("done") => Ok(()),
+            Some(result) => {
+                let _ = self.reset_failed(&unit.name);
+                bail!("systemd: the job starting unit {:?} ended {result:?} (journalctl -u {} tells why)", unit.name, unit.name)
+            }
+            None => {
+                let _ = self.reset_failed(&unit.name);
+                bail!(
+                    "systemd: unit {:?} was not started within {} s",
+                    unit.name,
+                    TIMEOUT.as_secs()
+                )
+            }
+        }
+    }
+
+    /// From here on, the (job, result) of every job systemd removes. Job signals go only to
+    /// subscribers: subscribe before the job can end.
+    fn watch_jobs(&self) -> Result<Jobs> {
         let _: () = self
             .manager()
             .method_call(MANAGER, "Subscribe", ())
             .map_err(|e| dbus_error("Subscribe", &e))?;
-        let removed: Rc<RefCell<Vec<(dbus::Path<'static>, String)>>> = Rc::default();
+        let removed = Jobs::default();
         let sink = removed.clone();
         self.conn
             .add_match(
@@ -178,31 +209,19 @@ impl Systemd {
                 },
             )
             .map_err(|e| dbus_error("AddMatch", &e))?;
-        let job = match self.start_transient(unit, pid, &resources) {
-            Err(e) if e.name() == Some("org.freedesktop.systemd1.UnitExists") => {
-                let _ = self.reset_failed(&unit.name);
-                self.start_transient(unit, pid, &resources)
-            }
-            other => other,
-        }
-        .map_err(|e| refused(&unit.name, &e))?;
+        Ok(removed)
+    }
+
+    /// The result of `job` once systemd has removed it; None after TIMEOUT.
+    fn wait_for_job(&self, jobs: &Jobs, job: &dbus::Path<'static>) -> Result<Option<String>> {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Some((_, result)) = removed.borrow().iter().find(|(j, _)| *j == job) {
-                if result == "done" {
-                    return Ok(());
-                }
-                let _ = self.reset_failed(&unit.name);
-                bail!("systemd: the job starting unit {:?} ended {result:?} (journalctl -u {} tells why)", unit.name, unit.name);
+            if let Some((_, result)) = jobs.borrow().iter().find(|(j, _)| j == job) {
+                return Ok(Some(result.clone()));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let _ = self.reset_failed(&unit.name);
-                bail!(
-                    "systemd: unit {:?} was not started within {} s",
-                    unit.name,
-                    TIMEOUT.as_secs()
-                );
+                return Ok(None);
             }
             self.conn
                 .process(left)
@@ -261,40 +280,17 @@ impl Systemd {
     /// Stops `unit` and waits until systemd has, then lets systemd forget it if it failed. A
     /// unit systemd no longer knows (its processes all exited, so it was collected) is fine.
     pub fn stop(&self, unit: &str) -> Result<()> {
-        let removed: Rc<RefCell<Vec<dbus::Path<'static>>>> = Rc::default();
-        let sink = removed.clone();
-        let _: () = self
-            .manager()
-            .method_call(MANAGER, "Subscribe", ())
-            .map_err(|e| dbus_error("Subscribe", &e))?;
-        self.conn
-            .add_match(
-                MatchRule::new_signal(MANAGER, "JobRemoved"),
-                move |(_id, job, _unit, _result): (u32, dbus::Path<'static>, String, String),
-                      _,
-                      _| {
-                    sink.borrow_mut().push(job);
-                    true
-                },
-            )
-            .map_err(|e| dbus_error("AddMatch", &e))?;
+        let jobs = self.watch_jobs()?;
         let reply: std::result::Result<(dbus::Path<'static>,), _> =
             self.manager()
                 .method_call(MANAGER, "StopUnit", (unit, "replace"));
         match reply {
             Ok((job,)) => {
-                let deadline = Instant::now() + TIMEOUT;
-                while !removed.borrow().contains(&job) {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        bail!(
-                            "systemd: unit {unit:?} was not stopped within {} s",
-                            TIMEOUT.as_secs()
-                        );
-                    }
-                    self.conn
-                        .process(left)
-                        .map_err(|e| dbus_error("wait for the job", &e))?;
+                if self.wait_for_job(&jobs, &job)?.is_none() {
+                    bail!(
+                        "systemd: unit {unit:?} was not stopped within {} s",
+                        TIMEOUT.as_secs()
+                    );
                 }
             }
             Err(e) if e.name() == Some("org.freedesktop.systemd1.NoSuchUnit") => return Ok(()),
