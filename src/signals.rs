@@ -9,15 +9,21 @@ use nix::sys::signal::Signal;
 /// runtime in runc respects just those two). Without this, what berth's own runtime ignores
 /// (Rust's std sets SIGPIPE to SIG_IGN at startup; so does libdbus) would survive execve into
 /// the container, where `yes | head` would then end in EPIPE errors instead of SIGPIPE.
-/// (Handled signals need nothing: execve resets them.)
+/// Handled signals need nothing (execve resets them), so only the ignored ones, from this
+/// process's SigIgn mask, are reset: a read of /proc/self/status and usually one sigaction,
+/// not one per signal.
 pub fn reset_dispositions() -> Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    use procfs_core::FromBufRead;
+    let text = crate::sys::read_virtual("/proc/self/status")
+        .map_err(|e| anyhow::anyhow!("read /proc/self/status: {e}"))?;
+    let ignored = procfs_core::process::Status::from_buf_read(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("parse /proc/self/status: {e}"))?
+        .sigign;
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for sig in Signal::iterator() {
-        if matches!(
-            sig,
-            Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGHUP | Signal::SIGINT
-        ) {
+        let is_ignored = ignored & (1 << (sig as i32 - 1)) != 0;
+        if !is_ignored || matches!(sig, Signal::SIGHUP | Signal::SIGINT) {
             continue;
         }
         // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
