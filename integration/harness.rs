@@ -176,11 +176,23 @@ impl Runtime {
     /// `create`, with the container's stdio going to files in the bundle (init inherits
     /// create's stdio, so pipes would never reach EOF).
     pub fn create(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
+        self.create_with_globals(&[], bundle, id, extra)
+    }
+
+    /// As `create`, with global options (e.g. `--systemd-cgroup`) before the command.
+    pub fn create_with_globals(
+        &self,
+        globals: &[&str],
+        bundle: &Bundle,
+        id: &str,
+        extra: &[&str],
+    ) -> Output {
         self.track_bundle(id, bundle.path());
         let out = File::create(bundle.path().join("stdout")).unwrap();
         let err = File::create(bundle.path().join("stderr")).unwrap();
         let status = self
             .cmd()
+            .args(globals)
             .arg("create")
             .args(extra)
             .arg("--bundle")

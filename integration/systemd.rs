@@ -7,7 +7,7 @@
 //! that `make systemd-test` boots (hack/vm.sh --guest systemd), which `make test` and CI run.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
@@ -30,19 +30,8 @@ fn unit_property(unit: &str, name: &str) -> String {
 
 /// Cgroup directories anywhere under /sys/fs/cgroup whose name mentions `id`.
 fn cgroups_of(id: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, id: &str, out: &mut Vec<PathBuf>) {
-        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if e.file_name().to_string_lossy().contains(id) {
-                    out.push(e.path());
-                }
-                walk(&e.path(), id, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), id, &mut out);
-    out
+    harness::find_cgroups(&harness::cgroup_roots(), &|name: &str| name.contains(id))
+        .unwrap_or_else(|e| panic!("looking for cgroups of {id}: {e}"))
 }
 
 /// Nothing of container `id` under systemd: no unit, no cgroup, no process.
@@ -99,26 +88,9 @@ fn delete_leaving_nothing(rt: &Runtime, id: &str, pid: i64) {
     assert_nothing_of(id);
 }
 
-/// `--systemd-cgroup create` of `b` as `id`, stdio to files in the bundle.
+/// `--systemd-cgroup create` of `b`, stdio to files in the bundle.
 fn sd_create(rt: &Runtime, b: &Bundle, id: &str) -> std::process::Output {
-    rt.track_bundle(id, b.path());
-    let out = fs::File::create(b.path().join("stdout")).unwrap();
-    let err = fs::File::create(b.path().join("stderr")).unwrap();
-    let status = rt
-        .cmd()
-        .args(["--systemd-cgroup", "create", "--bundle"])
-        .arg(b.path())
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .unwrap();
-    std::process::Output {
-        status,
-        stdout: fs::read(b.path().join("stdout")).unwrap(),
-        stderr: fs::read(b.path().join("stderr")).unwrap(),
-    }
+    rt.create_with_globals(&["--systemd-cgroup"], b, id, &[])
 }
 
 fn init_cgroup(pid: i64) -> String {
