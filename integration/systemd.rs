@@ -242,7 +242,24 @@ fn delete_of_a_running_container_stops_its_unit_and_leaves_nothing() {
 #[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
 fn run_with_no_cgroups_path_uses_runcs_default_unit_and_nested_slices_expand() {
     let rt = Runtime::new();
-    // No cgroupsPath: runc's ":runc:<id>", so runc-<id>.scope in system.slice.
+    // No cgroupsPath: runc's ":runc:<id>", so runc-<id>.scope in system.slice, as the
+    // host's /proc and systemd see it.
+    let id = harness::unique_id("sd-default");
+    let b = Bundle::new(&["sleep", "1000"]);
+    let out = sd_create(&rt, &b, &id);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(
+        init_cgroup(pid),
+        format!("0::/system.slice/runc-{id}.scope")
+    );
+    assert_eq!(
+        unit_property(&format!("runc-{id}.scope"), "Slice"),
+        "system.slice"
+    );
+    delete_leaving_nothing(&rt, &id, pid);
+
+    // A foreground run: the container sees its own cgroup namespace's root.
     let id = harness::unique_id("sd-run");
     let b = Bundle::new(&["cat", "/proc/self/cgroup"]);
     let out = sd_run(&rt, &b, &id);
