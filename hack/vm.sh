@@ -153,6 +153,9 @@ tcg)
 *) die "VM_ACCEL=$accel: must be kvm or tcg" ;;
 esac
 [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "--timeout $timeout_s: not a number of seconds"
+# The tests get 7/8 of it, less 30 s for the boot: a hang is then reported from inside, with
+# every process and (under systemd) its jobs, by hack/run-bounded.sh, while the VM still runs.
+tests_limit=$((timeout_s * 7 / 8 - 30))
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
 [ -z "$bench" ] || [ "$guest" = systemd ] || die "--bench: only in the systemd guest"
 if [ "$guest" = v2 ]; then
@@ -293,6 +296,8 @@ if [ "$guest" = v2 ]; then
     done
     cp "$here/v2-vm/init" "$root/init"
     chmod 0755 "$root/init"
+    cp "$here/run-bounded.sh" "$root/bin/run-bounded"
+    chmod 0755 "$root/bin/run-bounded"
     # The real tools where the tests (or berth ps) expect their options; busybox otherwise.
     for tool in setpriv nsenter ps strace; do
         if path=$(command -v "$tool") && [ "$(readlink -f "$path")" != "$(readlink -f "$busybox")" ]; then
@@ -308,6 +313,7 @@ if [ "$guest" = v2 ]; then
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
     printf '%s\n' "$testbin" >"$root/v2-vm/testbin"
     printf '%s\n' "${filters[@]}" >"$root/v2-vm/filters"
+    echo "$tests_limit" >"$root/v2-vm/limit"
 
     (cd "$root" && find . -print0 | LC_ALL=C sort -z |
         cpio --null --create --format=newc --owner=0:0 --quiet) | gzip -1 >"$initrd.tmp"
@@ -346,7 +352,8 @@ if [ "$guest" = systemd ]; then
     else
         {
             printf 'cd /tmp || exit 125\n'
-            printf 'exec %q --include-ignored --test-threads=2' "$testbin"
+            printf 'exec %q %q %q --include-ignored --test-threads=2' \
+                "$repo/hack/run-bounded.sh" "$tests_limit" "$testbin"
             printf ' %q' "${filters[@]}"
             printf '\n'
         } >"$root/run"

@@ -166,11 +166,15 @@ impl Runtime {
 
     /// Runs a berth command that does not leave processes holding its stdio.
     pub fn berth(&self, args: &[&str]) -> Output {
-        self.cmd()
+        let child = self
+            .cmd()
             .args(args)
             .stdin(Stdio::null())
-            .output()
-            .expect("run berth")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run berth");
+        output_within(child, COMMAND_LIMIT)
     }
 
     /// `create`, with the container's stdio going to files in the bundle (init inherits
@@ -190,7 +194,7 @@ impl Runtime {
         self.track_bundle(id, bundle.path());
         let out = File::create(bundle.path().join("stdout")).unwrap();
         let err = File::create(bundle.path().join("stderr")).unwrap();
-        let status = self
+        let child = self
             .cmd()
             .args(globals)
             .arg("create")
@@ -201,8 +205,11 @@ impl Runtime {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .status()
+            .spawn()
             .expect("run berth create");
+        let status = wait_within(child, COMMAND_LIMIT).unwrap_or_else(|pid| {
+            panic!("berth create {id} (pid {pid}) did not end within {COMMAND_LIMIT:?}; killed it")
+        });
         Output {
             status,
             stdout: fs::read(bundle.path().join("stdout")).unwrap(),
@@ -213,13 +220,17 @@ impl Runtime {
     /// `run` in the foreground, capturing the container's output.
     pub fn run(&self, bundle: &Bundle, id: &str) -> Output {
         self.track_bundle(id, bundle.path());
-        self.cmd()
+        let child = self
+            .cmd()
             .args(["run", "--bundle"])
             .arg(bundle.path())
             .arg(id)
             .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        output_within(child, COMMAND_LIMIT)
     }
 
     /// Checks container `id` for leaks at the end of the test (and force-deletes it after a
@@ -291,7 +302,19 @@ impl Drop for Runtime {
         if std::thread::panicking() {
             // Clean up after a failed test so one failure does not leak into others.
             for (id, _) in self.ids.lock().unwrap().iter() {
-                let _ = self.cmd().args(["delete", "--force", id]).output();
+                // Bounded, and never a second panic (that would abort every test).
+                if let Ok(child) = self
+                    .cmd()
+                    .args(["delete", "--force", id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                {
+                    if let Err(pid) = wait_within(child, COMMAND_LIMIT) {
+                        eprintln!("cleanup: berth delete --force {id} (pid {pid}) hung; killed it");
+                    }
+                }
             }
             return;
         }
@@ -505,6 +528,30 @@ pub fn reap(pid: i32) {
                 libc::waitpid(pid, &mut status, 0);
             }
             panic!("process {pid} did not end within {LIMIT:?}; killed it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// How long one berth command of a test may take before it fails the test: far beyond any
+/// normal run (even under a VM's software emulation), so only a hang reaches it.
+pub const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `child.wait()`, bounded: after `limit` the child is killed and reaped, and its pid is the
+/// error.
+pub fn wait_within(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> Result<std::process::ExitStatus, u32> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            return Ok(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(child.id());
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

@@ -139,14 +139,15 @@ fn a_container_is_a_scope_unit_in_its_slice_with_its_limits_until_deleted() {
     assert!(out.status.success(), "exec: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "0::/");
     // (Detached: its stdio must not be a pipe of ours, which it would hold open.)
-    let st = rt
+    let child = rt
         .cmd()
         .args(["--systemd-cgroup", "exec", "-d", &id, "sleep", "1000"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .spawn()
         .unwrap();
+    let st = harness::wait_within(child, harness::COMMAND_LIMIT).expect("exec -d hung");
     assert!(st.success(), "exec -d failed");
     let procs = read("cgroup.procs");
     assert_eq!(
@@ -366,8 +367,11 @@ fn bad_systemd_input_names_the_field_and_leaves_nothing() {
         .arg(b.path())
         .arg(&id)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let out = harness::output_within(out, harness::COMMAND_LIMIT);
     fails_with_one_line(
         &out,
         "--systemd-cgroup: cannot reach systemd on the system bus",

@@ -314,7 +314,11 @@ pub fn kill_via_cgroup_kill(dirs: &[PathBuf]) -> Result<bool> {
     if !file.exists() {
         return Ok(false);
     }
-    crate::sys::write_file(&file, "1")?;
+    match crate::sys::write_file(&file, "1") {
+        // Gone since: systemd removed the scope's cgroup when its last process died.
+        Err(e) if !dirs[0].exists() => log::debug!("{e:#}"),
+        r => r?,
+    }
     Ok(true)
 }
 
@@ -377,10 +381,21 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     if !has_subdirs(dir)? {
         return Ok(());
     }
-    for entry in fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            collect_pids(&entry.path(), out)?;
+    // A cgroup may go while it is listed: systemd removes a scope's cgroup once its last
+    // process has died, and the container may remove its own sub-cgroups.
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
+    };
+    for entry in entries {
+        match entry {
+            Ok(entry) if entry.file_type().is_ok_and(|t| t.is_dir()) => {
+                collect_pids(&entry.path(), out)?
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
         }
     }
     Ok(())
