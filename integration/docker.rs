@@ -18,10 +18,10 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::engines::{
-    assert_engine_left_nothing, assert_ok, cgroup_tree_exists, engine_lock, find_binary,
-    force_delete_all, frozen, image_tar, memory_limit, out_text, processes_mentioning,
-    remove_cgroup_tree, stop_daemon, stop_processes_mentioning, stop_systemd_slice, unmount_under,
-    CreatedDir, IMAGE,
+    assert_engine_left_nothing, assert_ok, assert_unit_shows, cgroup_tree_exists, engine_lock,
+    find_binary, force_delete_all, frozen, image_tar, memory_limit, out_text, pids_limit,
+    processes_mentioning, remove_cgroup_tree, stop_daemon, stop_processes_mentioning,
+    stop_systemd_slice, unmount_under, CreatedDir, IMAGE,
 };
 use super::harness::*;
 
@@ -340,12 +340,24 @@ fn docker_exec_stats_and_update() {
     );
     assert_ne!(f[4], "0", "no pids in {text}");
 
-    // update: the new limit reaches the host's cgroup file.
+    // update: the new limits reach the host's cgroup files and, with dockerd's systemd
+    // driver, the container's unit.
     assert_ne!(memory_limit(pid), "67108864");
-    let out = dk.docker(&["update", "--memory", "64m", "--memory-swap", "64m", "busy"]);
-    assert_ok(&out, "docker update --memory");
+    let out = dk.docker(&[
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "64m",
+        "--pids-limit",
+        "60",
+        "busy",
+    ]);
+    assert_ok(&out, "docker update --memory --pids-limit");
     assert_eq!(memory_limit(pid), "67108864");
+    assert_eq!(pids_limit(pid), "60");
     assert_eq!(dk.inspect("busy", "{{.HostConfig.Memory}}"), "67108864");
+    assert_unit_shows(pid, &[("MemoryMax", "67108864"), ("TasksMax", "60")]);
 
     assert_ok(&dk.docker(&["rm", "-f", "busy"]), "docker rm -f");
     assert!(!alive(pid));

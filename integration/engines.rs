@@ -161,6 +161,37 @@ pub(crate) fn pids_limit(pid: i32) -> String {
         .to_string()
 }
 
+/// Where systemd is PID 1 (the systemd guest): the scope unit `pid` runs in (from the host's
+/// /proc/PID/cgroup), checked to be active with these properties in `systemctl show`'s words
+/// (e.g. ("MemoryMax", "67108864"), ("TasksMax", "50")). Elsewhere nothing: the engines use
+/// cgroupfs there.
+pub(crate) fn assert_unit_shows(pid: i32, want: &[(&str, &str)]) {
+    if !systemd_is_init() {
+        return;
+    }
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let unit = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .and_then(|path| path.rsplit('/').find(|part| part.ends_with(".scope")))
+        .unwrap_or_else(|| panic!("pid {pid} is in no scope unit: {cgroups}"))
+        .to_string();
+    let mut args = vec!["show".to_string(), unit.clone()];
+    for (name, _) in want.iter().chain(&[("ActiveState", "active")]) {
+        args.push(format!("--property={name}"));
+    }
+    let out = Command::new("systemctl").args(&args).output().unwrap();
+    assert_ok(&out, "systemctl show");
+    let text = stdout(&out);
+    for (name, value) in want.iter().chain(&[("ActiveState", "active")]) {
+        let line = format!("{name}={value}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{unit}: no {line} in {text}"
+        );
+    }
+}
+
 pub(crate) fn frozen(pid: i32) -> bool {
     let dir = host_cgroup_dir(pid, "freezer");
     if is_v1("freezer") {
@@ -754,6 +785,8 @@ fn containerd_ps_pause_resume_and_metrics() {
     assert!(pids.len() >= 2, "{pids:?}");
 
     assert_eq!(memory_limit(pid), "67108864");
+    // SystemdCgroup = true: the shim's berth asked systemd for the scope, with the limit.
+    assert_unit_shows(pid, &[("MemoryMax", "67108864")]);
 
     // metrics: containerd reads the cgroup itself; the pid count is the container's.
     let out = ctd.ctr(&["task", "metrics", &id]);
@@ -1189,6 +1222,8 @@ fn podman_pause_unpause_and_limits() {
     );
     assert_eq!(memory_limit(pid), "67108864");
     assert_eq!(pids_limit(pid), "50");
+    // With podman's default (systemd) cgroup manager, systemd knows the limits too.
+    assert_unit_shows(pid, &[("MemoryMax", "67108864"), ("TasksMax", "50")]);
 
     assert_ok(&pod.podman(&["pause", "limited"]), "pause");
     assert_eq!(pod.inspect("limited", "{{.State.Status}}"), "paused");

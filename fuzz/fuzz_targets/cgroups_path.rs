@@ -26,13 +26,15 @@ fuzz_target!(|data: &[u8]| {
         None => host_hierarchies(),
     };
     let own = proc_cgroup.unwrap_or(HOST_PROC_CGROUP);
-    let Ok(dirs) = cgroups::resolve_dirs(Some(Path::new(path)), id, hierarchies, own) else {
+    let driver = cgroups::Driver::Cgroupfs;
+    let Ok(placement) = cgroups::resolve(Some(Path::new(path)), id, hierarchies, own, driver)
+    else {
         return;
     };
     if mountinfo.is_some() || proc_cgroup.is_some() || id.contains("..") {
         return; // the host's own files are trusted; only the config's path is checked
     }
-    for d in &dirs {
+    for d in placement.paths() {
         assert!(
             hierarchies.iter().any(|h| d.starts_with(&h.mount_point)),
             "{path:?}: {} is outside every hierarchy",

@@ -33,18 +33,19 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let cgroups_path = linux.and_then(|l| l.cgroups_path().clone());
-    let _ = cgroups::resolve_dirs(
+    let _ = cgroups::resolve(
         cgroups_path.as_deref(),
         "fuzz",
         host_hierarchies(),
         HOST_PROC_CGROUP,
+        cgroups::Driver::Cgroupfs,
     );
     let fake = FakeCgroups::get();
     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
         let _ = resources::first_limit(r);
         let _ = resources::apply(&fake.v2, r, false);
     }
-    let _ = cgroups::apply_resources(&fake.hybrid, &spec, false);
+    let _ = fake.hybrid.apply_resources(&spec, false);
     let _ = bpf_devices::compile(&resources::device_rules(&spec));
     // Init: mount options, the seccomp filter (built, never loaded), capabilities.
     for m in spec.mounts().iter().flatten() {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use berth::cgroups::{self, Hierarchy};
+use berth::cgroups::{self, Dir, Driver, Hierarchy, Layout, Placement};
 
 static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
 
@@ -126,8 +126,17 @@ const V2: &[&str] = &[
 /// A container's cgroup directories on a fake hybrid host (v1 controllers and a unified
 /// cgroup2 directory) and on a fake pure v2 host, every file a limit may go to present.
 pub struct FakeCgroups {
-    pub hybrid: Vec<PathBuf>,
-    pub v2: Vec<PathBuf>,
+    pub hybrid: Placement,
+    pub v2: Placement,
+}
+
+fn fake_dir(path: PathBuf, controllers: &str, v2: bool) -> Dir {
+    Dir {
+        mount_point: path.parent().expect("below a mount point").to_path_buf(),
+        path,
+        controllers: controllers.split(',').map(String::from).collect(),
+        v2,
+    }
 }
 
 impl FakeCgroups {
@@ -144,7 +153,7 @@ impl FakeCgroups {
                 for f in *files {
                     write(&dir.join(f), "");
                 }
-                hybrid.push(dir);
+                hybrid.push(fake_dir(dir, hierarchy, false));
             }
             let mut v2 = Vec::new();
             for top in ["hybrid/unified", "v2"] {
@@ -153,17 +162,30 @@ impl FakeCgroups {
                 for f in V2 {
                     write(&dir.join(f), "");
                 }
-                v2.push(dir);
+                v2.push(fake_dir(
+                    dir,
+                    "cpuset,cpu,io,memory,hugetlb,pids,rdma",
+                    true,
+                ));
             }
             hybrid.push(v2.remove(0));
-            FakeCgroups { hybrid, v2 }
+            let placement = |layout, dirs| Placement {
+                layout,
+                driver: Driver::Cgroupfs,
+                dirs,
+            };
+            FakeCgroups {
+                hybrid: placement(Layout::Hybrid, hybrid),
+                v2: placement(Layout::V2, v2),
+            }
         });
+        let memory = &fake.hybrid.dirs[0].path;
         write(
-            &fake.hybrid[0].join("memory.limit_in_bytes"),
+            &memory.join("memory.limit_in_bytes"),
             "9223372036854771712\n",
         );
-        write(&fake.hybrid[0].join("memory.usage_in_bytes"), "1048576\n");
-        write(&fake.v2[0].join("memory.current"), "1048576\n");
+        write(&memory.join("memory.usage_in_bytes"), "1048576\n");
+        write(&fake.v2.dirs[0].path.join("memory.current"), "1048576\n");
         fake
     }
 }

@@ -6,7 +6,7 @@
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -14,6 +14,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 
+use super::placement::Placement;
 use crate::sys::read_virtual;
 
 /// How long a freeze may take before it is undone and reported.
@@ -70,8 +71,8 @@ fn frozen_because(dir: &Path) -> Option<String> {
 /// Thaws each of `dirs` that is frozen by its own setting, without waiting and ignoring
 /// errors: for a failed `create`, whose processes must die of SIGKILL and be reaped (a frozen
 /// v1 task does not die until thawed).
-pub fn thaw_all(dirs: &[PathBuf]) {
-    for dir in dirs {
+pub fn thaw_all(placement: &Placement) {
+    for dir in placement.paths() {
         let v1 = dir.join("freezer.state");
         if read_virtual(&v1).is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")) {
             let _ = crate::sys::write_file(&v1, "THAWED");
@@ -88,14 +89,14 @@ pub fn thaw_all(dirs: &[PathBuf]) {
 /// frozen (fails at once) or one of them is stopped (fails once it has been for
 /// STOPPED_LIMIT). A process that runs or sleeps (a slow hook, a slow mount) is waited for.
 pub struct Watch<'a> {
-    dirs: &'a [PathBuf],
+    placement: Option<&'a Placement>,
     stopped_since: Option<(Pid, Instant)>,
 }
 
 impl<'a> Watch<'a> {
-    pub fn new(dirs: &'a [PathBuf]) -> Watch<'a> {
+    pub fn new(placement: Option<&'a Placement>) -> Watch<'a> {
         Watch {
-            dirs,
+            placement,
             stopped_since: None,
         }
     }
@@ -116,7 +117,8 @@ impl<'a> Watch<'a> {
     }
 
     fn check(&mut self, pids: &[Option<Pid>]) -> Result<()> {
-        for dir in self.dirs {
+        // Every hierarchy: a hybrid host's cgroup2 one can freeze its tasks too.
+        for dir in self.placement.iter().flat_map(|p| p.paths()) {
             if let Some(why) = frozen_because(dir) {
                 bail!("{UNEXPECTEDLY_FROZEN} while it was being created ({why})");
             }
@@ -143,51 +145,37 @@ impl<'a> Watch<'a> {
     }
 }
 
-enum Freezer {
-    /// freezer.state: THAWED, FREEZING or FROZEN.
-    V1(PathBuf),
-    /// cgroup.freeze to ask, cgroup.events' "frozen" line to see it done.
-    V2(PathBuf),
-}
-
-fn freezer(dirs: &[PathBuf]) -> Option<Freezer> {
-    if let Some(d) = dirs.iter().find(|d| d.join("freezer.state").exists()) {
-        return Some(Freezer::V1(d.clone()));
-    }
-    dirs.iter()
-        .find(|d| d.join("cgroup.freeze").exists())
-        .map(|d| Freezer::V2(d.clone()))
-}
-
 /// Whether the container's cgroup is frozen (or being frozen).
-pub fn is_frozen(dirs: &[PathBuf]) -> bool {
-    match freezer(dirs) {
-        Some(Freezer::V1(d)) => read_virtual(d.join("freezer.state"))
-            .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")),
-        Some(Freezer::V2(d)) => {
-            read_virtual(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+pub fn is_frozen(placement: &Placement) -> bool {
+    match placement.freezer() {
+        Some(d) if d.v2 => {
+            read_virtual(d.path.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
         }
+        Some(d) => read_virtual(d.path.join("freezer.state"))
+            .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")),
         None => false,
     }
 }
 
-pub fn freeze(dirs: &[PathBuf]) -> Result<()> {
-    set(dirs, true)
+pub fn freeze(placement: &Placement) -> Result<()> {
+    set(placement, true)
 }
 
-pub fn thaw(dirs: &[PathBuf]) -> Result<()> {
-    set(dirs, false)
+pub fn thaw(placement: &Placement) -> Result<()> {
+    set(placement, false)
 }
 
-fn set(dirs: &[PathBuf], frozen: bool) -> Result<()> {
-    let result = match freezer(dirs) {
-        None => bail!("this host has no cgroup freezer (neither freezer.state nor cgroup.freeze)"),
-        Some(Freezer::V1(d)) => set_v1(&d, frozen),
-        Some(Freezer::V2(d)) => set_v2(&d, frozen),
+fn set(placement: &Placement, frozen: bool) -> Result<()> {
+    let result = match placement.freezer() {
+        None => {
+            bail!("this container's cgroup has no freezer (no v1 freezer hierarchy, no cgroup2)")
+        }
+        Some(d) if d.v2 => set_v2(&d.path, frozen),
+        Some(d) => set_v1(&d.path, frozen),
     };
     if result.is_err() && frozen {
         // Never leave a container half frozen.
-        let _ = set(dirs, false);
+        let _ = set(placement, false);
     }
     result
 }

@@ -1,7 +1,8 @@
-//! Cgroup placement: where the container's cgroup lives on each mounted hierarchy, creating it,
-//! joining it and removing it. Works on v1, v2 and hybrid hosts (v1 controllers plus a cgroup2
-//! mount at /sys/fs/cgroup/unified, which runc treats as v1 for the bound controllers).
-//! Resource limits are written by a later module on top of these directories.
+//! The container's cgroup: its `Placement` on the host's mounted hierarchies, worked out
+//! once at create, and everything done to it as a whole (create, join, list, kill, release).
+//! Works on v1, v2 and hybrid hosts (v1 controllers plus a cgroup2 mount at
+//! /sys/fs/cgroup/unified, which runc treats as v1 for the bound controllers), made by berth
+//! or by systemd. Resource limits, the freezer and statistics are its submodules.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -9,11 +10,13 @@ use std::path::{Component, Path, PathBuf};
 
 pub mod bpf_devices;
 pub mod freezer;
+pub mod placement;
 pub mod resources;
 pub mod stats;
 pub mod systemd;
 
 use anyhow::{bail, Context, Result};
+pub use placement::{Dir, Driver, Layout, Placement};
 
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,14 +122,17 @@ fn check_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The container's cgroup directory on each hierarchy. `cgroups_path` absolute is taken from
-/// the hierarchy root; relative is taken from berth's own cgroup (as runc); unset is `/<id>`.
-pub fn resolve_dirs(
+/// The container's placement on this host's hierarchies, made by `driver`. `cgroups_path`
+/// absolute is taken from the hierarchy root; relative is taken from berth's own cgroup (as
+/// runc); unset is `/<id>`. The cgroup2 directory's controllers are left empty here
+/// (`placement_for` reads them from the host).
+pub fn resolve(
     cgroups_path: Option<&Path>,
     id: &str,
     hierarchies: &[Hierarchy],
     proc_cgroup: &str,
-) -> Result<Vec<PathBuf>> {
+    driver: Driver,
+) -> Result<Placement> {
     let default = PathBuf::from("/").join(id);
     let path = cgroups_path
         .filter(|p| !p.as_os_str().is_empty())
@@ -135,7 +141,7 @@ pub fn resolve_dirs(
     if hierarchies.is_empty() {
         bail!("no cgroup hierarchy is mounted (looked for cgroup and cgroup2 in /proc/self/mountinfo)");
     }
-    Ok(placed(hierarchies)
+    let dirs: Vec<Dir> = placed(hierarchies)
         .map(|h| {
             let abs = if path.is_absolute() {
                 path.to_path_buf()
@@ -144,13 +150,33 @@ pub fn resolve_dirs(
             };
             let rel = abs.strip_prefix(&h.mount_root).unwrap_or(&abs);
             let rel = rel.strip_prefix("/").unwrap_or(rel);
-            h.mount_point.join(rel)
+            Dir {
+                path: h.mount_point.join(rel),
+                mount_point: h.mount_point.clone(),
+                controllers: h
+                    .controllers
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect(),
+                v2: h.is_v2(),
+            }
         })
-        .collect())
+        .collect();
+    let layout = match (dirs.iter().any(|d| d.v2), dirs.iter().any(|d| !d.v2)) {
+        (true, false) => Layout::V2,
+        (true, true) => Layout::Hybrid,
+        _ => Layout::V1,
+    };
+    Ok(Placement {
+        layout,
+        driver,
+        dirs,
+    })
 }
 
-/// The hierarchies a container gets a directory on, in the order of `resolve_dirs`: every
-/// one on a v1 or pure v2 host; on a hybrid one the v1 ones and the unified cgroup2 one.
+/// The hierarchies a container gets a directory on, in the order of `resolve`: every one on
+/// a v1 or pure v2 host; on a hybrid one the v1 ones and the unified cgroup2 one.
 fn placed(hierarchies: &[Hierarchy]) -> impl Iterator<Item = &Hierarchy> {
     let v2_only = hierarchies.len() == 1 && hierarchies[0].is_v2();
     hierarchies
@@ -158,37 +184,209 @@ fn placed(hierarchies: &[Hierarchy]) -> impl Iterator<Item = &Hierarchy> {
         .filter(move |h| v2_only || !h.is_v2() || h.mount_point.ends_with("unified"))
 }
 
-/// The cgroup directories of a container about to be created on this host with this
-/// config. A placement that is frozen is refused here (`freezer::check_not_frozen`): only
-/// the hierarchies that can freeze are looked at (the v1 freezer, cgroup2), below their
-/// mount points (a hierarchy's root cannot be frozen), so the usual new cgroup costs one
-/// stat on each of them.
-pub fn dirs_for(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
+/// The placement of a container about to be created on this host with this config. One
+/// that is frozen is refused here (`freezer::check_not_frozen`): only the hierarchies that
+/// can freeze are looked at (the v1 freezer, cgroup2), below their mount points (a
+/// hierarchy's root cannot be frozen), so the usual new cgroup costs one stat on each.
+pub fn placement_for(cgroups_path: Option<&Path>, id: &str, driver: Driver) -> Result<Placement> {
     let mountinfo =
         crate::sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
     let proc_cgroup =
         crate::sys::read_virtual("/proc/self/cgroup").context("read /proc/self/cgroup")?;
     let hierarchies = parse_hierarchies(&mountinfo);
-    let dirs = resolve_dirs(cgroups_path, id, &hierarchies, &proc_cgroup)?;
+    let mut placement = resolve(cgroups_path, id, &hierarchies, &proc_cgroup, driver)?;
+    for dir in placement.dirs.iter_mut().filter(|d| d.v2) {
+        // (Unreadable: then no controller is known to be bound there, which only a hybrid
+        // host's lookups consult.)
+        let file = dir.mount_point.join("cgroup.controllers");
+        let offered = crate::sys::read_virtual(&file)
+            .map_err(|e| log::debug!("read {}: {e}", file.display()))
+            .unwrap_or_default();
+        dir.controllers = offered.split_whitespace().map(String::from).collect();
+    }
     freezer::check_not_frozen(
-        placed(&hierarchies)
-            .zip(&dirs)
-            .filter(|(h, _)| h.is_v2() || h.controllers.split(',').any(|c| c == "freezer"))
-            .map(|(h, dir)| (dir.as_path(), h.mount_point.as_path())),
+        placement
+            .dirs
+            .iter()
+            .filter(|d| d.v2 || d.controllers.iter().any(|c| c == "freezer"))
+            .map(|d| (d.path.as_path(), d.mount_point.as_path())),
     )?;
-    Ok(dirs)
+    Ok(placement)
 }
 
-/// Creates each directory (and missing parents).
-pub fn create(dirs: &[PathBuf]) -> Result<()> {
-    for d in dirs {
-        fs::create_dir_all(d).with_context(|| format!("create cgroup {}", d.display()))?;
-        fill_cpuset(d)?;
+/// Whether creating a cgroup failed because this user may not write the tree.
+pub fn is_permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            )
+        })
+    })
+}
+
+impl Placement {
+    /// Creates each directory (and missing parents).
+    pub fn create(&self) -> Result<()> {
+        for d in &self.dirs {
+            fs::create_dir_all(&d.path)
+                .with_context(|| format!("create cgroup {}", d.path.display()))?;
+            if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
+                fill_cpuset(&d.path)?;
+            }
+        }
+        if self.is_v2() {
+            enable_controllers(&self.dirs[0].path);
+        }
+        Ok(())
     }
-    if is_v2(dirs) {
-        enable_controllers(&dirs[0]);
+
+    /// Writes `linux.resources` and the device rules of a new container. A rootless
+    /// container in a delegated v2 tree may not load an eBPF device filter; as runc, it then
+    /// goes without one (it cannot create device nodes anyway).
+    pub fn apply_resources(&self, spec: &oci_spec::runtime::Spec, rootless: bool) -> Result<()> {
+        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            resources::apply(self, r, false)?;
+        }
+        match resources::apply_devices(self, &resources::device_rules(spec)) {
+            Err(e) if rootless && is_permission_denied(&e) => {
+                log::debug!("rootless: no device filter: {e:#}");
+                Ok(())
+            }
+            other => other,
+        }
     }
-    Ok(())
+
+    /// Moves the calling process, which must be single-threaded (berth's are), into every
+    /// directory; `born_in`: the index of the cgroup2 directory it was cloned into already.
+    /// Done before any namespace is created, so the container's cgroup namespace is rooted
+    /// at its own cgroup.
+    ///
+    /// On v1 this writes "0" to `tasks`, moving the calling thread alone, rather than to
+    /// `cgroup.procs`: moving a whole thread group write-locks the kernel's global
+    /// cgroup_threadgroup_rwsem, which waits for an RCU grace period (several ms, on every
+    /// container), while moving the current thread needs no such lock. For a
+    /// single-threaded process the effect is the same. cgroup2 has no `tasks` file (and
+    /// refuses to move a thread alone to another domain); there it is `cgroup.procs`, or
+    /// better clone3 (`v2_index`).
+    pub fn join_self(&self, born_in: Option<usize>) -> Result<()> {
+        use std::io::Write;
+        for (i, d) in self.dirs.iter().enumerate() {
+            if Some(i) == born_in {
+                continue;
+            }
+            if d.v2 {
+                crate::sys::write_file(&d.path.join("cgroup.procs"), "0")?;
+                continue;
+            }
+            let tasks = d.path.join("tasks");
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&tasks)
+                .and_then(|mut f| f.write_all(b"0"))
+                .with_context(|| format!("write \"0\" to {}", tasks.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Host pids of every process in the container's cgroup and its sub-cgroups, on every
+    /// hierarchy (on v1 a process may have been moved on one hierarchy only).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let mut out = Vec::new();
+        for dir in self.paths() {
+            collect_pids(dir, &mut out)?;
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// SIGKILLs every process in the cgroup tree at once through cgroup v2's cgroup.kill
+    /// (Linux 5.14), which no fork can race. Returns false when this placement has no
+    /// cgroup.kill.
+    pub fn kill_via_cgroup_kill(&self) -> Result<bool> {
+        if !self.is_v2() {
+            return Ok(false);
+        }
+        let dir = &self.dirs[0].path;
+        let file = dir.join("cgroup.kill");
+        if !file.exists() {
+            return Ok(false);
+        }
+        match crate::sys::write_file(&file, "1") {
+            // Gone since: systemd removed the scope's cgroup when its last process died.
+            Err(e) if !dir.exists() => log::debug!("{e:#}"),
+            r => r?,
+        }
+        Ok(true)
+    }
+
+    /// SIGKILLs every process in the cgroup and waits until each has exited. Repeats while
+    /// new ones appear (a fork racing the kill), a bounded number of times.
+    pub fn kill_all(&self) -> Result<()> {
+        for _ in 0..100 {
+            let pids = self.pids()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            // On v2 one write kills the whole tree; the pidfds below then only wait.
+            let killed_all = self.kill_via_cgroup_kill()?;
+            let mut fds = Vec::new();
+            for pid in pids {
+                if let Ok(fd) = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+                    if killed_all {
+                        fds.push(fd);
+                        continue;
+                    }
+                    match crate::sys::pidfd_send_signal(&fd, libc::SIGKILL) {
+                        Ok(()) | Err(nix::errno::Errno::ESRCH) => fds.push(fd),
+                        Err(e) => bail!("kill pid {pid} in the container's cgroup: {e}"),
+                    }
+                }
+            }
+            // Frozen processes die only once thawed.
+            if freezer::is_frozen(self) {
+                freezer::thaw(self)?;
+            }
+            for fd in &fds {
+                crate::sys::pidfd_wait_exit(fd)?;
+            }
+        }
+        bail!("processes in the container's cgroup keep appearing; gave up killing them")
+    }
+
+    /// Ends the container's cgroup: with the systemd driver its processes are killed and its
+    /// unit stopped (systemd would give them SIGTERM and time), then the directories go.
+    pub fn release(&self) -> Result<()> {
+        if let Some(unit) = self.unit() {
+            self.kill_all()?;
+            systemd::Systemd::connect()?.stop(unit)?;
+        }
+        self.remove()
+    }
+
+    /// Removes the directories, only if no process is in them (EBUSY otherwise): for a
+    /// cgroup that may be another's.
+    pub fn remove_if_empty(&self) -> Result<()> {
+        self.paths().try_for_each(remove_tree)
+    }
+
+    /// Empties and removes the container's directories and any sub-cgroups it made, deepest
+    /// first; one already gone is fine. The rmdir comes first: a cgroup with a process in it
+    /// refuses (EBUSY), and only then are its processes listed and killed, so the usual empty
+    /// cgroup costs no listing. A setup process orphaned by a killed `create` may join
+    /// between the kill and the rmdir: then kill and try again.
+    pub fn remove(&self) -> Result<()> {
+        const ATTEMPTS: u32 = 10;
+        for attempt in 1..=ATTEMPTS {
+            match self.paths().try_for_each(remove_tree) {
+                Err(e) if attempt < ATTEMPTS && is_busy(&e) => self.kill_all()?,
+                r => return r,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
 }
 
 /// On v2 a cgroup has a controller's files only if every ancestor delegates it: enable what
@@ -222,153 +420,35 @@ fn enable_controllers(dir: &Path) {
 /// them from the parent, top-down, as runc does. (A v2 cgroup with empty cpuset files uses its
 /// parent's effective set, and the v2 root has no cpuset.cpus to copy.)
 fn fill_cpuset(dir: &Path) -> Result<()> {
-    // Read rather than stat first: a dir of another hierarchy costs one failed open.
-    if fill_cpuset_file(dir, "cpuset.cpus")?.is_some() {
-        fill_cpuset_file(dir, "cpuset.mems")?;
-    }
-    Ok(())
+    fill_cpuset_file(dir, "cpuset.cpus")?;
+    fill_cpuset_file(dir, "cpuset.mems").map(drop)
 }
 
-/// The value `dir/file` now has, copied from the parent (filled first) when empty; `None`
-/// when `dir` is no v1 cpuset cgroup.
-fn fill_cpuset_file(dir: &Path, file: &str) -> Result<Option<String>> {
+/// The value `dir/file` of a v1 cpuset cgroup now has, copied from the parent (filled
+/// first) when empty.
+fn fill_cpuset_file(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
-    let current = match crate::sys::read_virtual(&path) {
-        Ok(text) => text.trim().to_string(),
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
-    };
+    let current = crate::sys::read_virtual(&path)
+        .with_context(|| format!("read {}", path.display()))?
+        .trim()
+        .to_string();
     if !current.is_empty() {
-        return Ok(Some(current));
-    }
-    if dir.join("cgroup.controllers").exists() {
-        return Ok(None); // v2: empty means the parent's
+        return Ok(current);
     }
     let value = dir
         .parent()
         .map(|parent| fill_cpuset_file(parent, file))
         .transpose()?
-        .flatten()
         .with_context(|| format!("{}: empty, and no parent to copy it from", path.display()))?;
     crate::sys::write_file(&path, &value)?;
-    Ok(Some(value))
+    Ok(value)
 }
 
-/// Whether creating a cgroup failed because this user may not write the tree.
-pub fn is_permission_denied(e: &anyhow::Error) -> bool {
+fn is_busy(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.raw_os_error(),
-                Some(libc::EACCES | libc::EPERM | libc::EROFS)
-            )
-        })
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EBUSY))
     })
-}
-
-/// Whether `dirs` is a pure cgroup v2 placement (one cgroup2 directory): the v2 file names
-/// and conversions apply. A hybrid host's cgroup2 directory sits beside v1 ones.
-pub fn is_v2(dirs: &[PathBuf]) -> bool {
-    dirs.len() == 1 && v2_dir(dirs).is_some()
-}
-
-/// Whether `dirs` will be a pure cgroup v2 placement, also before the directory exists:
-/// one directory, on a cgroup2 filesystem (as its nearest existing ancestor is).
-pub fn is_v2_placement(dirs: &[PathBuf]) -> bool {
-    let [dir] = dirs else {
-        return false;
-    };
-    dir.ancestors().find(|a| a.exists()).is_some_and(|a| {
-        nix::sys::statfs::statfs(a)
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-    })
-}
-
-/// Writes `linux.resources` and the device rules of a new container. A rootless container in
-/// a delegated v2 tree may not load an eBPF device filter; as runc, it then goes without one
-/// (it cannot create device nodes anyway).
-pub fn apply_resources(
-    dirs: &[PathBuf],
-    spec: &oci_spec::runtime::Spec,
-    rootless: bool,
-) -> Result<()> {
-    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        resources::apply(dirs, r, false)?;
-    }
-    match resources::apply_devices(dirs, &resources::device_rules(spec)) {
-        Err(e) if rootless && is_permission_denied(&e) => {
-            log::debug!("rootless: no device filter: {e:#}");
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-/// SIGKILLs every process in the cgroup tree at once through cgroup v2's cgroup.kill (Linux
-/// 5.14), which no fork can race. Returns false when this placement has no cgroup.kill.
-pub fn kill_via_cgroup_kill(dirs: &[PathBuf]) -> Result<bool> {
-    if !is_v2(dirs) {
-        return Ok(false);
-    }
-    let file = dirs[0].join("cgroup.kill");
-    if !file.exists() {
-        return Ok(false);
-    }
-    match crate::sys::write_file(&file, "1") {
-        // Gone since: systemd removed the scope's cgroup when its last process died.
-        Err(e) if !dirs[0].exists() => log::debug!("{e:#}"),
-        r => r?,
-    }
-    Ok(true)
-}
-
-/// Moves the calling process, which must be single-threaded (berth's are), into `dirs`;
-/// `born_in`: the index of the cgroup2 directory it was cloned into already. Done before any
-/// namespace is created, so the container's cgroup namespace is rooted at its own cgroup.
-///
-/// On v1 this writes "0" to `tasks`, moving the calling thread alone, rather than to
-/// `cgroup.procs`: moving a whole thread group write-locks the kernel's global
-/// cgroup_threadgroup_rwsem, which waits for an RCU grace period (several ms, on every
-/// container), while moving the current thread needs no such lock. For a single-threaded
-/// process the effect is the same. cgroup2 has no `tasks` file (and refuses to move a thread
-/// alone to another domain); there it is `cgroup.procs`, or better clone3 (`v2_dir`).
-pub fn join_self(dirs: &[PathBuf], born_in: Option<usize>) -> Result<()> {
-    use std::io::Write;
-    for (i, d) in dirs.iter().enumerate() {
-        if Some(i) == born_in {
-            continue;
-        }
-        let tasks = d.join("tasks");
-        match fs::OpenOptions::new().write(true).open(&tasks) {
-            Ok(mut f) => f
-                .write_all(b"0")
-                .with_context(|| format!("write \"0\" to {}", tasks.display()))?,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                crate::sys::write_file(&d.join("cgroup.procs"), "0")?
-            }
-            Err(e) => return Err(e).with_context(|| format!("open {}", tasks.display())),
-        }
-    }
-    Ok(())
-}
-
-/// The cgroup2 directory among `dirs`: the only one on a v2 host, the unified hierarchy's
-/// on a hybrid host (mounted last, so looked for from the end), none on a v1 host.
-pub fn v2_dir(dirs: &[PathBuf]) -> Option<usize> {
-    dirs.iter()
-        .rposition(|d| d.join("cgroup.controllers").exists())
-}
-
-/// Host pids of every process in the container's cgroup and its sub-cgroups, on every
-/// hierarchy (on v1 a process may have been moved on one hierarchy only).
-pub fn pids(dirs: &[PathBuf]) -> Result<Vec<i32>> {
-    let mut out = Vec::new();
-    for dir in dirs {
-        collect_pids(dir, &mut out)?;
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
@@ -410,15 +490,6 @@ fn has_subdirs(dir: &Path) -> Result<bool> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("stat {}", dir.display())),
     }
-}
-
-/// Removes each directory and any sub-cgroups the container made, deepest first. The caller
-/// has made sure no process is left in them. A directory already gone is fine.
-pub fn remove(dirs: &[PathBuf]) -> Result<()> {
-    for d in dirs {
-        remove_tree(d)?;
-    }
-    Ok(())
 }
 
 fn remove_tree(dir: &Path) -> Result<()> {
@@ -468,28 +539,74 @@ mod tests {
         assert_eq!(h[1].mount_point, PathBuf::from("/sys/fs/cgroup/memory"));
     }
 
+    /// The directories `resolve` gives with the cgroupfs driver.
+    fn dirs(path: Option<&str>, h: &[Hierarchy], own: &str) -> Vec<PathBuf> {
+        let p = resolve(path.map(Path::new), "c1", h, own, Driver::Cgroupfs).unwrap();
+        p.dirs.into_iter().map(|d| d.path).collect()
+    }
+
     #[test]
     fn absolute_relative_and_default_paths() {
         let h = parse_hierarchies(HYBRID);
-        let abs = resolve_dirs(Some(Path::new("/a/b")), "c1", &h, SELF).unwrap();
+        let abs = dirs(Some("/a/b"), &h, SELF);
         assert_eq!(abs[1], PathBuf::from("/sys/fs/cgroup/memory/a/b"));
         assert_eq!(abs[3], PathBuf::from("/sys/fs/cgroup/unified/a/b"));
-        let rel = resolve_dirs(Some(Path::new("a/b")), "c1", &h, SELF).unwrap();
+        let rel = dirs(Some("a/b"), &h, SELF);
         assert_eq!(rel[0], PathBuf::from("/sys/fs/cgroup/cpu/a/b"));
         assert_eq!(
             rel[1],
             PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/a/b")
         );
-        let def = resolve_dirs(None, "c1", &h, SELF).unwrap();
+        let def = dirs(None, &h, SELF);
         assert_eq!(def[2], PathBuf::from("/sys/fs/cgroup/systemd/c1"));
+    }
+
+    #[test]
+    fn the_layout_and_each_hierarchys_controllers_are_typed() {
+        let p = resolve(
+            None,
+            "c1",
+            &parse_hierarchies(HYBRID),
+            SELF,
+            Driver::Cgroupfs,
+        )
+        .unwrap();
+        assert_eq!(p.layout, Layout::Hybrid);
+        assert_eq!(p.dirs[2].controllers, ["name=systemd"]);
+        assert_eq!(
+            p.dirs[2].mount_point,
+            PathBuf::from("/sys/fs/cgroup/systemd")
+        );
+        assert!(p.dirs[3].v2 && !p.dirs[0].v2);
+        assert_eq!(
+            p.dir_of("memory").unwrap().path,
+            PathBuf::from("/sys/fs/cgroup/memory/c1")
+        );
+        let v1 = HYBRID
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .collect::<Vec<_>>();
+        let p = resolve(
+            None,
+            "c",
+            &parse_hierarchies(&v1.join("\n")),
+            SELF,
+            Driver::Cgroupfs,
+        );
+        assert_eq!(p.unwrap().layout, Layout::V1);
+        let unit = Driver::Systemd {
+            unit: "berth-c.scope".into(),
+        };
+        let p = resolve(None, "c", &parse_hierarchies(V2), "0::/\n", unit).unwrap();
+        assert_eq!((p.layout, p.unit()), (Layout::V2, Some("berth-c.scope")));
     }
 
     #[test]
     fn pure_v2() {
         let h = parse_hierarchies(V2);
-        let d = resolve_dirs(Some(Path::new("/x")), "c", &h, "0::/user.slice\n").unwrap();
+        let d = dirs(Some("/x"), &h, "0::/user.slice\n");
         assert_eq!(d, vec![PathBuf::from("/sys/fs/cgroup/x")]);
-        let d = resolve_dirs(Some(Path::new("x")), "c", &h, "0::/user.slice\n").unwrap();
+        let d = dirs(Some("x"), &h, "0::/user.slice\n");
         assert_eq!(d, vec![PathBuf::from("/sys/fs/cgroup/user.slice/x")]);
     }
 
@@ -497,14 +614,15 @@ mod tests {
     fn mount_root_is_stripped_inside_a_cgroup_namespace() {
         let mi = "30 23 0:26 /outer /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         let h = parse_hierarchies(mi);
-        let d = resolve_dirs(Some(Path::new("in")), "c", &h, "0::/outer/me\n").unwrap();
+        let d = dirs(Some("in"), &h, "0::/outer/me\n");
         assert_eq!(d, vec![PathBuf::from("/sys/fs/cgroup/me/in")]);
     }
 
     #[test]
     fn dotdot_is_rejected() {
         let h = parse_hierarchies(V2);
-        let e = resolve_dirs(Some(Path::new("/a/../../etc")), "c", &h, "").unwrap_err();
+        let path = Some(Path::new("/a/../../etc"));
+        let e = resolve(path, "c", &h, "", Driver::Cgroupfs).unwrap_err();
         assert!(e.to_string().contains("linux.cgroupsPath"), "{e}");
     }
 }

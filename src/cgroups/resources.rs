@@ -4,49 +4,44 @@
 //! the file, never silently dropped.
 
 use std::fmt::Display;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use super::placement::{Dir, Placement};
+use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxResources,
 };
 
-/// The container's cgroup directories, and which cgroup version their files follow.
+/// The container's cgroup, as the files its resources are written to.
 pub struct Cgroup<'a> {
-    dirs: &'a [PathBuf],
+    placement: &'a Placement,
     v2: bool,
 }
 
 impl<'a> Cgroup<'a> {
-    pub fn new(dirs: &'a [PathBuf]) -> Cgroup<'a> {
+    pub fn new(placement: &'a Placement) -> Cgroup<'a> {
         Cgroup {
-            dirs,
-            v2: super::is_v2(dirs),
+            placement,
+            v2: placement.is_v2(),
         }
     }
 
-    /// The directory holding `file`: on v1 the hierarchy of that controller. The hierarchy
-    /// named after the file's controller (memory.* under .../memory/...) is tried first, so
-    /// a v1 lookup costs one stat instead of one per hierarchy.
-    fn dir_with(&self, file: &str) -> Option<&'a Path> {
-        let ctrl = file.split('.').next().unwrap_or(file);
-        let named = |d: &&PathBuf| {
-            d.components().any(|c| {
-                c.as_os_str()
-                    .to_str()
-                    .is_some_and(|s| s.split(',').any(|part| part == ctrl))
-            })
-        };
-        self.dirs
-            .iter()
-            .filter(named)
-            .chain(self.dirs.iter().filter(|d| !named(d)))
-            .map(PathBuf::as_path)
-            .find(|d| d.join(file).exists())
+    /// The directory holding `file`: its controller's (the name up to the first dot, e.g.
+    /// memory for memory.max); the cgroup2 one for cgroup.* core files.
+    fn dir_of(&self, file: &str) -> Option<&'a Dir> {
+        match file.split('.').next().unwrap_or(file) {
+            "cgroup" => self.placement.v2_index().map(|i| &self.placement.dirs[i]),
+            controller => self.placement.dir_of(controller),
+        }
     }
 
     pub fn path_of(&self, file: &str) -> Option<PathBuf> {
-        self.dir_with(file).map(|d| d.join(file))
+        self.dir_of(file).map(|d| d.path.join(file))
+    }
+
+    /// Whether this cgroup has `file` (a controller's optional file, e.g. io.bfq.weight).
+    fn has(&self, file: &str) -> bool {
+        self.path_of(file).is_some_and(|p| p.exists())
     }
 
     pub fn read(&self, file: &str) -> Option<String> {
@@ -58,25 +53,33 @@ impl<'a> Cgroup<'a> {
     /// Writes `value` to `file`, or fails naming `what` (the config field) and the file.
     pub fn write(&self, what: &str, file: &str, value: impl Display) -> Result<()> {
         let value = value.to_string();
-        let Some(dir) = self.dir_with(file) else {
-            bail!(
+        let missing = || {
+            anyhow!(
                 "linux.resources.{what}: this host has no {file} (controller not mounted or not enabled{})",
                 if self.v2 { " for this cgroup" } else { "" }
-            );
-        };
-        let path = dir.join(file);
-        crate::sys::write_file(&path, &value).with_context(|| {
-            format!(
-                "linux.resources.{what}: write {value:?} to {}",
-                path.display()
             )
-        })
+        };
+        let path = self.path_of(file).ok_or_else(missing)?;
+        // Opened without O_CREAT: a file the kernel does not offer is no file to make.
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+            r => r.with_context(|| {
+                format!(
+                    "linux.resources.{what}: write {value:?} to {}",
+                    path.display()
+                )
+            }),
+        }
     }
 }
 
 /// Applies every resource in `r`. `updating` is set by `berth update` (checkBeforeUpdate).
-pub fn apply(dirs: &[PathBuf], r: &LinuxResources, updating: bool) -> Result<()> {
-    let cg = Cgroup::new(dirs);
+pub fn apply(placement: &Placement, r: &LinuxResources, updating: bool) -> Result<()> {
+    let cg = Cgroup::new(placement);
     if let Some(m) = r.memory() {
         memory(&cg, m, updating)?;
     }
@@ -97,12 +100,9 @@ pub fn apply(dirs: &[PathBuf], r: &LinuxResources, updating: bool) -> Result<()>
     for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
         let what = format!("hugepageLimits[{i}] ({})", h.page_size());
         // A hybrid host may keep hugetlb on its cgroup2 hierarchy only (as this project's do).
-        let v1_file = format!("hugetlb.{}.limit_in_bytes", h.page_size());
-        let v2_file = format!("hugetlb.{}.max", h.page_size());
-        let file = if cg.v2 || cg.dir_with(&v1_file).is_none() && cg.dir_with(&v2_file).is_some() {
-            v2_file
-        } else {
-            v1_file
+        let file = match cg.placement.dir_of("hugetlb").is_some_and(|d| d.v2) {
+            true => format!("hugetlb.{}.max", h.page_size()),
+            false => format!("hugetlb.{}.limit_in_bytes", h.page_size()),
         };
         cg.write(&what, &file, h.limit())?;
     }
@@ -129,7 +129,7 @@ pub fn apply(dirs: &[PathBuf], r: &LinuxResources, updating: bool) -> Result<()>
         cg.write(&format!("rdma[{device}]"), "rdma.max", line)?;
     }
     if let Some(unified) = r.unified().as_ref().filter(|u| !u.is_empty()) {
-        unified_files(dirs, unified)?;
+        unified_files(placement, unified)?;
     }
     Ok(())
 }
@@ -137,10 +137,10 @@ pub fn apply(dirs: &[PathBuf], r: &LinuxResources, updating: bool) -> Result<()>
 /// Refuses `linux.resources.unified` unless the container's cgroup is a pure cgroup v2 one,
 /// as runc (checked before anything is made).
 pub fn check_unified(
-    dirs: &[PathBuf],
+    placement: &Placement,
     unified: &std::collections::HashMap<String, String>,
 ) -> Result<()> {
-    if !unified.is_empty() && !dirs.is_empty() && !super::is_v2_placement(dirs) {
+    if !unified.is_empty() && !placement.is_v2() {
         bail!("linux.resources.unified: invalid configuration: cannot use unified on cgroup v1");
     }
     Ok(())
@@ -362,7 +362,7 @@ pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
 fn block_io(cg: &Cgroup, b: &LinuxBlockIo) -> Result<()> {
     if cg.v2 {
         // BFQ takes the v1 scale as is; io.weight its own.
-        let bfq = cg.dir_with("io.bfq.weight").is_some();
+        let bfq = cg.has("io.bfq.weight");
         if let Some(w) = b.weight().filter(|w| *w != 0) {
             if bfq {
                 cg.write("blockIO.weight", "io.bfq.weight", w)?;
@@ -422,7 +422,7 @@ fn block_io(cg: &Cgroup, b: &LinuxBlockIo) -> Result<()> {
         }
         return Ok(());
     }
-    let bfq = cg.dir_with("blkio.bfq.weight").is_some();
+    let bfq = cg.has("blkio.bfq.weight");
     let (weight_file, weight_device_file) = if bfq {
         ("blkio.bfq.weight", "blkio.bfq.weight_device")
     } else {
@@ -485,7 +485,7 @@ fn block_io(cg: &Cgroup, b: &LinuxBlockIo) -> Result<()> {
 /// `unified`: cgroup v2 file names and values, written as given, on a pure cgroup v2 host
 /// only (runc's rule: a hybrid host's cgroup2 hierarchy does not count).
 fn unified_files(
-    dirs: &[PathBuf],
+    placement: &Placement,
     unified: &std::collections::HashMap<String, String>,
 ) -> Result<()> {
     let mut keys: Vec<&String> = unified.keys().collect();
@@ -497,8 +497,8 @@ fn unified_files(
     {
         bail!("linux.resources.unified: {key:?} is not a cgroup file name");
     }
-    check_unified(dirs, unified)?;
-    let cg = Cgroup { dirs, v2: true };
+    check_unified(placement, unified)?;
+    let cg = Cgroup::new(placement);
     for key in keys {
         cg.write(&format!("unified[{key}]"), key, &unified[key])?;
     }
@@ -565,10 +565,10 @@ pub fn v1_device_line(r: &LinuxDeviceCgroup) -> String {
 }
 
 /// Applies the device rules: v1 devices.allow/deny in order, v2 an eBPF program.
-pub fn apply_devices(dirs: &[PathBuf], rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    let cg = Cgroup::new(dirs);
+pub fn apply_devices(placement: &Placement, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    let cg = Cgroup::new(placement);
     if cg.v2 {
-        return super::bpf_devices::apply(&dirs[0], rules);
+        return super::bpf_devices::apply(&placement.dirs[0].path, rules);
     }
     // The kernel takes one rule per write(2): each file is opened once for all its rules.
     let mut open: [Option<(PathBuf, std::fs::File)>; 2] = [None, None];
@@ -606,7 +606,10 @@ pub fn apply_devices(dirs: &[PathBuf], rules: &[LinuxDeviceCgroup]) -> Result<()
 
 #[cfg(test)]
 mod tests {
+    use super::super::placement::test_support::placement;
+    use super::super::Layout;
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn conversions_match_runc() {
@@ -629,7 +632,7 @@ mod tests {
         assert_eq!(v1_device_line(&all), "a *:* rwm");
     }
 
-    fn fake_v1() -> (tempfile::TempDir, Vec<PathBuf>) {
+    fn fake_v1() -> (tempfile::TempDir, Vec<PathBuf>, Placement) {
         let t = tempfile::tempdir().unwrap();
         let mut dirs = vec![];
         for (ctrl, files) in [
@@ -655,7 +658,11 @@ mod tests {
             }
             dirs.push(d);
         }
-        (t, dirs)
+        let p = placement(
+            Layout::V1,
+            &[(&dirs[0], "memory"), (&dirs[1], "cpu"), (&dirs[2], "pids")],
+        );
+        (t, dirs, p)
     }
 
     #[test]
@@ -665,10 +672,10 @@ mod tests {
         for f in ["cgroup.controllers", "memory.max", "memory.swap.max"] {
             std::fs::write(t.path().join(f), "").unwrap();
         }
-        let dirs = vec![t.path().to_path_buf()];
+        let p = placement(Layout::V2, &[(t.path(), "")]);
         let r: LinuxResources =
             serde_json::from_str(r#"{"memory":{"limit":-2,"swap":9223372036854775807}}"#).unwrap();
-        let e = apply(&dirs, &r, false).unwrap_err().to_string();
+        let e = apply(&p, &r, false).unwrap_err().to_string();
         assert_eq!(
             e,
             "linux.resources.memory.limit: -2 is not a limit (-1 means unlimited)"
@@ -681,13 +688,13 @@ mod tests {
 
     #[test]
     fn v1_values_land_in_their_files() {
-        let (_t, dirs) = fake_v1();
+        let (_t, dirs, p) = fake_v1();
         let r: LinuxResources = serde_json::from_str(
             r#"{"memory":{"limit":1000,"swap":2000,"reservation":500,"swappiness":10},
                 "cpu":{"shares":512,"quota":50000,"period":100000},"pids":{"limit":7}}"#,
         )
         .unwrap();
-        apply(&dirs, &r, false).unwrap();
+        apply(&p, &r, false).unwrap();
         let read = |d: usize, f: &str| std::fs::read_to_string(dirs[d].join(f)).unwrap();
         assert_eq!(read(0, "memory.limit_in_bytes"), "1000");
         assert_eq!(read(0, "memory.memsw.limit_in_bytes"), "2000");
@@ -699,13 +706,24 @@ mod tests {
 
     #[test]
     fn a_resource_without_its_file_names_both() {
-        let (_t, dirs) = fake_v1();
+        let (_t, _, p) = fake_v1();
         let r: LinuxResources = serde_json::from_str(r#"{"blockIO":{"weight":300}}"#).unwrap();
-        let e = apply(&dirs, &r, false).unwrap_err().to_string();
+        let e = apply(&p, &r, false).unwrap_err().to_string();
         assert!(
             e.contains("linux.resources.blockIO.weight") && e.contains("blkio.weight"),
             "{e}"
         );
+        // The controller's hierarchy is there but not the file: named too, and not made.
+        let r: LinuxResources = serde_json::from_str(r#"{"memory":{"kernelTCP":1}}"#).unwrap();
+        let e = apply(&p, &r, false).unwrap_err().to_string();
+        assert!(
+            e.contains("this host has no memory.kmem.tcp.limit_in_bytes"),
+            "{e}"
+        );
+        assert!(!p.dirs[0]
+            .path
+            .join("memory.kmem.tcp.limit_in_bytes")
+            .exists());
     }
 
     #[test]
@@ -725,7 +743,7 @@ mod tests {
         ] {
             std::fs::write(d.join(f), "").unwrap();
         }
-        let dirs = vec![d.clone()];
+        let dirs = placement(Layout::V2, &[(&d, "")]);
         let r: LinuxResources = serde_json::from_str(
             r#"{"memory":{"limit":1000,"swap":3000,"reservation":-1},
                 "cpu":{"shares":1024,"quota":20000,"period":100000},
@@ -755,27 +773,40 @@ mod tests {
 
     #[test]
     fn unified_only_on_a_pure_v2_placement() {
-        let v2 = tempfile::tempdir().unwrap();
-        std::fs::write(v2.path().join("cgroup.controllers"), "pids").unwrap();
-        let v1 = tempfile::tempdir().unwrap();
         let unified: std::collections::HashMap<String, String> =
             [("pids.max".to_string(), "42".to_string())].into();
-        // A hybrid placement, a v1 one, and one directory that only looks like cgroup2 (a
-        // pure v2 placement is one directory on a cgroup2 filesystem: integration/cgroups.rs
-        // checks that case in the v2 VM).
-        for dirs in [
-            vec![v1.path().to_path_buf(), v2.path().to_path_buf()],
-            vec![v1.path().to_path_buf()],
-            vec![v2.path().to_path_buf()],
+        let (v1, uni) = (Path::new("/h/pids/c"), Path::new("/h/unified/c"));
+        // A hybrid placement's cgroup2 directory does not count, as in runc.
+        for p in [
+            placement(Layout::Hybrid, &[(v1, "pids"), (uni, "")]),
+            placement(Layout::V1, &[(v1, "pids")]),
         ] {
-            let e = check_unified(&dirs, &unified).unwrap_err().to_string();
+            let e = check_unified(&p, &unified).unwrap_err().to_string();
             assert_eq!(
                 e,
                 "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1"
             );
+            assert!(check_unified(&p, &Default::default()).is_ok());
         }
-        // No cgroup at all is first_limit's to refuse; no unified, nothing to refuse.
-        assert!(check_unified(&[], &unified).is_ok());
-        assert!(check_unified(&[v1.path().to_path_buf()], &Default::default()).is_ok());
+        assert!(check_unified(&placement(Layout::V2, &[(uni, "")]), &unified).is_ok());
+    }
+
+    #[test]
+    fn hugetlb_bound_to_a_hybrid_hosts_cgroup2_gets_v2_names() {
+        let t = tempfile::tempdir().unwrap();
+        let (v1, uni) = (t.path().join("memory"), t.path().join("unified"));
+        for d in [&v1, &uni] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(uni.join("hugetlb.2MB.max"), "").unwrap();
+        let p = placement(Layout::Hybrid, &[(&v1, "memory"), (&uni, "v2:hugetlb")]);
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#)
+                .unwrap();
+        apply(&p, &r, false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(uni.join("hugetlb.2MB.max")).unwrap(),
+            "4194304"
+        );
     }
 }

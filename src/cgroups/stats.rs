@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use serde::{Serialize, Serializer};
 
+use super::placement::Placement;
+
 /// runc's `events --stats` "data" object.
 #[derive(Serialize, Default, Debug)]
 pub struct Stats {
@@ -203,8 +205,8 @@ pub struct IntelRdt {}
 /// (as berth stores them: on a cgroup v1 or hybrid host one directory per mounted hierarchy,
 /// e.g. /sys/fs/cgroup/memory/<id>, /sys/fs/cgroup/cpu/<id>, ..., possibly plus
 /// /sys/fs/cgroup/unified/<id>; on a pure v2 host exactly one directory).
-pub fn collect(dirs: &[PathBuf]) -> Result<Stats> {
-    let src = Source::new(dirs);
+pub fn collect(placement: &Placement) -> Result<Stats> {
+    let src = Source::new(placement);
     let mut st = Stats::default();
     if src.v2 {
         let s = src.keyed("cpu.stat")?.unwrap_or_default();
@@ -234,8 +236,8 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Stats> {
 /// How many times the kernel's OOM killer has killed in this cgroup so far: v1
 /// memory.oom_control's `oom_kill` line, v2 memory.events' `oom_kill` line. None when the
 /// memory controller is not there (or the file cannot be read).
-pub fn oom_kills(dirs: &[PathBuf]) -> Option<u64> {
-    let src = Source::new(dirs);
+pub fn oom_kills(placement: &Placement) -> Option<u64> {
+    let src = Source::new(placement);
     let file = ["memory.oom_control", "memory.events"][usize::from(src.v2)];
     // Like runc, a kernel without the oom_kill line (before 4.13) counts as 0.
     src.keyed(file).ok()?.map(|m| get(&m, "oom_kill"))
@@ -248,12 +250,16 @@ struct Source {
 }
 
 impl Source {
-    fn new(dirs: &[PathBuf]) -> Self {
-        let is_v2 = |d: &Path| d.join("cgroup.controllers").exists();
-        let v2 = matches!(dirs, [dir] if is_v2(dir));
+    fn new(placement: &Placement) -> Self {
+        let v2 = placement.is_v2();
         // On a hybrid host the cgroup2 directory's v2-format cpu.stat must not shadow the v1
         // hierarchy's; runc reads no statistics from that directory either.
-        let dirs = dirs.iter().filter(|d| v2 || !is_v2(d)).cloned().collect();
+        let dirs = placement
+            .dirs
+            .iter()
+            .filter(|d| v2 || !d.v2)
+            .map(|d| d.path.clone())
+            .collect();
         Source { dirs, v2 }
     }
 
@@ -677,12 +683,14 @@ fn hugetlb(src: &Source) -> Result<BTreeMap<String, Hugetlb>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::placement::test_support::placement;
+    use super::super::Layout;
     use super::*;
     use serde_json::json;
 
     /// Cgroup directories root/<name>/berth-test, from `[name]` lines each followed by
     /// `file=content` lines (`|` for a newline; `#` starts a comment line).
-    fn fake(root: &Path, spec: &str) -> Vec<PathBuf> {
+    fn fake(root: &Path, spec: &str) -> Placement {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for line in spec
             .lines()
@@ -698,7 +706,27 @@ mod tests {
                 fs::write(dirs[dirs.len() - 1].join(file), text).unwrap();
             }
         }
-        dirs
+        // Named after their hierarchy: "v2" or "unified" is cgroup2.
+        let named: Vec<(&Path, &str)> = dirs
+            .iter()
+            .map(|d| {
+                let name = d.parent().unwrap().file_name().unwrap().to_str().unwrap();
+                (
+                    d.as_path(),
+                    if matches!(name, "v2" | "unified") {
+                        ""
+                    } else {
+                        name
+                    },
+                )
+            })
+            .collect();
+        let layout = match (named.iter().any(|d| d.1.is_empty()), named.len()) {
+            (true, 1) => Layout::V2,
+            (true, _) => Layout::Hybrid,
+            (false, _) => Layout::V1,
+        };
+        placement(layout, &named)
     }
 
     /// A hybrid host's layout (formats as on a 5.x kernel): separate cpu and cpuacct
@@ -765,7 +793,7 @@ mod tests {
             "sched_load_balance": 0, "sched_relax_domain_level": 0})
     });
 
-    fn json_of(dirs: &[PathBuf]) -> serde_json::Value {
+    fn json_of(dirs: &Placement) -> serde_json::Value {
         serde_json::to_value(collect(dirs).unwrap()).unwrap()
     }
 
@@ -850,8 +878,8 @@ mod tests {
         );
 
         // A finite swap limit is reported as memory+swap too.
-        fs::write(dirs[0].join("memory.max"), "16777216\n").unwrap();
-        fs::write(dirs[0].join("memory.swap.max"), "1048576\n").unwrap();
+        fs::write(dirs.dirs[0].path.join("memory.max"), "16777216\n").unwrap();
+        fs::write(dirs.dirs[0].path.join("memory.swap.max"), "1048576\n").unwrap();
         assert_eq!(
             json_of(&dirs)["memory"]["swap"]["limit"],
             16777216 + 1048576
@@ -878,7 +906,7 @@ mod tests {
     fn garbage_names_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = fake(tmp.path(), V1);
-        fs::write(dirs[3].join("memory.usage_in_bytes"), "lots\n").unwrap();
+        fs::write(dirs.dirs[3].path.join("memory.usage_in_bytes"), "lots\n").unwrap();
         let err = format!("{:#}", collect(&dirs).unwrap_err());
         assert!(
             err.contains("memory/berth-test/memory.usage_in_bytes"),
@@ -888,11 +916,11 @@ mod tests {
 
         let v2 = fake(tmp.path(), "[v2]\ncgroup.controllers=");
         for garbage in ["usage_usec 12\nuser_usec\n", "usage_usec 1x\n"] {
-            fs::write(v2[0].join("cpu.stat"), garbage).unwrap();
+            fs::write(v2.dirs[0].path.join("cpu.stat"), garbage).unwrap();
             let err = format!("{:#}", collect(&v2).unwrap_err());
             assert!(err.contains("v2/berth-test/cpu.stat"), "{err}");
         }
-        fs::remove_file(v2[0].join("cpu.stat")).unwrap();
+        fs::remove_file(v2.dirs[0].path.join("cpu.stat")).unwrap();
         for (garbage, word) in [
             ("some avg10=0.00 avg60=x avg300=0.00 total=1", "avg60=x"),
             (
@@ -902,7 +930,7 @@ mod tests {
             ("some total=-3", "total=-3"),
             ("some avg10=NaN", "NaN"),
         ] {
-            fs::write(v2[0].join("io.pressure"), garbage).unwrap();
+            fs::write(v2.dirs[0].path.join("io.pressure"), garbage).unwrap();
             let err = format!("{:#}", collect(&v2).unwrap_err());
             assert!(err.contains("v2/berth-test/io.pressure"), "{err}");
             assert!(err.contains(word), "{err}");
@@ -910,12 +938,16 @@ mod tests {
 
         let v1 = fake(tmp.path(), "[cpuset]\ncpuset.cpus=0-1");
         for garbage in ["0-x", "", "3-1", "0,,2", "70000"] {
-            fs::write(v1[0].join("cpuset.cpus"), garbage).unwrap();
+            fs::write(v1.dirs[0].path.join("cpuset.cpus"), garbage).unwrap();
             let err = format!("{:#}", collect(&v1).unwrap_err());
             assert!(err.contains("cpuset/berth-test/cpuset.cpus"), "{err}");
         }
-        fs::write(v1[0].join("cpuset.cpus"), "0").unwrap();
-        fs::write(v1[0].join("cpuset.sched_relax_domain_level"), "deep").unwrap();
+        fs::write(v1.dirs[0].path.join("cpuset.cpus"), "0").unwrap();
+        fs::write(
+            v1.dirs[0].path.join("cpuset.sched_relax_domain_level"),
+            "deep",
+        )
+        .unwrap();
         let err = format!("{:#}", collect(&v1).unwrap_err());
         assert!(err.contains("cpuset.sched_relax_domain_level"), "{err}");
     }
@@ -932,7 +964,7 @@ mod tests {
             ("5-5", vec![5]),
             ("65535", vec![65535]),
         ] {
-            fs::write(dirs[0].join("cpuset.cpus"), text).unwrap();
+            fs::write(dirs.dirs[0].path.join("cpuset.cpus"), text).unwrap();
             assert_eq!(src.id_list("cpuset.cpus").unwrap(), want, "{text:?}");
         }
         // No file (no cpuset hierarchy): nothing, and "cpus" left out of the JSON.

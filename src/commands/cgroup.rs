@@ -28,9 +28,10 @@ pub fn resume(root: &Path, id: &str) -> Result<i32> {
 /// the table is ps(1)'s own output cut down to those pids.
 pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
     let c = Container::load(root, &args.id)?;
-    let mut pids = cgroups::pids(&c.state.cgroup_dirs)?;
-    pids.sort_unstable();
-    pids.dedup();
+    let pids = match &c.state.cgroup {
+        Some(cgroup) => cgroup.pids()?,
+        None => Vec::new(),
+    };
     if args.format == ListFormat::Json {
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(0);
@@ -93,12 +94,12 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
         None => flags_to_json(args)?,
     };
     let resources = merge_resources(c.state.resources.clone(), changes)?;
-    if let Some(unit) = &c.state.systemd_unit {
-        let v2 = cgroups::is_v2(&c.state.cgroup_dirs);
-        let props = cgroups::systemd::resource_properties(&resources, v2)?;
+    let cgroup = c.own_cgroup()?;
+    if let Some(unit) = cgroup.unit() {
+        let props = cgroups::systemd::resource_properties(&resources, cgroup.is_v2())?;
         cgroups::systemd::Systemd::connect()?.set_properties(unit, props)?;
     }
-    cgroups::resources::apply(&c.state.cgroup_dirs, &resources, true)?;
+    cgroups::resources::apply(cgroup, &resources, true)?;
     c.state.resources = Some(resources);
     c.state.save(&c.dir)?;
     Ok(0)
@@ -244,9 +245,9 @@ pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
     if matches!(c.status(), Status::Stopped) {
         bail!("container {:?} is not running", args.id);
     }
-    let dirs = &c.state.cgroup_dirs;
+    let cgroup = c.own_cgroup()?;
     let stats_line = || -> Result<String> {
-        let data = cgroups::stats::collect(dirs)?;
+        let data = cgroups::stats::collect(cgroup)?;
         Ok(serde_json::to_string(
             &json!({"type": "stats", "id": args.id, "data": data}),
         )?)
@@ -256,9 +257,9 @@ pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
         writeln!(stdout, "{}", stats_line()?)?;
         return Ok(0);
     }
-    let mut ooms = cgroups::stats::oom_kills(dirs).unwrap_or(0);
+    let mut ooms = cgroups::stats::oom_kills(cgroup).unwrap_or(0);
     while !matches!(c.status(), Status::Stopped) {
-        let now = cgroups::stats::oom_kills(dirs).unwrap_or(0);
+        let now = cgroups::stats::oom_kills(cgroup).unwrap_or(0);
         if now > ooms {
             ooms = now;
             writeln!(stdout, "{}", json!({"type": "oom", "id": args.id}))?;

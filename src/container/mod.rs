@@ -91,7 +91,7 @@ impl Container {
             {
                 if self.dir.join(EXEC_FIFO).exists() && self.init_at_gate() {
                     Status::Created
-                } else if cgroups::freezer::is_frozen(&self.state.cgroup_dirs) {
+                } else if self.is_frozen() {
                     Status::Paused
                 } else {
                     Status::Running
@@ -99,6 +99,23 @@ impl Container {
             }
             _ => Status::Stopped,
         }
+    }
+
+    /// The container's cgroup, for the commands that need one.
+    pub fn own_cgroup(&self) -> Result<&cgroups::Placement> {
+        self.state.cgroup.as_ref().with_context(|| {
+            format!(
+                "container {:?} has no cgroup of its own (created rootless without a writable cgroup tree)",
+                self.id()
+            )
+        })
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.state
+            .cgroup
+            .as_ref()
+            .is_some_and(cgroups::freezer::is_frozen)
     }
 
     /// Whether init still runs the binary it waited at the start gate with: a `start` killed
@@ -274,7 +291,7 @@ impl Container {
     /// Freezes every process of a running container.
     pub fn pause(&self) -> Result<()> {
         match self.status() {
-            Status::Running => cgroups::freezer::freeze(&self.state.cgroup_dirs),
+            Status::Running => cgroups::freezer::freeze(self.own_cgroup()?),
             s => bail!(
                 "cannot pause container {:?}: it is {s}, not running",
                 self.id()
@@ -285,7 +302,7 @@ impl Container {
     /// Thaws a paused container.
     pub fn resume(&self) -> Result<()> {
         match self.status() {
-            Status::Paused => cgroups::freezer::thaw(&self.state.cgroup_dirs),
+            Status::Paused => cgroups::freezer::thaw(self.own_cgroup()?),
             s => bail!(
                 "cannot resume container {:?}: it is {s}, not paused",
                 self.id()
@@ -300,7 +317,7 @@ impl Container {
         let status = self.status();
         self.signal(signal, all, status)?;
         if status == Status::Paused && signal == libc::SIGKILL {
-            cgroups::freezer::thaw(&self.state.cgroup_dirs)?;
+            cgroups::freezer::thaw(self.own_cgroup()?)?;
         }
         Ok(())
     }
@@ -311,12 +328,12 @@ impl Container {
         if !all && matches!(status, Status::Stopped | Status::Creating) {
             bail!("container not running");
         }
-        if all {
-            if signal == libc::SIGKILL && cgroups::kill_via_cgroup_kill(&self.state.cgroup_dirs)? {
+        if let (true, Some(cgroup)) = (all, &self.state.cgroup) {
+            if signal == libc::SIGKILL && cgroup.kill_via_cgroup_kill()? {
                 return Ok(());
             }
             // By number: nix's Signal has no real-time signals (and 0 is no Signal at all).
-            for pid in cgroups::pids(&self.state.cgroup_dirs)? {
+            for pid in cgroup.pids()? {
                 match sys::kill(pid, signal) {
                     Ok(()) | Err(Errno::ESRCH) => {}
                     Err(e) => bail!("signal pid {pid}: {e}"),
@@ -355,12 +372,14 @@ impl Container {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => bail!("kill container init: {e}"),
             }
-            if cgroups::freezer::is_frozen(&self.state.cgroup_dirs) {
-                cgroups::freezer::thaw(&self.state.cgroup_dirs)?;
+            if let Some(cgroup) = self.state.cgroup.as_ref().filter(|_| self.is_frozen()) {
+                cgroups::freezer::thaw(cgroup)?;
             }
             sys::pidfd_wait_exit(&pidfd)?;
         }
-        release_cgroups(&self.state.cgroup_dirs, self.state.systemd_unit.as_deref())?;
+        if let Some(cgroup) = &self.state.cgroup {
+            cgroup.release()?;
+        }
         if let Some(before) = self.state.host_rootfs_mounts {
             crate::rootfs::unmount_from_host(&self.state.rootfs, before)?;
         }
@@ -379,72 +398,6 @@ impl Container {
         }
         Ok(())
     }
-}
-
-/// Ends the container's cgroup: with the systemd driver its processes are killed and its
-/// unit stopped (systemd would give them SIGTERM and time), then the directories go.
-pub fn release_cgroups(dirs: &[PathBuf], systemd_unit: Option<&str>) -> Result<()> {
-    if let Some(unit) = systemd_unit {
-        kill_cgroup_processes(dirs)?;
-        cgroups::systemd::Systemd::connect()?.stop(unit)?;
-    }
-    remove_cgroups(dirs)
-}
-
-/// Empties and removes the container's cgroups. The rmdir comes first: a cgroup with a
-/// process in it refuses (EBUSY), and only then are its processes listed and killed, so the
-/// usual empty cgroup costs no listing. A setup process orphaned by a killed `create` may
-/// join between the kill and the rmdir: then kill and try again.
-pub fn remove_cgroups(dirs: &[PathBuf]) -> Result<()> {
-    const ATTEMPTS: u32 = 10;
-    for attempt in 1..=ATTEMPTS {
-        match cgroups::remove(dirs) {
-            Err(e) if attempt < ATTEMPTS && is_busy(&e) => kill_cgroup_processes(dirs)?,
-            r => return r,
-        }
-    }
-    unreachable!("the last attempt returns")
-}
-
-fn is_busy(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(libc::EBUSY))
-    })
-}
-
-/// SIGKILLs every process in the cgroup and waits until each has exited. Repeats while new
-/// ones appear (a fork racing the kill), a bounded number of times.
-pub fn kill_cgroup_processes(dirs: &[PathBuf]) -> Result<()> {
-    for _ in 0..100 {
-        let pids = cgroups::pids(dirs)?;
-        if pids.is_empty() {
-            return Ok(());
-        }
-        // On v2 one write kills the whole tree; the pidfds below then only wait.
-        let killed_all = cgroups::kill_via_cgroup_kill(dirs)?;
-        let mut fds = Vec::new();
-        for pid in pids {
-            if let Ok(fd) = sys::pidfd_open(Pid::from_raw(pid)) {
-                if killed_all {
-                    fds.push(fd);
-                    continue;
-                }
-                match sys::pidfd_send_signal(&fd, libc::SIGKILL) {
-                    Ok(()) | Err(Errno::ESRCH) => fds.push(fd),
-                    Err(e) => bail!("kill pid {pid} in the container's cgroup: {e}"),
-                }
-            }
-        }
-        // Frozen processes die only once thawed.
-        if cgroups::freezer::is_frozen(dirs) {
-            cgroups::freezer::thaw(dirs)?;
-        }
-        for fd in &fds {
-            sys::pidfd_wait_exit(fd)?;
-        }
-    }
-    bail!("processes in the container's cgroup keep appearing; gave up killing them")
 }
 
 /// Removes `<root>/<id>` if it exists without a state.json: what a `create` killed before its

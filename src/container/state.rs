@@ -58,12 +58,10 @@ pub struct State {
     /// once init runs anything else, it has passed the gate, whatever the fifo says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_gate_exe: Option<(u64, u64)>,
-    /// The container's cgroup directories, as resolved at create time.
-    #[serde(default)]
-    pub cgroup_dirs: Vec<PathBuf>,
-    /// With `--systemd-cgroup`: the unit systemd made for the cgroup (stopped at delete).
+    /// The container's cgroup, as placed at create time; None while it has none of its own
+    /// (a rootless container without a writable tree; with systemd, until its unit started).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub systemd_unit: Option<String>,
+    pub cgroup: Option<crate::cgroups::Placement>,
     /// Set when the container shares the host's mount namespace: how many mounts were stacked
     /// on the rootfs before create, so delete can take off exactly the ones berth added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,8 +169,18 @@ mod tests {
             owner: "root".into(),
             init_start_time: 777,
             init_gate_exe: None,
-            cgroup_dirs: vec!["/sys/fs/cgroup/c1".into()],
-            systemd_unit: None,
+            cgroup: Some(crate::cgroups::Placement {
+                layout: crate::cgroups::Layout::V2,
+                driver: crate::cgroups::Driver::Systemd {
+                    unit: "berth-c1.scope".into(),
+                },
+                dirs: vec![crate::cgroups::Dir {
+                    path: "/sys/fs/cgroup/system.slice/berth-c1.scope".into(),
+                    mount_point: "/sys/fs/cgroup".into(),
+                    controllers: vec!["cpu".into(), "memory".into()],
+                    v2: true,
+                }],
+            }),
             own_pid_namespace: true,
             host_rootfs_mounts: None,
             resources: None,

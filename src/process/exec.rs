@@ -71,13 +71,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         None => (None, None),
     };
     let console = super::console_socket(terminal, args.console_socket.as_deref(), theirs)?;
-    let hierarchies = match subs {
-        SubCgroups::PerController(_) => cgroups::parse_hierarchies(
-            &sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?,
-        ),
-        _ => Vec::new(),
-    };
-    let cgroup_dirs = exec_cgroup_dirs(&c.state.cgroup_dirs, &subs, &hierarchies)?;
+    let cgroup = exec_cgroup(c.state.cgroup.as_ref(), &subs)?;
     let join = namespaces_to_join(init)?;
     // Init's root, reached from the host: the process chroots there after joining the mount
     // namespace (which alone would leave it at the namespace's root: wrong with --no-pivot
@@ -103,12 +97,12 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         init,
         join,
         init_root,
-        cgroup_dirs: &cgroup_dirs,
+        cgroup: cgroup.as_ref(),
         preserve_fds: args.preserve_fds,
         console,
     };
     let (parent_end, child_end) = channel::pair()?;
-    let (forked, born_in) = super::fork_setup_process(&cgroup_dirs)?;
+    let (forked, born_in) = super::fork_setup_process(cgroup.as_ref())?;
     let joiner = match forked {
         ForkResult::Child => {
             drop(parent_end);
@@ -238,7 +232,8 @@ struct ExecContext<'a> {
     /// Namespaces of init that differ from berth's own.
     join: CloneFlags,
     init_root: OwnedFd,
-    cgroup_dirs: &'a [PathBuf],
+    /// The cgroup the process joins: the container's, or sub-cgroups of it (`--cgroup`).
+    cgroup: Option<&'a cgroups::Placement>,
     preserve_fds: u32,
     console: Option<OwnedFd>,
 }
@@ -283,7 +278,9 @@ fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
             .and_then(|proc| proc.write("self/oom_score_adj", &adj.to_string()))
             .context("process.oomScoreAdj")?;
     }
-    cgroups::join_self(ctx.cgroup_dirs, born_in)?;
+    if let Some(cgroup) = ctx.cgroup {
+        cgroup.join_self(born_in)?;
+    }
     namespaces::join_process(ctx.pidfd, ctx.init, ctx.join)?;
     nix::unistd::fchdir(ctx.init_root.as_raw_fd()).context("chdir to the container's root")?;
     nix::unistd::chroot(".").context("chroot to the container's root")?;
@@ -392,24 +389,29 @@ pub fn sub_path(arg: &str, path: &str) -> Result<PathBuf> {
     Ok(rel)
 }
 
-/// The cgroup directories the exec'd process joins: the container's (one per hierarchy), with
-/// the sub-cgroups `subs` asks for, each of which must exist. `hierarchies` (the mounted ones)
-/// tell which v1 controllers each directory's hierarchy has; only a per-controller `subs`
-/// needs them.
-fn exec_cgroup_dirs(
-    dirs: &[PathBuf],
+/// The cgroup the exec'd process joins: the container's, with the sub-cgroups `subs` asks
+/// for, each of which must exist. A per-controller `subs` picks hierarchies by the
+/// controllers the placement records for them.
+fn exec_cgroup(
+    cgroup: Option<&cgroups::Placement>,
     subs: &SubCgroups,
-    hierarchies: &[cgroups::Hierarchy],
-) -> Result<Vec<PathBuf>> {
-    let mut out = dirs.to_vec();
+) -> Result<Option<cgroups::Placement>> {
+    let Some(cgroup) = cgroup else {
+        return match subs {
+            SubCgroups::None => Ok(None),
+            SubCgroups::All { arg, .. } => bail!("--cgroup {arg}: the container has no cgroup"),
+            SubCgroups::PerController(per) => {
+                bail!("--cgroup {}: the container has no cgroup", per[0].2)
+            }
+        };
+    };
+    let dirs: Vec<PathBuf> = cgroup.paths().map(Path::to_path_buf).collect();
+    let mut out = dirs.clone();
     // Which entries of `out` moved to a sub-cgroup, and for which --cgroup value.
     let mut moved: Vec<(usize, &str)> = Vec::new();
     match subs {
-        SubCgroups::None => return Ok(out),
+        SubCgroups::None => return Ok(Some(cgroup.clone())),
         SubCgroups::All { arg, rel } => {
-            if dirs.is_empty() {
-                bail!("--cgroup {arg}: the container has no cgroup");
-            }
             for (i, d) in out.iter_mut().enumerate() {
                 *d = d.join(rel);
                 moved.push((i, arg));
@@ -418,20 +420,20 @@ fn exec_cgroup_dirs(
         SubCgroups::PerController(per) => {
             // runc takes the prefix on cgroup v2 and then ignores it (the process joins the
             // container's cgroup); refusing says what would not happen.
-            if cgroups::is_v2(dirs) {
+            if cgroup.is_v2() {
                 bail!(
                     "--cgroup {}: a controller prefix selects a cgroup v1 hierarchy, but this container's cgroup is v2: give the path alone",
                     per[0].2
                 );
             }
-            let has = |d: &PathBuf, ctrl: &str| {
-                hierarchy_of(d, hierarchies)
-                    .is_some_and(|h| !h.is_v2() && h.controllers.split(',').any(|c| c == ctrl))
-            };
             // Per hierarchy: the sub-path given and the controller it was given for.
             let mut given: Vec<Option<(&Path, &str)>> = vec![None; dirs.len()];
             for (ctrl, rel, arg) in per {
-                let Some(i) = dirs.iter().position(|d| has(d, ctrl)) else {
+                let Some(i) = cgroup
+                    .dirs
+                    .iter()
+                    .position(|d| !d.v2 && d.controllers.iter().any(|c| c == ctrl))
+                else {
                     bail!("--cgroup {arg}: the container has no cgroup v1 hierarchy with the {ctrl} controller");
                 };
                 // Co-mounted controllers (cpu,cpuacct) share one directory: one path for both.
@@ -452,18 +454,7 @@ fn exec_cgroup_dirs(
             bail!("--cgroup {arg}: {} does not exist", out[i].display());
         }
     }
-    Ok(out)
-}
-
-/// The hierarchy `dir` is on: the one mounted deepest above it.
-fn hierarchy_of<'a>(
-    dir: &Path,
-    hierarchies: &'a [cgroups::Hierarchy],
-) -> Option<&'a cgroups::Hierarchy> {
-    hierarchies
-        .iter()
-        .filter(|h| dir.starts_with(&h.mount_point))
-        .max_by_key(|h| h.mount_point.components().count())
+    Ok(Some(cgroup.at(out)))
 }
 
 /// The process to run: `--process FILE` as is, or the container's process with the command
@@ -614,6 +605,8 @@ fn parse_capability(name: &str) -> Result<Capability> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroups::placement::test_support::placement;
+    use crate::cgroups::Placement;
 
     #[test]
     fn env_flags_replace_by_name() {
@@ -720,14 +713,10 @@ mod tests {
         }
     }
 
-    /// A fake v1 host: a hierarchy per entry of `mounts` under a temp dir, the container's
-    /// cgroup `c1` in each, and `subs` made below it.
-    fn fake_v1(
-        mounts: &[&str],
-        subs: &[&str],
-    ) -> (tempfile::TempDir, Vec<cgroups::Hierarchy>, Vec<PathBuf>) {
+    /// A fake hybrid host: a hierarchy per entry of `mounts` under a temp dir ("unified" is
+    /// cgroup2), the container's cgroup `c1` in each, and `subs` made below it.
+    fn fake_v1(mounts: &[&str], subs: &[&str]) -> (tempfile::TempDir, Placement, Vec<PathBuf>) {
         let tmp = tempfile::tempdir().unwrap();
-        let mut hierarchies = Vec::new();
         let mut dirs = Vec::new();
         for m in mounts {
             let mount_point = tmp.path().join(m);
@@ -735,41 +724,39 @@ mod tests {
             for sub in subs {
                 fs::create_dir_all(mount_point.join("c1").join(sub)).unwrap();
             }
-            let controllers = match *m {
-                "unified" => String::new(),
-                m => m.to_string(),
-            };
-            hierarchies.push(cgroups::Hierarchy {
-                mount_root: "/".into(),
-                mount_point: mount_point.clone(),
-                controllers,
-            });
             dirs.push(mount_point.join("c1"));
         }
-        (tmp, hierarchies, dirs)
+        let named: Vec<(&Path, &str)> = dirs
+            .iter()
+            .zip(mounts)
+            .map(|(d, m)| (d.as_path(), if *m == "unified" { "" } else { *m }))
+            .collect();
+        let p = placement(cgroups::Layout::Hybrid, &named);
+        (tmp, p, dirs)
     }
 
-    fn resolve(dirs: &[PathBuf], h: &[cgroups::Hierarchy], v: &[&str]) -> Result<Vec<PathBuf>> {
-        exec_cgroup_dirs(dirs, &parse_sub_cgroups(&args(v)).unwrap(), h)
+    fn resolve(p: Option<&Placement>, v: &[&str]) -> Result<Vec<PathBuf>> {
+        let got = exec_cgroup(p, &parse_sub_cgroups(&args(v)).unwrap())?;
+        Ok(got.map_or(Vec::new(), |p| p.paths().map(Path::to_path_buf).collect()))
     }
 
     #[test]
     fn cgroup_flags_pick_hierarchies() {
-        let (_tmp, h, dirs) = fake_v1(
+        let (_tmp, p, dirs) = fake_v1(
             &["cpu,cpuacct", "memory", "pids", "name=systemd", "unified"],
             &["s", "t"],
         );
         let sub = |i: usize, s: &str| dirs[i].join(s);
-        assert_eq!(resolve(&dirs, &h, &[]).unwrap(), dirs);
+        assert_eq!(resolve(Some(&p), &[]).unwrap(), dirs);
         // A plain path moves every hierarchy, the named one and cgroup2 included, as runc.
         assert_eq!(
-            resolve(&dirs, &h, &["s"]).unwrap(),
+            resolve(Some(&p), &["s"]).unwrap(),
             (0..5).map(|i| sub(i, "s")).collect::<Vec<_>>()
         );
-        assert_eq!(resolve(&dirs, &h, &["/"]).unwrap(), dirs);
+        assert_eq!(resolve(Some(&p), &["/"]).unwrap(), dirs);
         // Named controllers move their hierarchies only; the rest stay in the container's.
         assert_eq!(
-            resolve(&dirs, &h, &["memory:s", "cpuacct,pids:t"]).unwrap(),
+            resolve(Some(&p), &["memory:s", "cpuacct,pids:t"]).unwrap(),
             [
                 sub(0, "t"),
                 sub(1, "s"),
@@ -779,24 +766,24 @@ mod tests {
             ]
         );
         assert_eq!(
-            resolve(&dirs, &h, &["name=systemd:s"]).unwrap()[3],
+            resolve(Some(&p), &["name=systemd:s"]).unwrap()[3],
             sub(3, "s")
         );
         // Co-mounted controllers: the same path twice is fine, two paths are not.
         assert_eq!(
-            resolve(&dirs, &h, &["cpu:s", "cpuacct:s"]).unwrap()[0],
+            resolve(Some(&p), &["cpu:s", "cpuacct:s"]).unwrap()[0],
             sub(0, "s")
         );
-        let e = resolve(&dirs, &h, &["cpu:s", "cpuacct:t"])
+        let e = resolve(Some(&p), &["cpu:s", "cpuacct:t"])
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
             "--cgroup cpuacct:t: cpuacct shares its hierarchy with cpu, which was given s"
         );
-        let e = resolve(&dirs, &h, &["whaaat:s"]).unwrap_err().to_string();
+        let e = resolve(Some(&p), &["whaaat:s"]).unwrap_err().to_string();
         assert_eq!(e, "--cgroup whaaat:s: the container has no cgroup v1 hierarchy with the whaaat controller");
-        let e = resolve(&dirs, &h, &["pids:missing"])
+        let e = resolve(Some(&p), &["pids:missing"])
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -808,7 +795,7 @@ mod tests {
         );
         // Missing on one hierarchy only is enough to refuse.
         fs::remove_dir(sub(4, "t")).unwrap();
-        let e = resolve(&dirs, &h, &["t"]).unwrap_err().to_string();
+        let e = resolve(Some(&p), &["t"]).unwrap_err().to_string();
         assert_eq!(
             e,
             format!("--cgroup t: {} does not exist", sub(4, "t").display())
@@ -821,19 +808,14 @@ mod tests {
         let dir = tmp.path().join("c1");
         fs::create_dir_all(dir.join("s")).unwrap();
         fs::write(dir.join("cgroup.controllers"), "memory pids\n").unwrap();
-        let h = [cgroups::Hierarchy {
-            mount_root: "/".into(),
-            mount_point: tmp.path().into(),
-            controllers: String::new(),
-        }];
-        let dirs = vec![dir.clone()];
-        assert_eq!(resolve(&dirs, &h, &["s"]).unwrap(), [dir.join("s")]);
-        let e = resolve(&dirs, &h, &["memory:s"]).unwrap_err().to_string();
+        let p = placement(cgroups::Layout::V2, &[(&dir, "v2:memory,pids")]);
+        assert_eq!(resolve(Some(&p), &["s"]).unwrap(), [dir.join("s")]);
+        let e = resolve(Some(&p), &["memory:s"]).unwrap_err().to_string();
         assert!(
             e.starts_with("--cgroup memory:s: a controller prefix selects a cgroup v1 hierarchy"),
             "{e}"
         );
-        let e = resolve(&[], &h, &["s"]).unwrap_err().to_string();
+        let e = resolve(None, &["s"]).unwrap_err().to_string();
         assert_eq!(e, "--cgroup s: the container has no cgroup");
     }
 }

@@ -65,7 +65,7 @@ fn setup(
         spec,
         rootfs: &cfg.bundle.rootfs,
         bundle: &cfg.bundle.dir,
-        cgroup_dirs: &cfg.cgroup_dirs,
+        cgroup: cfg.cgroup.as_ref(),
         in_userns: cfg.namespaces.is_new(LinuxNamespaceType::User),
         new_mount_ns: cfg.namespaces.is_listed(LinuxNamespaceType::Mount),
         no_pivot: cfg.no_pivot,

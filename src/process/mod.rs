@@ -51,7 +51,8 @@ use channel::{Channel, Message};
 pub struct SetupConfig {
     pub bundle: Bundle,
     pub namespaces: Namespaces,
-    pub cgroup_dirs: Vec<PathBuf>,
+    /// Where the container's cgroup is; None when it has none of its own (rootless).
+    pub cgroup: Option<cgroups::Placement>,
     /// O_PATH fd of the exec fifo; init reopens it for writing through /proc/self/fd. None
     /// when the sync channel is the start gate.
     pub exec_fifo: Option<OwnedFd>,
@@ -65,7 +66,7 @@ pub struct SetupConfig {
     /// With `process.terminal`: where init sends the master of the container's terminal.
     pub console_socket: Option<OwnedFd>,
     /// The systemd driver: the setup process waits for `CgroupPlaced` (systemd moving it into
-    /// the scope) before joining `cgroup_dirs`, which do not exist when it is forked.
+    /// the scope) before joining `cgroup`, whose directories do not exist when it is forked.
     pub cgroup_placed_by_parent: bool,
 }
 
@@ -149,9 +150,14 @@ pub fn create(
         }
         false => None,
     };
-    let mut cgroup_dirs = match &systemd {
-        Some((_, unit)) => cgroups::dirs_for(Some(&unit.cgroup()), id)?,
-        None => cgroups::dirs_for(cgroups_path.as_deref(), id)?,
+    let cgroup = match &systemd {
+        Some((_, unit)) => {
+            let driver = cgroups::Driver::Systemd {
+                unit: unit.name.clone(),
+            };
+            cgroups::placement_for(Some(&unit.cgroup()), id, driver)?
+        }
+        None => cgroups::placement_for(cgroups_path.as_deref(), id, cgroups::Driver::Cgroupfs)?,
     };
     if let Some(unified) = bundle
         .spec
@@ -160,7 +166,7 @@ pub fn create(
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.unified().as_ref())
     {
-        cgroups::resources::check_unified(&cgroup_dirs, unified)?;
+        cgroups::resources::check_unified(&cgroup, unified)?;
     }
 
     make_state_root(root)?;
@@ -175,11 +181,7 @@ pub fn create(
     let mut guard = Cleanup {
         dir: dir.clone(),
         // (With systemd, once its scope is started: `place_in_systemd_scope`.)
-        cgroup_dirs: match systemd {
-            Some(_) => Vec::new(),
-            None => cgroup_dirs.clone(),
-        },
-        systemd_unit: None,
+        cgroup: systemd.is_none().then(|| cgroup.clone()),
         pids: vec![],
         host_rootfs_mounts: None,
         poststop: None,
@@ -204,9 +206,9 @@ pub fn create(
         owner: owner_name(),
         init_start_time: 0,
         init_gate_exe: None,
-        cgroup_dirs: cgroup_dirs.clone(),
-        // (Once systemd has started it: a unit of that name may be another's till then.)
-        systemd_unit: None,
+        // (With systemd, once it has started the unit: one of that name may be another's
+        // till then.)
+        cgroup: systemd.is_none().then(|| cgroup.clone()),
         own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
         host_rootfs_mounts: None,
         hooks: bundle.spec.hooks().clone(),
@@ -225,13 +227,13 @@ pub fn create(
     state.save(&dir)?;
     if systemd.is_some() {
         // Made once the setup process exists, for systemd to move it there.
-    } else if let Err(e) = cgroups::create(&cgroup_dirs) {
+    } else if let Err(e) = cgroup.create() {
         // Rootless, like runc: no writable cgroup tree is fine as long as nothing asks for
         // a limit; then the container simply has no cgroup of its own.
         if !is_rootless(opts) || !cgroups::is_permission_denied(&e) {
             return Err(e);
         }
-        let _ = cgroups::remove(&cgroup_dirs);
+        let _ = cgroup.remove_if_empty();
         if let Some(what) = bundle
             .spec
             .linux()
@@ -242,13 +244,12 @@ pub fn create(
             bail!("linux.resources.{what}: running rootless and the cgroup tree is not writable by this user ({e:#}), so the limit cannot be applied");
         }
         log::debug!("rootless: no writable cgroup tree ({e:#}); the container gets no cgroup");
-        cgroup_dirs.clear();
-        guard.cgroup_dirs.clear();
-        state.cgroup_dirs.clear();
+        guard.cgroup = None;
+        state.cgroup = None;
         state.save(&dir)?;
     }
-    if !cgroup_dirs.is_empty() && systemd.is_none() {
-        cgroups::apply_resources(&cgroup_dirs, &bundle.spec, is_rootless(opts))?;
+    if let (Some(cgroup), None) = (&state.cgroup, &systemd) {
+        cgroup.apply_resources(&bundle.spec, is_rootless(opts))?;
     }
     let channel_gate = gate == Gate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
     let exec_fifo = match channel_gate {
@@ -259,7 +260,10 @@ pub fn create(
     let cfg = SetupConfig {
         bundle,
         namespaces,
-        cgroup_dirs,
+        cgroup: match systemd {
+            Some(_) => Some(cgroup),
+            None => state.cgroup.clone(),
+        },
         exec_fifo,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
@@ -274,7 +278,7 @@ pub fn create(
     guard.pids.push(child);
     if let Some((systemd, unit)) = &systemd {
         place_in_systemd_scope(systemd, unit, child, &cfg, &mut guard)?;
-        state.systemd_unit = Some(unit.name.clone());
+        state.cgroup = cfg.cgroup.clone();
         state.save(&dir)?;
         parent_end.send(&Message::CgroupPlaced)?;
     }
@@ -328,11 +332,10 @@ fn place_in_systemd_scope(
     guard: &mut Cleanup,
 ) -> Result<()> {
     let spec = &cfg.bundle.spec;
+    let cgroup = cfg.cgroup.as_ref().context("the systemd driver's cgroup")?;
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let props = match resources {
-        Some(r) => {
-            cgroups::systemd::resource_properties(r, cgroups::is_v2_placement(&cfg.cgroup_dirs))?
-        }
+        Some(r) => cgroups::systemd::resource_properties(r, cgroup.is_v2())?,
         None => Vec::new(),
     };
     systemd
@@ -345,10 +348,9 @@ fn place_in_systemd_scope(
         })?;
     // Only now are the unit and its cgroup this container's to undo: a unit of that name
     // that existed already (another container's) is refused above and left alone.
-    guard.systemd_unit = Some(unit.name.clone());
-    guard.cgroup_dirs = cfg.cgroup_dirs.clone();
-    cgroups::create(&cfg.cgroup_dirs)?;
-    cgroups::apply_resources(&cfg.cgroup_dirs, spec, false)
+    guard.cgroup = Some(cgroup.clone());
+    cgroup.create()?;
+    cgroup.apply_resources(spec, false)
 }
 
 /// The state root, 0700 as runc's: another local user must not reach a container's exec
@@ -409,7 +411,7 @@ fn wait_for_ready(
     // With a PID namespace, init's notify fd may in theory overtake the middle process's
     // InitPid: then it waits here for the pid the agent must be told.
     let mut notify_fd = None;
-    let mut watch = cgroups::freezer::Watch::new(&cfg.cgroup_dirs);
+    let mut watch = cgroups::freezer::Watch::new(cfg.cgroup.as_ref());
     loop {
         watch.wait_readable(chan, &[Some(child), init_pid])?;
         match chan.recv_with_fd()? {
@@ -510,7 +512,7 @@ fn start_setup_process(
     let ns = &cfg.namespaces;
     // (The systemd driver has `create` work while the setup process waits: no vfork then.)
     if ns.needs_fork() && !ns.is_listed(LinuxNamespaceType::User) && !cfg.cgroup_placed_by_parent {
-        let born_dir = open_v2_dir(&cfg.cgroup_dirs);
+        let born_dir = cfg.cgroup.as_ref().and_then(open_v2_dir);
         let born_in = born_dir.as_ref().map(|(i, _)| *i);
         let mut setup = || {
             // Its own fd table: these closes leave the parent's fds alone.
@@ -532,11 +534,8 @@ fn start_setup_process(
             Err(e) => log::debug!("clone3(CLONE_VM | CLONE_VFORK): {e}; forking instead"),
         }
     }
-    let born_dirs: &[PathBuf] = match cfg.cgroup_placed_by_parent {
-        true => &[],
-        false => &cfg.cgroup_dirs,
-    };
-    let (forked, born_in) = fork_setup_process(born_dirs)?;
+    let born_into = cfg.cgroup.as_ref().filter(|_| !cfg.cgroup_placed_by_parent);
+    let (forked, born_in) = fork_setup_process(born_into)?;
     match forked {
         ForkResult::Child => {
             let _ = nix::unistd::close(parent_end.as_raw_fd());
@@ -551,26 +550,27 @@ fn start_setup_process(
 }
 
 /// The container's cgroup2 directory (on a v2 host, or the unified hierarchy of a hybrid
-/// one), opened for CLONE_INTO_CGROUP, with its index in `cgroup_dirs`.
-fn open_v2_dir(cgroup_dirs: &[PathBuf]) -> Option<(usize, fs::File)> {
-    let i = cgroups::v2_dir(cgroup_dirs)?;
+/// one), opened for CLONE_INTO_CGROUP, with its index in the placement's directories.
+fn open_v2_dir(cgroup: &cgroups::Placement) -> Option<(usize, fs::File)> {
+    let i = cgroup.v2_index()?;
+    let path = &cgroup.dirs[i].path;
     // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
     fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(&cgroup_dirs[i])
-        .map_err(|e| log::debug!("open {}: {e}", cgroup_dirs[i].display()))
+        .open(path)
+        .map_err(|e| log::debug!("open {}: {e}", path.display()))
         .ok()
         .map(|dir| (i, dir))
 }
 
 /// Forks a setup process (of `create` or `exec`). Where the container has a cgroup2
 /// directory the child is born in it (clone3 with CLONE_INTO_CGROUP), so nobody writes its
-/// cgroup.procs; the child joins any v1 hierarchies itself (`cgroups::join_self`). Without
+/// cgroup.procs; the child joins any v1 hierarchies itself (`Placement::join_self`). Without
 /// one, or where the kernel lacks clone3, it is a plain fork and the child joins them all.
 /// Returns the index of the directory the child was born in, if any.
-fn fork_setup_process(cgroup_dirs: &[PathBuf]) -> Result<(ForkResult, Option<usize>)> {
-    if let Some((i, dir)) = open_v2_dir(cgroup_dirs) {
+fn fork_setup_process(cgroup: Option<&cgroups::Placement>) -> Result<(ForkResult, Option<usize>)> {
+    if let Some((i, dir)) = cgroup.and_then(open_v2_dir) {
         match sys::fork_into_cgroup(&dir) {
             Ok(forked) => return Ok((forked, Some(i))),
             Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
@@ -671,7 +671,9 @@ fn enter_namespaces(
     if cfg.cgroup_placed_by_parent {
         chan.expect(&Message::CgroupPlaced)?;
     }
-    cgroups::join_self(&cfg.cgroup_dirs, born_in)?;
+    if let Some(cgroup) = &cfg.cgroup {
+        cgroup.join_self(born_in)?;
+    }
     let ns = &cfg.namespaces;
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
     if ns.is_new(LinuxNamespaceType::User) {
@@ -823,9 +825,9 @@ fn owner_name() -> String {
 /// Undoes a failed create: kills what was forked, removes the cgroup and the state dir.
 struct Cleanup {
     dir: PathBuf,
-    cgroup_dirs: Vec<PathBuf>,
-    /// The systemd driver's unit, once asked for.
-    systemd_unit: Option<String>,
+    /// The container's cgroup, once it is this create's to undo (with systemd: once the
+    /// unit started).
+    cgroup: Option<cgroups::Placement>,
     pids: Vec<Pid>,
     /// Rootfs and mount count before create, when mounting on the host's namespace.
     host_rootfs_mounts: Option<(PathBuf, usize)>,
@@ -846,13 +848,14 @@ impl Drop for Cleanup {
             let _ = kill(*pid, Signal::SIGKILL);
         }
         // (A frozen v1 process would not die, and the waitpid below would not return.)
-        cgroups::freezer::thaw_all(&self.cgroup_dirs);
+        if let Some(cgroup) = &self.cgroup {
+            cgroups::freezer::thaw_all(cgroup);
+        }
         for pid in &self.pids {
             // Reaps our own children; init (a grandchild) is waited for through the cgroup.
             let _ = waitpid(*pid, None);
         }
-        if let Err(e) = container::release_cgroups(&self.cgroup_dirs, self.systemd_unit.as_deref())
-        {
+        if let Err(e) = self.cgroup.as_ref().map_or(Ok(()), |c| c.release()) {
             log::warn!("cleanup after failed create: {e:#}");
         }
         if let Some((rootfs, before)) = &self.host_rootfs_mounts {
@@ -881,7 +884,7 @@ mod tests {
                 rootfs: "/b/rootfs".into(),
                 spec,
             },
-            cgroup_dirs: Vec::new(),
+            cgroup: None,
             exec_fifo: Some(fs::File::open("/dev/null").unwrap().into()),
             no_pivot: false,
             no_new_keyring: false,
@@ -916,8 +919,7 @@ mod tests {
         let setup = Pid::from_raw(setup.id() as i32);
         let mut guard = Cleanup {
             dir: "/nonexistent".into(),
-            cgroup_dirs: Vec::new(),
-            systemd_unit: None,
+            cgroup: None,
             pids: Vec::new(),
             host_rootfs_mounts: None,
             poststop: None,

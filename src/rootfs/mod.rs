@@ -28,7 +28,8 @@ pub struct RootfsContext<'a> {
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     /// The container's cgroup directories on the host, for `cgroup` mounts.
-    pub cgroup_dirs: &'a [PathBuf],
+    /// The container's cgroup, bound by a `cgroup` mount; None when it has none of its own.
+    pub cgroup: Option<&'a crate::cgroups::Placement>,
     /// In a new user namespace device nodes cannot be created; they are bind-mounted instead.
     pub in_userns: bool,
     /// False when the container shares the host's mount namespace (no `mount` entry in
@@ -412,7 +413,8 @@ fn apply_propagation(root: &File, dest: &Path, propagation: &[MsFlags]) -> Resul
 }
 
 /// A `cgroup` mount: the container's own cgroup directories bound under a tmpfs, one per v1
-/// hierarchy (the layout runc gives), or the single cgroup2 directory on a v2 host.
+/// hierarchy named as on the host (the layout runc gives), or the single cgroup2 directory on
+/// a v2 host.
 fn mount_cgroup(
     ctx: &RootfsContext,
     root: &File,
@@ -421,13 +423,13 @@ fn mount_cgroup(
 ) -> Result<()> {
     let bind_flags = opts.flags
         & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-    let v2_only = ctx.cgroup_dirs.len() == 1 && is_cgroup2_root();
+    let dirs = ctx.cgroup.map_or(&[][..], |p| &p.dirs);
     let target = paths::create_in_root(root, dest, Kind::Dir)?;
     if proc_relative(root, &target)?.is_some() {
         bail!("{:?} cannot be mounted because it is inside /proc", dest);
     }
-    if v2_only {
-        return bind_cgroup_dir(root, &ctx.cgroup_dirs[0], dest, bind_flags);
+    if let Some(cgroup) = ctx.cgroup.filter(|p| p.is_v2()) {
+        return bind_cgroup_dir(root, &cgroup.dirs[0].path, dest, bind_flags);
     }
     let tmpfs_flags = opts.flags & !MsFlags::MS_RDONLY;
     mount(
@@ -438,20 +440,20 @@ fn mount_cgroup(
         Some("mode=755"),
     )
     .context("mount tmpfs for the cgroup hierarchies")?;
-    let mut binds = Vec::with_capacity(ctx.cgroup_dirs.len());
-    for dir in ctx.cgroup_dirs {
-        let Some(name) = hierarchy_name(dir) else {
+    let mut binds = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let Some(name) = dir.mount_point.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let bind = dest.join(&name);
-        bind_cgroup_dir(root, dir, &bind, MsFlags::empty())?;
-        binds.push((dir, bind));
+        let bind = dest.join(name);
+        bind_cgroup_dir(root, &dir.path, &bind, MsFlags::empty())?;
+        binds.push((&dir.path, bind));
         // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name.
         if name.contains(',') {
             for single in name.split(',') {
                 let link = paths::open_in_root(root, dest).context("open cgroup mount")?;
                 let _ = nix::unistd::symlinkat(
-                    name.as_str(),
+                    name,
                     Some(std::os::fd::AsRawFd::as_raw_fd(&link)),
                     single,
                 );
@@ -493,19 +495,6 @@ fn mount_attrs(flags: MsFlags) -> u64 {
     .iter()
     .filter(|(ms, _)| flags.contains(*ms))
     .fold(0, |attrs, (_, attr)| attrs | attr)
-}
-
-fn is_cgroup2_root() -> bool {
-    nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-}
-
-/// The hierarchy's directory name under /sys/fs/cgroup ("memory", "unified", "systemd").
-fn hierarchy_name(dir: &Path) -> Option<String> {
-    let rel = dir.strip_prefix("/sys/fs/cgroup").ok()?;
-    rel.components()
-        .next()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
 }
 
 fn bind_cgroup_dir(root: &File, source: &Path, dest: &Path, flags: MsFlags) -> Result<()> {
