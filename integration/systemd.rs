@@ -207,6 +207,66 @@ fn a_container_is_a_scope_unit_in_its_slice_with_its_limits_until_deleted() {
 
 #[test]
 #[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn the_units_device_rules_are_the_containers_and_survive_a_daemon_reload() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-dev");
+    let unit = format!("berth-{id}.scope");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}"));
+        // (So that a device node the rules do not allow can be made, and be refused.)
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_MKNOD"));
+        }
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt/w", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    let out = sd_create(&rt, &b, &id);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    // systemd knows the rules, in its own words (as runc gives them).
+    assert_eq!(unit_property(&unit, "DevicePolicy"), "strict");
+    let allow = unit_property(&unit, "DeviceAllow");
+    for entry in ["/dev/char/1:3 rwm", "/dev/char/1:9 rwm", "char-136 rwm"] {
+        assert!(
+            allow.contains(entry),
+            "no {entry:?} in DeviceAllow: {allow}"
+        );
+    }
+    assert!(
+        !allow.contains("/dev/char/1:1 "),
+        "/dev/mem allowed: {allow}"
+    );
+    let out = sd(&rt, &["start", &id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    // A reload makes systemd apply the unit's device rules again: the container keeps its
+    // devices, and still has none it was not given.
+    let out = Command::new("systemctl")
+        .arg("daemon-reload")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "daemon-reload: {}", stderr(&out));
+    // (/dev/kmsg, c 1:11, opens for writing for anyone: only the device rules refuse it.)
+    let script = "echo x > /dev/null && head -c 4 /dev/urandom | wc -c && \
+        mknod /mnt/w/kmsg c 1 11 && ((exec 3>/mnt/w/kmsg) 2>/dev/null && echo kmsg-open || echo kmsg-denied)";
+    let out = sd(&rt, &["exec", &id, "sh", "-c", script]);
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert_eq!(
+        stdout(&out).split_whitespace().collect::<Vec<_>>(),
+        ["4", "kmsg-denied"],
+        "{}",
+        stderr(&out)
+    );
+    delete_leaving_nothing(&rt, &id, pid);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
 fn delete_of_a_running_container_stops_its_unit_and_leaves_nothing() {
     let rt = Runtime::new();
     let id = harness::unique_id("sd-delete");

@@ -89,6 +89,34 @@ pub fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
     program(&Emulator::from_rules(rules)?)
 }
 
+/// One exception of `net_rules`: a device (type and numbers, None for any) and its access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRule {
+    pub block: bool,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    /// A subset of "rwm".
+    pub access: String,
+}
+
+/// What `rules` come to, as v1's devices controller keeps them: whether a device no
+/// exception names is allowed, and the exceptions (allows on a default-deny cgroup, denies on
+/// a default-allow one). For a service manager that takes rules in its own form.
+pub fn net_rules(rules: &[LinuxDeviceCgroup]) -> Result<(bool, Vec<NetRule>)> {
+    let emu = Emulator::from_rules(rules)?;
+    let exceptions = emu
+        .exceptions
+        .iter()
+        .map(|e| NetRule {
+            block: e.meta.block,
+            major: e.meta.major,
+            minor: e.meta.minor,
+            access: access_str(e.access),
+        })
+        .collect();
+    Ok((emu.default_allow, exceptions))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Emulator: the v1 devices controller's state machine.
 

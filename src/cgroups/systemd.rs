@@ -412,6 +412,46 @@ pub fn resource_properties(r: &LinuxResources, v2: bool) -> Result<Vec<Property>
     Ok(props)
 }
 
+/// The device rules in systemd's words: `DevicePolicy=strict` and a `DeviceAllow` entry per
+/// allowed device (`/dev/char/1:3`, `char-136` for any minor, `char-*`), as runc sends them.
+/// berth's own eBPF filter, loaded once the unit exists, replaces systemd's; these keep a
+/// `systemctl daemon-reload`, which makes systemd attach its filter again, from taking a
+/// device away. What systemd cannot say (deny rules on an allow-all default, `*:N`) becomes
+/// the wider rule that holds it, never a narrower one: berth's filter still enforces the rest.
+pub fn device_properties(rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<Vec<Property>> {
+    let (policy, allow) = device_allow(rules)?;
+    Ok(vec![
+        prop("DevicePolicy", policy.to_string()),
+        prop("DeviceAllow", allow),
+    ])
+}
+
+/// `DevicePolicy` and the `DeviceAllow` entries (path, access) for `rules`.
+fn device_allow(
+    rules: &[oci_spec::runtime::LinuxDeviceCgroup],
+) -> Result<(&'static str, Vec<(String, String)>)> {
+    let (default_allow, exceptions) = super::bpf_devices::net_rules(rules)?;
+    if default_allow {
+        if !exceptions.is_empty() {
+            log::debug!("systemd has no deny rules; its unit allows every device, berth's filter denies {exceptions:?}");
+        }
+        return Ok(("auto", Vec::new()));
+    }
+    let allow = exceptions
+        .into_iter()
+        .map(|r| {
+            let kind = if r.block { "block" } else { "char" };
+            let path = match (r.major, r.minor) {
+                (Some(major), Some(minor)) => format!("/dev/{kind}/{major}:{minor}"),
+                (Some(major), None) => format!("{kind}-{major}"),
+                (None, _) => format!("{kind}-*"),
+            };
+            (path, r.access)
+        })
+        .collect();
+    Ok(("strict", allow))
+}
+
 /// A cpu or memory node list ("0-3,8") as systemd's AllowedCPUs bit mask: byte i holds
 /// cpus 8i..8i+7, lowest bit first.
 fn cpu_list_bits(field: &str, list: &str) -> Result<Vec<u8>> {
@@ -439,6 +479,43 @@ fn cpu_list_bits(field: &str, list: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_rules_become_runcs_device_allow_entries() {
+        let rules = |json: &str| -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+            serde_json::from_str(json).unwrap()
+        };
+        let mut default = rules(r#"[{"allow":false,"access":"rwm"}]"#);
+        default.extend(super::super::resources::default_device_rules());
+        let (policy, allow) = device_allow(&default).unwrap();
+        assert_eq!(policy, "strict");
+        let has =
+            |path: &str, access: &str| allow.contains(&(path.to_string(), access.to_string()));
+        assert!(has("/dev/char/1:3", "rwm"), "{allow:?}"); // /dev/null
+        assert!(has("char-136", "rwm"), "{allow:?}"); // the pts devices
+        assert!(has("char-*", "m"), "{allow:?}"); // mknod of any char device
+        assert!(has("block-*", "m"), "{allow:?}");
+        // A deny after an allow trims it, as the devices controller would.
+        let trimmed = rules(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":5,"access":"rwm"},
+                {"allow":false,"type":"c","major":1,"minor":5,"access":"w"}]"#,
+        );
+        let want = vec![("/dev/char/1:5".to_string(), "rm".to_string())];
+        assert_eq!(device_allow(&trimmed).unwrap(), ("strict", want));
+        // Allow-all, also with denies systemd cannot say: every device (berth's filter denies).
+        for json in [
+            r#"[{"allow":true,"access":"rwm"}]"#,
+            r#"[{"allow":true,"access":"rwm"},{"allow":false,"type":"c","major":1,"minor":3}]"#,
+        ] {
+            assert_eq!(device_allow(&rules(json)).unwrap(), ("auto", Vec::new()));
+        }
+        // *:N is no systemd pattern: the type's wildcard holds it.
+        let any_major = rules(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"b","minor":0,"access":"r"}]"#,
+        );
+        let want = vec![("block-*".to_string(), "r".to_string())];
+        assert_eq!(device_allow(&any_major).unwrap(), ("strict", want));
+    }
 
     #[test]
     fn slices_expand_by_dashes() {

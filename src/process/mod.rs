@@ -334,10 +334,12 @@ fn place_in_systemd_scope(
     let spec = &cfg.bundle.spec;
     let cgroup = cfg.cgroup.as_ref().context("the systemd driver's cgroup")?;
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let props = match resources {
+    let mut props = match resources {
         Some(r) => cgroups::systemd::resource_properties(r, cgroup.is_v2())?,
         None => Vec::new(),
     };
+    let device_rules = cgroups::resources::device_rules(spec);
+    props.extend(cgroups::systemd::device_properties(&device_rules)?);
     systemd
         .start_scope(unit, setup_pid.as_raw(), props)
         .with_context(|| {
