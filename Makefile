@@ -12,7 +12,7 @@ STATIC_ENV := LIBSECCOMP_LINK_TYPE=static \
 	LIBSECCOMP_LIB_PATH=$(shell pkg-config --variable=libdir libseccomp) \
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 
-.PHONY: all build install test unit-test integration-test v2-test systemd-test soak lint example clean fuzz fuzz-smoke fuzz-build
+.PHONY: all build install test unit-test integration-test v2-test systemd-test systemd-v1-test soak lint example clean fuzz fuzz-smoke fuzz-build
 
 all: build
 
@@ -34,7 +34,8 @@ test: lint
 	$(MAKE) --no-print-directory example
 	@accel=$$(hack/vm.sh --probe-accel) || { echo "make test: $$accel" >&2; exit 1; }; \
 		VM_ACCEL=$$accel $(MAKE) --no-print-directory v2-test && \
-		VM_ACCEL=$$accel $(MAKE) --no-print-directory systemd-test
+		VM_ACCEL=$$accel $(MAKE) --no-print-directory systemd-test && \
+		VM_ACCEL=$$accel $(MAKE) --no-print-directory systemd-v1-test
 
 unit-test:
 	$(CARGO) test --lib --bins
@@ -54,6 +55,11 @@ v2-test:
 systemd-test:
 	$(CARGO) test --test integration --no-run
 	CARGO="$(CARGO)" hack/vm.sh --guest systemd $(VM_ARGS)
+
+# hack/systemd-v1-vm-tests.txt in the same guest booted in systemd's cgroup v1 (hybrid) mode.
+systemd-v1-test:
+	$(CARGO) test --test integration --no-run
+	CARGO="$(CARGO)" hack/vm.sh --guest systemd-v1 $(VM_ARGS)
 
 # Soak (root; not part of `make test`): SOAK_N container lifecycles (default 10000), SOAK_PARALLEL
 # (8) at a time, with exec, pause/resume, update and kill, on the static release binary; fails on

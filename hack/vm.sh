@@ -17,6 +17,9 @@
 #   its own kernel and initramfs boot it, its disk is used read-only (snapshot). The tests run
 #   from berth-vm-tests.service once it is up. Tests: hack/systemd-vm-tests.txt, ignored ones
 #   included (those that need systemd are ignored on a plain `cargo test`).
+# --guest systemd-v1: the same image booted with systemd.unified_cgroup_hierarchy=0, systemd's
+#   cgroup v1 mode (hybrid: v1 controllers, systemd's own cgroup2 tree at /sys/fs/cgroup/unified),
+#   as older distributions and some Kubernetes nodes run it. Tests: hack/systemd-v1-vm-tests.txt.
 #
 # Either way the integration test binary cargo builds and berth go in at the absolute paths they
 # were built for (the tests run env!("CARGO_BIN_EXE_berth")), with the harness's busybox template
@@ -33,7 +36,8 @@ Boots a test guest under qemu (KVM) and runs the integration tests its tests fil
 there; exits with the tests' status.
 
   --guest KIND     v2 (default): busybox initramfs, cgroup2 alone, no init system;
-                   systemd: Debian 12 with systemd as PID 1 and the engines
+                   systemd: Debian 12 with systemd as PID 1 and the engines;
+                   systemd-v1: that guest in systemd's cgroup v1 (hybrid) mode
   --bench BERTH    systemd guest: run hack/bench.sh --systemd-cgroup BERTH (a release
                    binary; `make systemd-bench`) there instead of the tests
   --tcg            allow software emulation when /dev/kvm is not usable (slow: minutes)
@@ -133,12 +137,16 @@ accel)
     ;;
 esac
 
+# systemd-v1 is the systemd guest booted in systemd's cgroup v1 mode (hybrid: the v1
+# controllers plus its own cgroup2 tree at /sys/fs/cgroup/unified), with its own tests file.
+name=$guest
 case $guest in
 v2) kvm_timeout=300 tcg_timeout=900 ;;
 systemd) kvm_timeout=600 tcg_timeout=1800 ;;
-*) die "--guest $guest: must be v2 or systemd" ;;
+systemd-v1) kvm_timeout=300 tcg_timeout=900 guest=systemd ;;
+*) die "--guest $guest: must be v2, systemd or systemd-v1" ;;
 esac
-: "${tests_file:=$here/$guest-vm-tests.txt}"
+: "${tests_file:=$here/$name-vm-tests.txt}"
 case $accel in
 kvm)
     why=$(kvm_problem)
@@ -179,7 +187,7 @@ fi
 
 cargo_target=${CARGO_TARGET_DIR:-$repo/target}
 cache=$cargo_target/vm
-work=$cache/$guest
+work=$cache/$name
 mkdir -p "$work"
 
 # --- the kernel ---------------------------------------------------------------------------
@@ -372,6 +380,7 @@ if [ "$guest" = v2 ]; then
     what="initramfs $(du -h "$initrd" | cut -f 1)"
 else
     cmdline="console=ttyS0 root=/dev/vda rw panic=-1"
+    [ "$name" = systemd-v1 ] && cmdline+=" systemd.unified_cgroup_hierarchy=0"
     mem=3072
     guest_args=(-initrd "$image/initrd.img"
         -drive "file=$image/root.img,format=raw,if=virtio,snapshot=on"
@@ -380,7 +389,7 @@ else
 fi
 [ "$verbose" = 1 ] || cmdline+=" quiet loglevel=3"
 log=$work/console.log
-echo "vm: booting the $guest guest ($accel, 2 vCPUs, $((mem / 1024)) GiB, timeout ${timeout_s}s);" \
+echo "vm: booting the $name guest ($accel, 2 vCPUs, $((mem / 1024)) GiB, timeout ${timeout_s}s);" \
     "$what; console also in $log" >&2
 start=$SECONDS
 set +e
@@ -399,5 +408,5 @@ if [ -z "$result" ]; then
     fi
     exit 1
 fi
-echo "vm: tests exited with $result in the $guest guest ($((SECONDS - start))s in the VM)" >&2
+echo "vm: tests exited with $result in the $name guest ($((SECONDS - start))s in the VM)" >&2
 exit "$result"

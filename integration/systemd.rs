@@ -301,6 +301,85 @@ fn delete_of_a_running_container_stops_its_unit_and_leaves_nothing() {
 
 #[test]
 #[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn the_driver_works_the_same_whatever_the_cgroup_layout() {
+    // Checked through the hierarchy each controller is bound to, so it holds in systemd's
+    // cgroup v1 (hybrid) mode too, where systemd makes the unit's directories on the v1
+    // hierarchies it manages and berth the rest (freezer, cpuset): make systemd-v1-test.
+    use crate::engines::{
+        assert_unit_shows, frozen, host_cgroup_dir, is_v1, memory_limit, pids_limit,
+    };
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-layout");
+    let unit = format!("berth-{id}.scope");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}"));
+        c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+        c["linux"]["resources"]["pids"] = json!({"limit": 50});
+    });
+    let out = sd_create(&rt, &b, &id);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let pid32 = pid as i32;
+    // init is in the unit's cgroup on every hierarchy it is placed on.
+    for controller in ["memory", "pids", "freezer"] {
+        let dir = host_cgroup_dir(pid32, controller);
+        assert!(
+            dir.ends_with(format!("system.slice/{unit}")),
+            "{controller}: {}",
+            dir.display()
+        );
+    }
+    let memory = if is_v1("memory") {
+        "MemoryLimit"
+    } else {
+        "MemoryMax"
+    };
+    assert_unit_shows(pid32, &[(memory, "67108864"), ("TasksMax", "50")]);
+    assert_eq!(memory_limit(pid32), "67108864");
+    assert_eq!(pids_limit(pid32), "50");
+    let out = sd(&rt, &["start", &id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let out = sd(&rt, &["exec", &id, "echo", "in"]);
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "in");
+    let out = sd(&rt, &["pause", &id]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    assert!(frozen(pid32), "the host's freezer does not show it frozen");
+    let out = sd(&rt, &["resume", &id]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert!(!frozen(pid32));
+    let out = sd(&rt, &["update", "--memory", "134217728", &id]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    assert_eq!(memory_limit(pid32), "134217728");
+    assert_unit_shows(pid32, &[(memory, "134217728")]);
+    delete_leaving_nothing(&rt, &id, pid);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn the_readmes_example_container_runs_with_the_systemd_driver() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-example");
+    let mut b = Bundle::new(&["true"]);
+    // config.json.example as it is in the repository (built in: the guest has no checkout).
+    let example: serde_json::Value =
+        serde_json::from_str(include_str!("../config.json.example")).unwrap();
+    b.edit(|c| *c = example);
+    let out = sd_run(&rt, &b, &id);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("Hello from berth: I am PID 1 in ")
+            && text.trim_end().ends_with("root is read-only: yes"),
+        "{text}"
+    );
+    rt.track(&id);
+    assert_nothing_of(&id);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
 fn run_with_no_cgroups_path_uses_runcs_default_unit_and_nested_slices_expand() {
     let rt = Runtime::new();
     // No cgroupsPath: runc's ":runc:<id>", so runc-<id>.scope in system.slice, as the
