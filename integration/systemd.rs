@@ -358,6 +358,48 @@ fn the_driver_works_the_same_whatever_the_cgroup_layout() {
 
 #[test]
 #[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
+fn org_systemd_property_annotations_set_the_units_properties() {
+    let rt = Runtime::new();
+    let id = harness::unique_id("sd-ann");
+    let unit = format!("berth-{id}.scope");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}"));
+        c["annotations"] = json!({
+            "org.systemd.property.TimeoutStopSec": "7",
+            "org.systemd.property.CollectMode": "'inactive-or-failed'",
+            "org.systemd.property.SendSIGHUP": "true",
+        });
+    });
+    let out = sd_create(&rt, &b, &id);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(unit_property(&unit, "TimeoutStopUSec"), "7s");
+    assert_eq!(unit_property(&unit, "CollectMode"), "inactive-or-failed");
+    assert_eq!(unit_property(&unit, "SendSIGHUP"), "yes");
+    delete_leaving_nothing(&rt, &id, pid);
+
+    // A value berth cannot read, or one systemd refuses: one line naming the annotation, and
+    // nothing left.
+    for (name, value, want) in [
+        ("TimeoutStopSec", "'soon'", "annotations.\"org.systemd.property.TimeoutStopSec\": \"'soon'\": a number of seconds is needed"),
+        ("NoSuchPropertyAtAll", "true", "NoSuchPropertyAtAll"),
+    ] {
+        let id = harness::unique_id("sd-ann-bad");
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| {
+            c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}"));
+            c["annotations"] = json!({ format!("org.systemd.property.{name}"): value });
+        });
+        let out = sd_create(&rt, &b, &id);
+        fails_with_one_line(&out, want);
+        assert!(!rt.root.path().join(&id).exists());
+        assert_nothing_of(&id);
+    }
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1: make systemd-test runs it in the systemd guest"]
 fn the_readmes_example_container_runs_with_the_systemd_driver() {
     let rt = Runtime::new();
     let id = harness::unique_id("sd-example");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use dbus::arg::{RefArg, Variant};
 use dbus::blocking::LocalConnection;
 use dbus::message::MatchRule;
@@ -29,10 +29,10 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 type Jobs = Rc<RefCell<Vec<(dbus::Path<'static>, String)>>>;
 
 /// A unit property as StartTransientUnit and SetUnitProperties take it: `(name, variant)`.
-pub type Property = (&'static str, Variant<Box<dyn RefArg>>);
+pub type Property = (String, Variant<Box<dyn RefArg>>);
 
-fn prop<T: RefArg + 'static>(name: &'static str, value: T) -> Property {
-    (name, Variant(Box::new(value)))
+fn prop<T: RefArg + 'static>(name: &str, value: T) -> Property {
+    (name.to_string(), Variant(Box::new(value)))
 }
 
 /// The container's unit, from `linux.cgroupsPath`.
@@ -254,7 +254,7 @@ impl Systemd {
         props.extend(
             resources
                 .iter()
-                .map(|(name, value)| (*name, Variant(value.0.box_clone()))),
+                .map(|(name, value)| (name.clone(), Variant(value.0.box_clone()))),
         );
         let aux: Vec<(String, Vec<Property>)> = Vec::new();
         let (job,): (dbus::Path<'static>,) = self.manager().method_call(
@@ -452,6 +452,192 @@ fn device_allow(
     Ok(("strict", allow))
 }
 
+/// The annotation prefix runc takes unit properties from.
+const PROPERTY_ANNOTATION: &str = "org.systemd.property.";
+
+/// Unit properties from the config's `org.systemd.property.NAME` annotations, as runc: the
+/// value in GVariant text form (`uint64 30000000`, `true`, `'inactive-or-failed'`, `['a']`),
+/// and a NAME ending in a lowercase letter and `Sec` given in seconds, sent as its `USec`
+/// property (`TimeoutStopSec=5` is TimeoutStopUSec 5000000). Sorted by name, so a config
+/// gives the same call every time.
+pub fn annotation_properties(
+    annotations: &std::collections::HashMap<String, String>,
+) -> Result<Vec<Property>> {
+    let mut keys: Vec<&String> = annotations
+        .keys()
+        .filter(|k| k.starts_with(PROPERTY_ANNOTATION))
+        .collect();
+    keys.sort();
+    let mut props = Vec::new();
+    for key in keys {
+        let name = &key[PROPERTY_ANNOTATION.len()..];
+        let text = &annotations[key];
+        let field = || format!("annotations.{key:?}");
+        if name.len() < 3 || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+            bail!(
+                "{}: {name:?} is no systemd property name (letters only)",
+                field()
+            );
+        }
+        let value = gvariant::parse(text).map_err(|e| anyhow!("{}: {text:?}: {e}", field()))?;
+        let seconds_name = name
+            .strip_suffix("Sec")
+            .filter(|stem| stem.ends_with(|c: char| c.is_ascii_lowercase()));
+        match seconds_name {
+            Some(stem) => {
+                let usec = value.as_usec().ok_or_else(|| {
+                    anyhow!("{}: {text:?}: a number of seconds is needed", field())
+                })?;
+                props.push(prop(&format!("{stem}USec"), usec));
+            }
+            None => props.push((name.to_string(), Variant(value.into_ref_arg()))),
+        }
+    }
+    Ok(props)
+}
+
+/// The part of GVariant's text format that unit properties need: booleans, numbers (typed
+/// with `uint64`, `int32`, ... or untyped: int32, or double with a point), strings in single
+/// or double quotes, and arrays of strings (`['a', 'b']`, `@as []`).
+mod gvariant {
+    use dbus::arg::RefArg;
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Bool(bool),
+        U8(u8),
+        I16(i16),
+        U16(u16),
+        I32(i32),
+        U32(u32),
+        I64(i64),
+        U64(u64),
+        Double(f64),
+        Str(String),
+        Strings(Vec<String>),
+    }
+
+    impl Value {
+        pub fn into_ref_arg(self) -> Box<dyn RefArg> {
+            match self {
+                Value::Bool(v) => Box::new(v),
+                Value::U8(v) => Box::new(v),
+                Value::I16(v) => Box::new(v),
+                Value::U16(v) => Box::new(v),
+                Value::I32(v) => Box::new(v),
+                Value::U32(v) => Box::new(v),
+                Value::I64(v) => Box::new(v),
+                Value::U64(v) => Box::new(v),
+                Value::Double(v) => Box::new(v),
+                Value::Str(v) => Box::new(v),
+                Value::Strings(v) => Box::new(v),
+            }
+        }
+
+        /// Seconds as microseconds (runc's conversion for `...Sec` names).
+        pub fn as_usec(&self) -> Option<u64> {
+            let whole = |n: i128| u64::try_from(n.checked_mul(1_000_000)?).ok();
+            match *self {
+                Value::U8(v) => whole(v.into()),
+                Value::I16(v) => whole(v.into()),
+                Value::U16(v) => whole(v.into()),
+                Value::I32(v) => whole(v.into()),
+                Value::U32(v) => whole(v.into()),
+                Value::I64(v) => whole(v.into()),
+                Value::U64(v) => whole(v.into()),
+                Value::Double(v) if v >= 0.0 && (v * 1e6) < u64::MAX as f64 => {
+                    Some((v * 1e6) as u64)
+                }
+                _ => None,
+            }
+        }
+    }
+
+    const TAKES: &str = "not a value this takes (true/false, a number, optionally typed as in \"uint64 5\", a quoted string, or an array of strings)";
+
+    pub fn parse(text: &str) -> Result<Value, String> {
+        let text = text.trim();
+        match text {
+            "true" => return Ok(Value::Bool(true)),
+            "false" => return Ok(Value::Bool(false)),
+            _ => {}
+        }
+        if let Some(rest) = text.strip_prefix("@as") {
+            return strings(rest.trim());
+        }
+        if text.starts_with('[') {
+            return strings(text);
+        }
+        if text.starts_with(['\'', '"']) {
+            let (s, rest) = string(text)?;
+            return match rest.trim() {
+                "" => Ok(Value::Str(s)),
+                extra => Err(format!("unexpected {extra:?} after the string")),
+            };
+        }
+        let (typ, number) = match text.split_once(char::is_whitespace) {
+            Some((typ, number)) => (typ, number.trim()),
+            None => ("", text),
+        };
+        let bad = |e: &dyn std::fmt::Display| format!("{number:?} is no {typ} number: {e}");
+        Ok(match typ {
+            "byte" => Value::U8(number.parse().map_err(|e| bad(&e))?),
+            "int16" => Value::I16(number.parse().map_err(|e| bad(&e))?),
+            "uint16" => Value::U16(number.parse().map_err(|e| bad(&e))?),
+            "int32" => Value::I32(number.parse().map_err(|e| bad(&e))?),
+            "uint32" => Value::U32(number.parse().map_err(|e| bad(&e))?),
+            "int64" => Value::I64(number.parse().map_err(|e| bad(&e))?),
+            "uint64" => Value::U64(number.parse().map_err(|e| bad(&e))?),
+            "double" => Value::Double(number.parse().map_err(|e| bad(&e))?),
+            "" if number.parse::<i32>().is_ok() => Value::I32(number.parse().expect("parsed")),
+            "" if number.parse::<f64>().is_ok() && number.contains('.') => {
+                Value::Double(number.parse().expect("parsed"))
+            }
+            _ => return Err(TAKES.to_string()),
+        })
+    }
+
+    /// A quoted string at the start of `text`, and what follows it.
+    fn string(text: &str) -> Result<(String, &str), String> {
+        let mut chars = text.char_indices();
+        let quote = chars.next().map(|(_, c)| c).ok_or("empty")?;
+        let mut out = String::new();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => out.push('\n'),
+                    Some((_, 't')) => out.push('\t'),
+                    Some((_, c)) => out.push(c),
+                    None => break,
+                },
+                c if c == quote => return Ok((out, &text[i + 1..])),
+                c => out.push(c),
+            }
+        }
+        Err("a string without its closing quote".into())
+    }
+
+    fn strings(text: &str) -> Result<Value, String> {
+        let inner = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .ok_or("an array must be [...]")?;
+        let mut out = Vec::new();
+        let mut rest = inner.trim();
+        while !rest.is_empty() {
+            let (s, after) = string(rest)?;
+            out.push(s);
+            rest = after.trim_start();
+            rest = match rest.strip_prefix(',') {
+                Some(r) => r.trim_start(),
+                None if rest.is_empty() => rest,
+                None => return Err(format!("expected ',' before {rest:?}")),
+            };
+        }
+        Ok(Value::Strings(out))
+    }
+}
+
 /// A cpu or memory node list ("0-3,8") as systemd's AllowedCPUs bit mask: byte i holds
 /// cpus 8i..8i+7, lowest bit first.
 fn cpu_list_bits(field: &str, list: &str) -> Result<Vec<u8>> {
@@ -599,6 +785,72 @@ mod tests {
     }
 
     #[test]
+    fn annotations_become_properties_as_runc_takes_them() {
+        let ann = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (format!("{PROPERTY_ANNOTATION}{k}"), v.to_string()))
+                .chain([("other.annotation".to_string(), "x".to_string())])
+                .collect()
+        };
+        let props = annotation_properties(&ann(&[
+            ("TimeoutStopSec", "2"),
+            ("RuntimeMaxSec", "uint64 1"),
+            ("CollectMode", "'inactive-or-failed'"),
+            ("SendSIGHUP", "true"),
+            ("CPUWeight", "uint64 200"),
+            ("Environment", "['A=1', \"B=it's\"]"),
+            ("TimerSlackNSec", "uint64 50"),
+        ]))
+        .unwrap();
+        let names: Vec<&str> = props.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "CPUWeight",
+                "CollectMode",
+                "Environment",
+                "RuntimeMaxUSec",
+                "SendSIGHUP",
+                "TimeoutStopUSec",
+                "TimerSlackNSec"
+            ]
+        );
+        let get = |n: &str| &props.iter().find(|(name, _)| name == n).unwrap().1 .0;
+        assert_eq!(get("TimeoutStopUSec").as_u64(), Some(2_000_000));
+        assert_eq!(get("RuntimeMaxUSec").as_u64(), Some(1_000_000));
+        assert_eq!(get("CPUWeight").as_u64(), Some(200));
+        // (NSec: no lowercase letter right before "Sec", so no conversion, as runc.)
+        assert_eq!(get("TimerSlackNSec").as_u64(), Some(50));
+        assert_eq!(get("CollectMode").as_str(), Some("inactive-or-failed"));
+        assert_eq!(get("SendSIGHUP").signature().to_string(), "b");
+        assert_eq!(get("Environment").signature().to_string(), "as");
+        let env: Vec<String> = get("Environment")
+            .as_iter()
+            .unwrap()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(env, ["A=1", "B=it's"]);
+        for (k, v, want) in [
+            ("Bad-Name", "1", "is no systemd property name"),
+            ("TimeoutStopSec", "'soon'", "a number of seconds is needed"),
+            ("CPUWeight", "uint64 -1", "is no uint64 number"),
+            ("Description", "'open", "without its closing quote"),
+            ("Description", "<1>", "not a value this takes"),
+            ("Description", "uint128 1", "not a value this takes"),
+        ] {
+            let e = annotation_properties(&ann(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("annotations.\"org.systemd.property.{k}\": ")),
+                "{e}"
+            );
+            assert!(e.contains(want), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
     fn resources_become_properties() {
         let r: LinuxResources = serde_json::from_str(
             r#"{"memory":{"limit":1048576,"swap":2097152},"cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0"},"pids":{"limit":0},"unified":{"memory.high":"max"}}"#,
@@ -608,7 +860,7 @@ mod tests {
         let get = |n: &str| {
             props
                 .iter()
-                .find(|(name, _)| *name == n)
+                .find(|(name, _)| name == n)
                 .and_then(|(_, v)| v.0.as_u64())
         };
         assert_eq!(get("MemoryMax"), Some(1_048_576));
@@ -619,7 +871,7 @@ mod tests {
         assert_eq!(get("TasksMax"), Some(1));
         assert_eq!(get("MemoryHigh"), Some(u64::MAX));
         let v1 = resource_properties(&r, false).unwrap();
-        assert!(v1.iter().any(|(n, _)| *n == "MemoryLimit"));
-        assert!(v1.iter().any(|(n, _)| *n == "CPUShares"));
+        assert!(v1.iter().any(|(n, _)| n == "MemoryLimit"));
+        assert!(v1.iter().any(|(n, _)| n == "CPUShares"));
     }
 }

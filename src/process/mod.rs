@@ -340,6 +340,9 @@ fn place_in_systemd_scope(
     };
     let device_rules = cgroups::resources::device_rules(spec);
     props.extend(cgroups::systemd::device_properties(&device_rules)?);
+    if let Some(annotations) = spec.annotations() {
+        props.extend(cgroups::systemd::annotation_properties(annotations)?);
+    }
     systemd
         .start_scope(unit, setup_pid.as_raw(), props)
         .with_context(|| {
