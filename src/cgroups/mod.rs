@@ -314,10 +314,10 @@ impl Placement {
         if !file.exists() {
             return Ok(false);
         }
-        match crate::sys::write_file(&file, "1") {
+        match fs::write(&file, "1") {
             // Gone since: systemd removed the scope's cgroup when its last process died.
-            Err(e) if !dir.exists() => log::debug!("{e:#}"),
-            r => r?,
+            Err(e) if is_gone(&e) => log::debug!("write {}: {e}", file.display()),
+            r => r.with_context(|| format!("write \"1\" to {}", file.display()))?,
         }
         Ok(true)
     }
@@ -451,11 +451,18 @@ fn is_busy(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether an error says the cgroup went away while it was used: ENOENT once it is removed,
+/// ENODEV from a file of one being removed (kernfs deactivates its files first). systemd
+/// removes a scope's cgroup once its last process has died.
+fn is_gone(e: &std::io::Error) -> bool {
+    e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+}
+
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     let procs = dir.join("cgroup.procs");
     match crate::sys::read_virtual(&procs) {
         Ok(text) => out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if is_gone(&e) => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("read {}", procs.display())),
     }
     if !has_subdirs(dir)? {
@@ -465,7 +472,7 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     // process has died, and the container may remove its own sub-cgroups.
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if is_gone(&e) => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
     };
     for entry in entries {
@@ -474,7 +481,7 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
                 collect_pids(&entry.path(), out)?
             }
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if is_gone(&e) => return Ok(()),
             Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
         }
     }
@@ -487,7 +494,7 @@ fn has_subdirs(dir: &Path) -> Result<bool> {
     use std::os::unix::fs::MetadataExt;
     match fs::metadata(dir) {
         Ok(m) => Ok(m.nlink() > 2),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) if is_gone(&e) => Ok(false),
         Err(e) => Err(e).with_context(|| format!("stat {}", dir.display())),
     }
 }
@@ -496,12 +503,12 @@ fn remove_tree(dir: &Path) -> Result<()> {
     // Most containers make no sub-cgroups: try the rmdir alone first (EBUSY when there are).
     match fs::remove_dir(dir) {
         Ok(()) => return Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if is_gone(&e) => return Ok(()),
         Err(_) => {}
     }
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if is_gone(&e) => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("read cgroup {}", dir.display())),
     };
     for entry in entries {
@@ -512,7 +519,7 @@ fn remove_tree(dir: &Path) -> Result<()> {
     }
     match fs::remove_dir(dir) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) if is_gone(&e) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("remove cgroup {}", dir.display())),
     }
 }
@@ -616,6 +623,18 @@ mod tests {
         let h = parse_hierarchies(mi);
         let d = dirs(Some("in"), &h, "0::/outer/me\n");
         assert_eq!(d, vec![PathBuf::from("/sys/fs/cgroup/me/in")]);
+    }
+
+    #[test]
+    fn a_cgroup_removed_while_it_is_read_counts_as_gone() {
+        use std::io::Error;
+        assert!(is_gone(&Error::from_raw_os_error(libc::ENODEV)));
+        assert!(is_gone(&Error::from_raw_os_error(libc::ENOENT)));
+        assert!(!is_gone(&Error::from_raw_os_error(libc::EACCES)));
+        // Listing one that is gone finds nothing, and is no error.
+        let mut pids = Vec::new();
+        collect_pids(Path::new("/nonexistent/cgroup"), &mut pids).unwrap();
+        assert!(pids.is_empty());
     }
 
     #[test]
