@@ -526,8 +526,13 @@ fn bad_systemd_input_names_the_field_and_leaves_nothing() {
     b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("system.slice:berth:{id}")));
     refused(&rt, &id, &b, &[], "needs --systemd-cgroup");
 
-    // A property value systemd refuses: its own words, with the unit named.
-    b.edit(|c| c["linux"]["resources"] = json!({"unified": {"cpu.weight": "20000"}}));
+    // A property value systemd refuses: its own words, with the unit named. (cgroup v1 has no
+    // linux.resources.unified: there, CPUShares out of systemd's range.)
+    let (resources, property) = match fs::metadata("/sys/fs/cgroup/cgroup.controllers") {
+        Ok(_) => (json!({"unified": {"cpu.weight": "20000"}}), "CPUWeight"),
+        Err(_) => (json!({"cpu": {"shares": 1_000_000}}), "CPUShares"),
+    };
+    b.edit(|c| c["linux"]["resources"] = resources);
     refused(&rt, &id, &b, sdflag, "systemd refused unit \"berth-");
     let out = rt.berth(&[
         "--systemd-cgroup",
@@ -536,7 +541,7 @@ fn bad_systemd_input_names_the_field_and_leaves_nothing() {
         b.path().to_str().unwrap(),
         &id,
     ]);
-    assert!(stderr(&out).contains("CPUWeight"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(property), "{}", stderr(&out));
     assert_nothing_of(&id);
     b.edit(|c| c["linux"]["resources"] = json!({}));
 
