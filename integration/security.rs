@@ -120,6 +120,57 @@ fn seccomp_kill_rule_kills_the_process() {
     assert_eq!(stdout(&out), "");
 }
 
+/// runc's -ENOSYS stub: under a default-deny profile, a syscall newer than every one the
+/// profile names fails with ENOSYS (so a libc falls back to an older one), an older one the
+/// profile does not allow still gets the default action.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys_older_ones_the_default() {
+    // Every x86_64 syscall up to set_robust_list (273) but mkdir and mkdirat: busybox's
+    // nsenter calls setns (308), past them.
+    let names: Vec<String> = (0..=273)
+        .filter(|nr| ![libc::SYS_mkdir, libc::SYS_mkdirat].contains(&i64::from(*nr)))
+        .filter_map(|nr| libseccomp::ScmpSyscall::from(nr).get_name().ok())
+        .collect();
+    let rt = Runtime::new();
+    for (no_new_privs, default_errno) in [(true, None), (false, None), (true, Some(38))] {
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "mkdir /tmp/d; nsenter --mount=/proc/self/ns/mnt true; echo done",
+        ]);
+        b.edit(|c| {
+            c["process"]["noNewPrivileges"] = json!(no_new_privs);
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+            });
+            if let Some(errno) = default_errno {
+                c["linux"]["seccomp"]["defaultErrnoRet"] = json!(errno);
+            }
+        });
+        let out = rt.run(&b, &harness::unique_id("enosys"));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        let (mkdir, setns) = match default_errno {
+            None => ("Operation not permitted", "Function not implemented"),
+            // The default already is ENOSYS: everything not allowed gets it.
+            Some(_) => ("Function not implemented", "Function not implemented"),
+        };
+        assert!(
+            text.contains(&format!("mkdir: can't create directory '/tmp/d': {mkdir}")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("nsenter:") && l.ends_with(setns)),
+            "{text}"
+        );
+        assert_eq!(stdout(&out), "done\n", "{text}");
+    }
+}
+
 #[test]
 fn notify_without_a_listener_path_fails_create_cleanly() {
     let rt = Runtime::new();

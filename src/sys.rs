@@ -601,6 +601,34 @@ pub fn get_seals(fd: &impl AsRawFd) -> nix::Result<i32> {
     Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): installs a classic BPF filter on the calling
+/// thread. With SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel returns the notify fd.
+pub fn seccomp_set_mode_filter(
+    flags: libc::c_ulong,
+    program: &[libc::sock_filter],
+) -> nix::Result<Option<OwnedFd>> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, which outlives the call; the kernel copies it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    let r = Errno::result(r)?;
+    if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the return value is a new fd that nothing else owns.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(r as RawFd) }));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,7 @@ pub struct ProcessContext<'a> {
 /// What setup resolved for the final exec.
 pub struct Prepared {
     /// A seccomp filter still to be loaded (before init's start gate, or exec's execve).
-    seccomp: Option<libseccomp::ScmpFilterContext>,
+    seccomp: Option<crate::seccomp::Filter>,
     exe: CString,
     args: Vec<CString>,
     env: Vec<CString>,
@@ -87,9 +87,9 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
     let notify = profile.is_some_and(crate::seccomp::uses_notify);
     if !no_new_privs {
         if let Some(filter) = &seccomp {
-            crate::seccomp::load(filter)?;
+            let notify_fd = filter.load()?;
             if notify {
-                hand_over_notify_fd(filter, chan)?;
+                hand_over_notify_fd(notify_fd, chan)?;
             }
         }
     }
@@ -125,8 +125,7 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
     if no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges: prctl")?;
         if let Some(filter) = seccomp.as_ref().filter(|_| notify) {
-            crate::seccomp::load(filter)?;
-            hand_over_notify_fd(filter, chan)?;
+            hand_over_notify_fd(filter.load()?, chan)?;
         }
     }
     Ok(Prepared {
@@ -145,7 +144,7 @@ impl Prepared {
     /// before the start gate, as runc, so that startContainer hooks run under it.
     pub fn load_seccomp(&mut self) -> Result<()> {
         match self.seccomp.take() {
-            Some(filter) => crate::seccomp::load(&filter),
+            Some(filter) => filter.load().map(drop),
             None => Ok(()),
         }
     }
@@ -154,7 +153,7 @@ impl Prepared {
 /// Loads a seccomp filter left for last and execs; returns only on failure.
 pub fn exec(p: Prepared) -> anyhow::Error {
     if let Some(filter) = &p.seccomp {
-        if let Err(e) = crate::seccomp::load(filter) {
+        if let Err(e) = filter.load() {
             return e;
         }
     }
@@ -183,8 +182,8 @@ fn check_cwd_inside(cwd: &Path, now: nix::Result<PathBuf>) -> Result<()> {
 
 /// Gives the loaded filter's notify fd to the parent, which passes it on to the agent, and
 /// waits until it has: from then on the agent answers the notified syscalls.
-fn hand_over_notify_fd(filter: &libseccomp::ScmpFilterContext, chan: &Channel) -> Result<()> {
-    let fd = crate::seccomp::notify_fd(filter)?;
+fn hand_over_notify_fd(fd: Option<std::os::fd::OwnedFd>, chan: &Channel) -> Result<()> {
+    let fd = fd.context("linux.seccomp: the kernel gave no notify fd")?;
     chan.send_fd(&Message::SeccompNotifyFd, std::os::fd::AsFd::as_fd(&fd))?;
     chan.expect(&Message::SeccompNotifyFdSent)
 }

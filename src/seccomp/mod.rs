@@ -1,7 +1,10 @@
 //! `linux.seccomp`, built with libseccomp: the default action and errno, architectures,
 //! flags, and per-syscall rules with argument comparisons. Syscall names this libseccomp
 //! does not know are skipped, as runc does. The filter is built during setup (so a bad
-//! profile fails `create`) and loaded as late as the config allows.
+//! profile fails `create`) and loaded as late as the config allows: libseccomp's program with
+//! runc's -ENOSYS stub in front (enosys.rs), installed with seccomp(2).
+
+mod enosys;
 
 use std::str::FromStr;
 
@@ -128,8 +131,108 @@ pub fn spec_name<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Builds the filter described by `seccomp`.
-pub fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+/// A filter ready to install: the BPF program and the seccomp(2) flags the profile asks for.
+pub struct Filter {
+    program: Vec<libc::sock_filter>,
+    flags: libc::c_ulong,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "Filter({} instructions, flags {:#x})",
+            self.program.len(),
+            self.flags
+        )
+    }
+}
+
+/// Builds the filter described by `seccomp`: libseccomp's program, after the -ENOSYS stub
+/// where runc would put one.
+pub fn build(seccomp: &LinuxSeccomp) -> Result<Filter> {
+    let ctx = build_context(seccomp)?;
+    let mut program = Vec::new();
+    if enosys::wanted(seccomp) {
+        let archs: Vec<ScmpArch> = seccomp
+            .architectures()
+            .iter()
+            .flatten()
+            .filter_map(|a| ScmpArch::from_str(&spec_name(a)).ok())
+            .collect();
+        let names: Vec<&str> = seccomp
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names().iter().map(String::as_str))
+            .collect();
+        program = enosys::stub(&archs, &names);
+    }
+    program.extend(export(&ctx)?);
+    if program.len() > libc::BPF_MAXINSNS as usize {
+        bail!(
+            "config.json: linux.seccomp: the filter takes {} BPF instructions, more than the kernel's {}",
+            program.len(),
+            libc::BPF_MAXINSNS
+        );
+    }
+    Ok(Filter {
+        program,
+        flags: filter_flags(seccomp),
+    })
+}
+
+/// The seccomp(2) flags: the profile's, and a listener for an agent when it uses one.
+fn filter_flags(seccomp: &LinuxSeccomp) -> libc::c_ulong {
+    let mut flags = 0;
+    for flag in seccomp.flags().iter().flatten() {
+        flags |= match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
+        };
+    }
+    if uses_notify(seccomp) {
+        flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        if flags & libc::SECCOMP_FILTER_FLAG_TSYNC != 0 {
+            // The kernel takes TSYNC with a listener only in the form that reports ESRCH.
+            flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+        }
+    }
+    flags
+}
+
+/// libseccomp's program for `ctx`, as the kernel takes it.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
+    use std::io::{Read, Seek};
+    let fd = crate::sys::memfd_create(c"berth-seccomp", libc::MFD_CLOEXEC)
+        .context("linux.seccomp: memfd_create for the filter")?;
+    let mut file = std::fs::File::from(fd);
+    ctx.export_bpf(&file)
+        .context("linux.seccomp: export the filter")?;
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .context("linux.seccomp: read the exported filter")?;
+    let insn = std::mem::size_of::<libc::sock_filter>();
+    Ok(bytes
+        .chunks_exact(insn)
+        .map(|b| libc::sock_filter {
+            code: u16::from_ne_bytes([b[0], b[1]]),
+            jt: b[2],
+            jf: b[3],
+            k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        })
+        .collect())
+}
+
+/// The libseccomp filter described by `seccomp`.
+fn build_context(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let default = action(seccomp.default_action(), seccomp.default_errno_ret());
     check_notify(seccomp)?;
     let mut ctx = ScmpFilterContext::new(default).context("linux.seccomp: create the filter")?;
@@ -233,17 +336,6 @@ fn check_notify(seccomp: &LinuxSeccomp) -> Result<()> {
     }
 }
 
-/// The notify fd of a loaded filter.
-pub fn notify_fd(ctx: &ScmpFilterContext) -> Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let fd = ctx
-        .get_notify_fd()
-        .context("linux.seccomp: get the notify fd")?;
-    // SAFETY: libseccomp returns the listener fd the kernel gave this process at load; the
-    // context does not close it, so ownership is ours.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-}
-
 /// Sends the container process state and the notify fd to the agent at `listenerPath`, as
 /// the runtime-spec and runc do: one message, JSON body, the fd as SCM_RIGHTS.
 pub fn send_to_listener(
@@ -289,9 +381,13 @@ pub fn send_to_listener(
     Ok(())
 }
 
-/// Installs the filter on the calling process.
-pub fn load(ctx: &ScmpFilterContext) -> Result<()> {
-    ctx.load().context("linux.seccomp: load the filter")
+impl Filter {
+    /// Installs the filter on the calling process; with an agent in the profile, returns the
+    /// notify fd. Without no_new_privs this needs CAP_SYS_ADMIN.
+    pub fn load(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        crate::sys::seccomp_set_mode_filter(self.flags, &self.program)
+            .context("linux.seccomp: load the filter")
+    }
 }
 
 #[cfg(test)]
