@@ -790,6 +790,13 @@ fn process_security_entries_are_named() {
     );
     config_fails(
         &rt,
+        "unkprop",
+        t,
+        |c| c["linux"]["rootfsPropagation"] = json!("bogus"),
+        "config.json: linux.rootfsPropagation: unknown value \"bogus\"",
+    );
+    config_fails(
+        &rt,
         "unkaction",
         t,
         |c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_BOGUS"}),

@@ -126,6 +126,68 @@ fn tmpcopyup_keeps_the_image_content() {
     assert!(!b.path().join("rootfs/etc/extra").exists());
 }
 
+/// Kubernetes' `mountPropagation: Bidirectional`, as containerd sends it to runc:
+/// `rootfsPropagation: rshared` and an `rshared` bind of a shared host directory. Mounts made
+/// on either side appear on the other.
+#[test]
+fn propagation_both_ways_with_rshared_root_and_volume() {
+    let rt = Runtime::new();
+    let src = tempfile::tempdir().unwrap();
+    for d in ["from-host", "from-container"] {
+        fs::create_dir(src.path().join(d)).unwrap();
+    }
+    let mount = |args: &[&str], path: &Path| {
+        Command::new("mount")
+            .args(args)
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(mount(&["--bind", src.path().to_str().unwrap()], src.path()));
+    let _unmount_src = LazyUnmount(src.path().to_path_buf());
+    assert!(mount(&["--make-shared"], src.path()));
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        c["linux"]["rootfsPropagation"] = json!("rshared");
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt/shared", "type": "bind", "source": src.path(), "options": ["rbind", "rshared"]}));
+    });
+    let id = harness::unique_id("propboth");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = rt.state(&id)["pid"].to_string();
+
+    // Container → host.
+    let st = Command::new("nsenter")
+        .args(["-t", &pid, "-m", "mount", "-t", "tmpfs", "madeinside"])
+        .arg("/proc/1/root/mnt/shared/from-container")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let from_container = src.path().join("from-container");
+    let _unmount_inside = LazyUnmount(from_container.clone());
+    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        host.lines()
+            .any(|l| l.contains(&format!(" {} ", from_container.display()))
+                && l.contains(" madeinside ")),
+        "the container's mount did not reach the host:\n{host}"
+    );
+
+    // Host → container.
+    let from_host = src.path().join("from-host");
+    assert!(mount(&["-t", "tmpfs", "madeonhost"], &from_host));
+    let _unmount_host = LazyUnmount(from_host);
+    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert!(
+        inside
+            .lines()
+            .any(|l| l.contains(" /mnt/shared/from-host ") && l.contains(" madeonhost ")),
+        "the host's mount did not reach the container:\n{inside}"
+    );
+    rt.delete_force(&id);
+}
+
 #[test]
 fn propagation_host_to_container_and_never_back() {
     let rt = Runtime::new();
@@ -150,10 +212,14 @@ fn propagation_host_to_container_and_never_back() {
     let id = harness::unique_id("prop");
     assert!(rt.create(&b, &id, &[]).status.success());
     let pid = rt.state(&id)["pid"].to_string();
-    let host_mounts_before = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .count();
+    // Counted under the source only: other tests mount on the host meanwhile.
+    let under_src = |mountinfo: &str| {
+        mountinfo
+            .lines()
+            .filter(|l| l.contains(src.path().to_str().unwrap()))
+            .count()
+    };
+    let host_mounts_before = under_src(&fs::read_to_string("/proc/self/mountinfo").unwrap());
 
     // Host → container: a mount made on the host under the source shows up inside.
     let later = src.path().join("later");
@@ -191,7 +257,7 @@ fn propagation_host_to_container_and_never_back() {
         "container mount propagated to the host"
     );
     assert_eq!(
-        host.lines().count(),
+        under_src(&host),
         host_mounts_before + 1,
         "only the host's own mount is new"
     );

@@ -45,10 +45,18 @@ pub struct RootfsContext<'a> {
 /// (createContainer hooks run between this and `enter`). Runs in the new mount namespace.
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     if ctx.new_mount_ns {
-        // Nothing mounted below this point may propagate back to the host. Slave (not the
-        // configured propagation) until after pivot_root, which refuses shared mounts.
-        change_mount("/", MsFlags::MS_SLAVE | MsFlags::MS_REC)
-            .context("make / a slave mount in the new mount namespace")?;
+        // As runc: `/` gets linux.rootfsPropagation (rslave by default) before anything is
+        // mounted, so with rshared the host's shared mounts stay peers of their copies here
+        // and a shared volume (Kubernetes' Bidirectional) propagates both ways.
+        let (flags, what) = match root_propagation(ctx.spec)? {
+            Some((flags, name)) => (flags, format!("linux.rootfsPropagation: make / {name}")),
+            None => (
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                "make / a slave mount in the new mount namespace".to_string(),
+            ),
+        };
+        change_mount("/", flags).context(what)?;
+        make_rootfs_parent_private(ctx.rootfs)?;
     }
     mount(
         Some(ctx.rootfs),
@@ -90,17 +98,49 @@ pub fn enter(ctx: &RootfsContext) -> Result<()> {
     } else {
         switch_root(ctx.rootfs)?;
     }
-    if let Some(p) = ctx
-        .spec
+    // And once more for the new root, which the rootfs bind made private.
+    if let Some((flags, name)) = root_propagation(ctx.spec)? {
+        change_mount("/", flags)
+            .with_context(|| format!("linux.rootfsPropagation: make / {name}"))?;
+    }
+    Ok(())
+}
+
+/// `linux.rootfsPropagation` as mount flags, with its name for messages.
+fn root_propagation(spec: &oci_spec::runtime::Spec) -> Result<Option<(MsFlags, &str)>> {
+    let Some(p) = spec
         .linux()
         .as_ref()
         .and_then(|l| l.rootfs_propagation().as_deref())
-    {
-        let flags = options::propagation(p)
-            .with_context(|| format!("linux.rootfsPropagation: unknown value {p:?}"))?;
-        change_mount("/", flags).with_context(|| format!("linux.rootfsPropagation: make / {p}"))?;
+    else {
+        return Ok(None);
+    };
+    let flags = options::propagation(p)
+        .with_context(|| format!("config.json: linux.rootfsPropagation: unknown value {p:?}"))?;
+    Ok(Some((flags, p)))
+}
+
+/// Makes the mount holding the rootfs private (that mount only), as runc: the rootfs bind
+/// then propagates nowhere, and pivot_root accepts it even when `/` is shared.
+fn make_rootfs_parent_private(rootfs: &Path) -> Result<()> {
+    let mut path = rootfs;
+    loop {
+        match change_mount(path, MsFlags::MS_PRIVATE) {
+            Ok(()) => return Ok(()),
+            // EINVAL: not a mount point; the mount is further up.
+            Err(Errno::EINVAL) if path != Path::new("/") => {
+                path = path.parent().unwrap_or(Path::new("/"));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "make the mount holding the rootfs private ({})",
+                        path.display()
+                    )
+                })
+            }
+        }
     }
-    Ok(())
 }
 
 /// mount(2) without source, type or data: propagation changes and remounts of `target`.
