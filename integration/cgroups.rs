@@ -1155,3 +1155,28 @@ fn unified_is_written_on_a_pure_v2_host_and_refused_elsewhere_as_runc_refuses_it
         rt.assert_nothing_left(&id);
     }
 }
+
+/// As runc, `spec` gives a cgroup namespace only where /sys/fs/cgroup is cgroup2 itself; on a
+/// v1 or hybrid host the container sees the host's cgroup paths, as runc's would.
+#[test]
+fn spec_has_a_cgroup_namespace_only_on_a_pure_v2_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(harness::BERTH)
+        .args(["spec", "-b"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let cgroupns = config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .unwrap()
+        .filesystem_type()
+        == nix::sys::statfs::CGROUP2_SUPER_MAGIC;
+    assert_eq!(cgroupns, unified, "{}", config["linux"]["namespaces"]);
+}

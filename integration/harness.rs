@@ -113,6 +113,12 @@ impl Bundle {
             serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
         config["process"]["terminal"] = json!(false);
         config["process"]["args"] = json!(args);
+        // Every test bundle has a cgroup namespace, as `spec` gives on a pure v2 host (not on
+        // this hybrid one): the tests of the cgroup mount and namespace rely on it.
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        if !namespaces.iter().any(|n| n["type"] == "cgroup") {
+            namespaces.push(json!({"type": "cgroup"}));
+        }
         let b = Bundle { dir, config };
         b.write();
         b

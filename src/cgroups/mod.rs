@@ -175,6 +175,12 @@ pub fn resolve(
     })
 }
 
+/// Whether /sys/fs/cgroup is cgroup2 itself (a pure v2 host), as runc tells it.
+pub fn host_is_unified() -> bool {
+    std::fs::File::open("/sys/fs/cgroup")
+        .is_ok_and(|f| crate::sys::fs_type(&f).is_ok_and(|t| t == libc::CGROUP2_SUPER_MAGIC))
+}
+
 /// The hierarchies a container gets a directory on, in the order of `resolve`: every one on
 /// a v1 or pure v2 host; on a hybrid one the v1 ones and the unified cgroup2 one.
 fn placed(hierarchies: &[Hierarchy]) -> impl Iterator<Item = &Hierarchy> {

@@ -14,6 +14,7 @@ pub fn spec(args: &SpecArgs) -> Result<i32> {
         args.rootless,
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
+        crate::cgroups::host_is_unified(),
     );
     let text = serde_json::to_string_pretty(&config)?;
     let mut file = match fs::OpenOptions::new()
@@ -33,8 +34,9 @@ pub fn spec(args: &SpecArgs) -> Result<i32> {
 }
 
 /// runc's default configuration: busybox `sh` on a terminal, a read-only root, the usual
-/// mounts and namespaces, masked and read-only /proc paths.
-pub fn default_config(rootless: bool, uid: u32, gid: u32) -> Value {
+/// mounts and namespaces (a cgroup namespace only on a pure cgroup v2 host, as runc), masked
+/// and read-only /proc paths.
+pub fn default_config(rootless: bool, uid: u32, gid: u32, unified_cgroups: bool) -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut config = json!({
         "ociVersion": "1.0.2",
@@ -81,6 +83,12 @@ pub fn default_config(rootless: bool, uid: u32, gid: u32) -> Value {
             ]
         }
     });
+    if !unified_cgroups {
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces is an array")
+            .retain(|n| n["type"] != "cgroup");
+    }
     if rootless {
         make_rootless(&mut config, uid, gid);
     }
@@ -119,8 +127,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cgroup_namespace_only_on_a_unified_host() {
+        let has_cgroupns = |unified| {
+            default_config(false, 0, 0, unified)["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "cgroup")
+        };
+        assert!(has_cgroupns(true));
+        assert!(!has_cgroupns(false));
+    }
+
+    #[test]
     fn default_config_is_a_valid_spec() {
-        let text = serde_json::to_string(&default_config(false, 0, 0)).unwrap();
+        let text = serde_json::to_string(&default_config(false, 0, 0, true)).unwrap();
         let spec = crate::spec::parse(&text).unwrap();
         assert_eq!(
             spec.process().as_ref().unwrap().args().as_ref().unwrap(),
@@ -140,7 +161,7 @@ mod tests {
 
     #[test]
     fn rootless_maps_the_caller() {
-        let c = default_config(true, 1000, 1001);
+        let c = default_config(true, 1000, 1001, true);
         let text = serde_json::to_string(&c).unwrap();
         crate::spec::parse(&text).unwrap();
         assert_eq!(c["linux"]["uidMappings"][0]["hostID"], 1000);
