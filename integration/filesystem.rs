@@ -126,6 +126,45 @@ fn tmpcopyup_keeps_the_image_content() {
     assert!(!b.path().join("rootfs/etc/extra").exists());
 }
 
+/// As runc: a read-only `/dev` or tmpfs is mounted writable and made read-only at the end, so
+/// its device nodes, symlinks, sub-mounts and copied-up files are there, and then it is
+/// read-only for the container.
+#[test]
+fn read_only_dev_and_tmpfs_are_filled_first_then_read_only() {
+    let rt = Runtime::new();
+    let script =
+        "echo x > /dev/null && ls /dev/pts/ptmx /dev/ptmx /dev/shm >/dev/null && echo dev-ok; \
+        cat /etc/hostname.copy; \
+        touch /dev/new 2>&1; touch /etc/new 2>&1; \
+        grep -E ' /(dev|etc) ' /proc/self/mountinfo | cut -d' ' -f5,6";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    fs::write(b.path().join("rootfs/etc/hostname.copy"), "copied\n").unwrap();
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        let dev = mounts.iter_mut().find(|m| m["destination"] == "/dev").unwrap();
+        dev["options"].as_array_mut().unwrap().push(json!("ro"));
+        mounts.push(json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "tmpcopyup"]}));
+    });
+    let out = rt.run(&b, &harness::unique_id("rodev"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "dev-ok", "{text}");
+    assert_eq!(lines[1], "copied", "{text}");
+    assert!(lines[2].ends_with("Read-only file system"), "{text}");
+    assert!(lines[3].ends_with("Read-only file system"), "{text}");
+    let mut flags: Vec<&str> = lines[4..].to_vec();
+    flags.sort();
+    assert_eq!(
+        flags
+            .iter()
+            .map(|l| l.split(',').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["/dev ro", "/etc ro"],
+        "{text}"
+    );
+}
+
 /// Kubernetes' `mountPropagation: Bidirectional`, as containerd sends it to runc:
 /// `rootfsPropagation: rshared` and an `rshared` bind of a shared host directory. Mounts made
 /// on either side appear on the other.

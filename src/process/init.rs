@@ -71,7 +71,7 @@ fn setup(
         no_pivot: cfg.no_pivot,
         pid_ns: late_pid_ns.as_ref().map(|ns| ns.as_fd()),
     };
-    rootfs::prepare(&ctx)?;
+    let read_only_later = rootfs::prepare(&ctx)?;
     // Hooks see the mounts in place and the host's root still reachable: `create` runs
     // createRuntime now, then init runs createContainer in the container's namespaces
     // (runtime-spec: before pivot_root).
@@ -108,7 +108,7 @@ fn setup(
     if let Some(socket) = &cfg.console_socket {
         crate::tty::setup_console(socket, process, true)?;
     }
-    rootfs::finalize(spec)?;
+    rootfs::finalize(spec, read_only_later)?;
     if let Some(pid_ns) = late_pid_ns {
         enter_pid_namespace(pid_ns, chan)?;
     }

@@ -41,9 +41,15 @@ pub struct RootfsContext<'a> {
     pub pid_ns: Option<BorrowedFd<'a>>,
 }
 
+/// Mounts that are made read-only only in `finalize`, as runc: a read-only `/dev` or tmpfs is
+/// mounted writable so that its sub-mounts, device nodes, symlinks and copied-up files can
+/// go in first. Each is held by an fd of the mount itself, not its path.
+#[derive(Default)]
+pub struct ReadOnlyLater(Vec<(OwnedFd, PathBuf)>);
+
 /// The rootfs bind, `mounts` in order and the device nodes, still seen from the host's root
 /// (createContainer hooks run between this and `enter`). Runs in the new mount namespace.
-pub fn prepare(ctx: &RootfsContext) -> Result<()> {
+pub fn prepare(ctx: &RootfsContext) -> Result<ReadOnlyLater> {
     if ctx.new_mount_ns {
         // As runc: `/` gets linux.rootfsPropagation (rslave by default) before anything is
         // mounted, so with rshared the host's shared mounts stay peers of their copies here
@@ -70,8 +76,9 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     let root =
         File::open(ctx.rootfs).with_context(|| format!("open rootfs {}", ctx.rootfs.display()))?;
     let mounts = ctx.spec.mounts().clone().unwrap_or_default();
+    let mut read_only_later = ReadOnlyLater::default();
     for (i, m) in mounts.iter().enumerate() {
-        mount_entry(ctx, &root, m)
+        mount_entry(ctx, &root, m, &mut read_only_later)
             .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
     }
     let dev_is_host_bind = mounts.iter().any(|m| {
@@ -81,7 +88,8 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     if !dev_is_host_bind {
         devices::create_defaults(&root, ctx.in_userns)?;
     }
-    devices::create_configured(&root, ctx.spec, ctx.in_userns)
+    devices::create_configured(&root, ctx.spec, ctx.in_userns)?;
+    Ok(read_only_later)
 }
 
 /// Makes the prepared rootfs the process's root: pivot_root (or a move with --no-pivot, or a
@@ -173,9 +181,13 @@ pub fn unmount_from_host(rootfs: &Path, before: usize) -> Result<()> {
 /// After the switch: read-only and masked paths, then a read-only root if asked. Every path
 /// is opened once inside the root and the mount lands on that fd (open_tree/move_mount), so
 /// nothing that swaps a symlink or a mount in between can redirect it (CVE-2025-31133).
-pub fn finalize(spec: &Spec) -> Result<()> {
+pub fn finalize(spec: &Spec, read_only_later: ReadOnlyLater) -> Result<()> {
     let linux = spec.linux().as_ref();
     let root: OwnedFd = File::open("/").context("open the container's root")?.into();
+    for (mount, dest) in read_only_later.0 {
+        sys::mount_setattr(&mount, libc::MOUNT_ATTR_RDONLY, 0, false)
+            .with_context(|| format!("mounts ({}): make it read-only", dest.display()))?;
+    }
     for (i, p) in linux
         .and_then(|l| l.readonly_paths().clone())
         .unwrap_or_default()
@@ -207,8 +219,13 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
-    let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+fn mount_entry(
+    ctx: &RootfsContext,
+    root: &File,
+    m: &Mount,
+    read_only_later: &mut ReadOnlyLater,
+) -> Result<()> {
+    let mut opts = options::parse(m.options().as_deref().unwrap_or(&[]));
     let fstype = m.typ().as_deref().unwrap_or("");
     let dest = m.destination();
     if fstype == "cgroup" || fstype == "cgroup2" {
@@ -217,6 +234,11 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
     if opts.is_bind() || fstype == "bind" {
         bind_entry(ctx, root, m, &opts)?;
     } else {
+        let read_only = opts.flags.contains(MsFlags::MS_RDONLY)
+            && (fstype == "tmpfs" || dest.components().eq(Path::new("/dev").components()));
+        if read_only {
+            opts.flags.remove(MsFlags::MS_RDONLY);
+        }
         let target = match fstype {
             "proc" | "sysfs" => ordinary_directory(root, dest, fstype)?,
             _ => paths::create_in_root(root, dest, Kind::Dir)?,
@@ -234,6 +256,10 @@ fn mount_entry(ctx: &RootfsContext, root: &File, m: &Mount) -> Result<()> {
         if let Some(covered) = covered {
             let new = paths::open_in_root(root, dest).context("tmpcopyup: reopen the tmpfs")?;
             copy::tree(&covered, &reopen_dir(&new)?).context("tmpcopyup")?;
+        }
+        if read_only {
+            let mounted = paths::open_in_root(root, dest).context("reopen the new mount")?;
+            read_only_later.0.push((mounted, dest.to_path_buf()));
         }
     }
     if !opts.recursive.is_empty() {
