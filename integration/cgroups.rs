@@ -280,6 +280,44 @@ fn update_changes_live_limits_and_keeps_the_rest() {
     rt.delete_force(&id);
 }
 
+/// As runc: `update` writes only what it is given (a pids.max changed behind berth's back
+/// stays), and `--memory -1` without `--memory-swap` lifts the memory+swap limit too.
+#[test]
+fn update_writes_only_what_is_given_and_memory_minus_one_lifts_swap() {
+    let rt = Runtime::new();
+    let b = with_resources(
+        &["sleep", "100"],
+        json!({"memory": {"limit": 64 << 20, "swap": 128 << 20}, "pids": {"limit": 50}}),
+    );
+    let id = harness::unique_id("updonly");
+    start(&rt, &b, &id);
+    std::fs::write(cgroup_file(&id, "pids.max"), "33").unwrap();
+    let out = rt.berth(&["update", "--cpu-share", "256", &id]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    assert_eq!(read_cgroup(&id, "pids.max"), "33");
+
+    let out = rt.berth(&["update", "--memory", "-1", &id]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    let (mem, swap, unlimited) = if v2_host() {
+        ("memory.max", "memory.swap.max", "max".to_string())
+    } else {
+        (
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+            // v1 shows "no limit" as the largest page-aligned value.
+            (i64::MAX & !4095).to_string(),
+        )
+    };
+    assert_eq!(read_cgroup(&id, mem), unlimited);
+    if harness::cgroup_dirs_named(&id)
+        .iter()
+        .any(|d| d.join(swap).exists())
+    {
+        assert_eq!(read_cgroup(&id, swap), unlimited);
+    }
+    rt.delete_force(&id);
+}
+
 #[test]
 fn ps_lists_exactly_the_containers_processes() {
     let rt = Runtime::new();

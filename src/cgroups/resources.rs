@@ -185,6 +185,21 @@ fn memory(cg: &Cgroup, m: &LinuxMemory, updating: bool) -> Result<()> {
             }
         }
     }
+    // As runc: no memory limit and no swap limit given means no memory+swap limit either,
+    // where the kernel has one (swap accounting may be off).
+    let implied_swap = m.limit() == Some(-1) && m.swap().is_none();
+    if implied_swap {
+        let file = if cg.v2 {
+            "memory.swap.max"
+        } else {
+            "memory.memsw.limit_in_bytes"
+        };
+        if cg.has(file) {
+            let mut m = *m;
+            m.set_swap(Some(-1));
+            return memory(cg, &m, updating);
+        }
+    }
     if cg.v2 {
         return memory_v2(cg, m);
     }

@@ -93,13 +93,17 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
         Some(path) => read_resources(path)?,
         None => flags_to_json(args)?,
     };
+    let stored = serde_json::to_value(c.state.resources.clone().unwrap_or_default())?;
+    // Only what was given is written (a limit changed behind berth's back stays), with the
+    // stored values the kernel needs beside it.
+    let to_apply = merge_resources(None, with_partners(changes.clone(), &stored))?;
     let resources = merge_resources(c.state.resources.clone(), changes)?;
     let cgroup = c.own_cgroup()?;
     if let Some(unit) = cgroup.unit() {
-        let props = cgroups::systemd::resource_properties(&resources, cgroup.is_v2())?;
+        let props = cgroups::systemd::resource_properties(&to_apply, cgroup.is_v2())?;
         cgroups::systemd::Systemd::connect()?.set_properties(unit, props)?;
     }
-    cgroups::resources::apply(cgroup, &resources, true)?;
+    cgroups::resources::apply(cgroup, &to_apply, true)?;
     c.state.resources = Some(resources);
     c.state.save(&c.dir)?;
     Ok(0)
@@ -134,6 +138,28 @@ pub fn merge_resources(stored: Option<LinuxResources>, changes: Value) -> Result
     let stored = serde_json::to_value(stored.unwrap_or_default())?;
     serde_path_to_error::deserialize(merge(stored, changes))
         .map_err(|e| anyhow::anyhow!("update: resources: {}: {}", e.path(), e.inner()))
+}
+
+/// `changes` with the stored values that must go with them: a swap limit is set against the
+/// memory limit, and a CPU quota against its period (as runc keeps both).
+fn with_partners(mut changes: Value, stored: &Value) -> Value {
+    for (section, given, partner) in [
+        ("memory", "swap", "limit"),
+        ("cpu", "quota", "period"),
+        ("cpu", "period", "quota"),
+    ] {
+        let Some(fields) = changes.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if fields.contains_key(given) && !fields.contains_key(partner) {
+            if let Some(v) = stored.get(section).and_then(|s| s.get(partner)) {
+                if !v.is_null() {
+                    fields.insert(partner.to_string(), v.clone());
+                }
+            }
+        }
+    }
+    changes
 }
 
 fn strip_nulls(v: &mut Value) {
