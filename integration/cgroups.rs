@@ -1218,3 +1218,32 @@ fn spec_has_a_cgroup_namespace_only_on_a_pure_v2_host() {
         == nix::sys::statfs::CGROUP2_SUPER_MAGIC;
     assert_eq!(cgroupns, unified, "{}", config["linux"]["namespaces"]);
 }
+
+/// As runc (libcontainer's Create): a container is not created into a cgroup that already
+/// holds processes, here another container's; that one keeps running in its cgroup.
+#[test]
+fn create_and_run_refuse_a_cgroup_that_holds_processes() {
+    let rt = Runtime::new();
+    let name = harness::unique_id("sharedcg");
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("/{name}")));
+    let first = harness::unique_id("firstcg");
+    let pid = start(&rt, &b, &first);
+    let dirs = harness::cgroup_dirs_named(&name);
+    for cmd in ["create", "run"] {
+        let id = harness::unique_id("secondcg");
+        rt.track(&id);
+        let bundle = b.path().to_str().unwrap().to_string();
+        let out = rt.berth(&[cmd, "--bundle", &bundle, &id]);
+        harness::fails_with_one_line(&out, "container's cgroup is not empty: 1 process(es) found");
+        rt.assert_nothing_left(&id);
+        harness::assert_no_process_of(&id);
+        assert!(
+            harness::alive(pid),
+            "{cmd}: the first container's init was killed"
+        );
+        assert_eq!(harness::cgroup_dirs_named(&name), dirs, "{cmd}");
+        assert_eq!(read_cgroup(&name, "cgroup.procs"), pid.to_string(), "{cmd}");
+    }
+    rt.delete_force(&first);
+}

@@ -217,7 +217,31 @@ pub fn placement_for(cgroups_path: Option<&Path>, id: &str, driver: Driver) -> R
             .filter(|d| d.v2 || d.controllers.iter().any(|c| c == "freezer"))
             .map(|d| (d.path.as_path(), d.mount_point.as_path())),
     )?;
+    check_empty(&placement)?;
     Ok(placement)
+}
+
+/// As runc: a container may not be created into a cgroup that already holds processes
+/// (another container's, say), which it would then share limits with and kill on delete.
+/// Like runc, one hierarchy is looked at (the devices one on v1, else the first), with
+/// everything below it; a cgroup that does not exist yet costs one failed open.
+fn check_empty(placement: &Placement) -> Result<()> {
+    let dir = placement
+        .dir_of("devices")
+        .filter(|d| !d.v2)
+        .or(placement.dirs.first());
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let mut pids = Vec::new();
+    collect_pids(&dir.path, &mut pids)?;
+    if !pids.is_empty() {
+        bail!(
+            "container's cgroup is not empty: {} process(es) found",
+            pids.len()
+        );
+    }
+    Ok(())
 }
 
 /// Whether creating a cgroup failed because this user may not write the tree.
