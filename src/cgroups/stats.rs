@@ -243,6 +243,75 @@ pub fn oom_kills(placement: &Placement) -> Option<u64> {
     src.keyed(file).ok()?.map(|m| get(&m, "oom_kill"))
 }
 
+/// What wakes `events` when the OOM killer strikes, so that it reports at once rather than
+/// at its next tick (as runc): on v1 an eventfd registered on memory.oom_control through
+/// cgroup.event_control, on v2 inotify on memory.events.
+pub enum OomWatch {
+    V1 {
+        eventfd: nix::sys::eventfd::EventFd,
+        _oom_control: fs::File,
+    },
+    V2(nix::sys::inotify::Inotify),
+}
+
+impl OomWatch {
+    pub fn new(placement: &Placement) -> Result<OomWatch> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        use std::os::fd::AsRawFd;
+        if placement.is_v2() {
+            let file = placement.dirs[0].path.join("memory.events");
+            let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+                .context("inotify_init")?;
+            inotify
+                .add_watch(&file, AddWatchFlags::IN_MODIFY)
+                .with_context(|| format!("watch {}", file.display()))?;
+            return Ok(OomWatch::V2(inotify));
+        }
+        let dir = placement
+            .dir_of("memory")
+            .filter(|d| !d.v2)
+            .context("no v1 memory hierarchy")?;
+        let oom_control = fs::File::open(dir.path.join("memory.oom_control"))
+            .with_context(|| format!("open {}/memory.oom_control", dir.path.display()))?;
+        let eventfd = nix::sys::eventfd::EventFd::from_flags(
+            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+        )
+        .context("eventfd")?;
+        let control = dir.path.join("cgroup.event_control");
+        let line = format!("{} {}", eventfd.as_raw_fd(), oom_control.as_raw_fd());
+        crate::sys::write_file(&control, &line)
+            .with_context(|| format!("register for OOM events in {}", control.display()))?;
+        Ok(OomWatch::V1 {
+            eventfd,
+            _oom_control: oom_control,
+        })
+    }
+
+    /// Waits up to `timeout` for a notification; whether one came. (Also when the cgroup is
+    /// removed: the caller looks at the counters.)
+    pub fn wait(&self, timeout: std::time::Duration) -> Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let fd = match self {
+            OomWatch::V1 { eventfd, .. } => eventfd.as_fd(),
+            OomWatch::V2(inotify) => inotify.as_fd(),
+        };
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(false),
+            Ok(_) => {}
+            Err(e) => return Err(e).context("poll for OOM events"),
+        }
+        // Drained, so that the next wait blocks again.
+        match self {
+            OomWatch::V1 { eventfd, .. } => drop(eventfd.read()),
+            OomWatch::V2(inotify) => drop(inotify.read_events()),
+        }
+        Ok(true)
+    }
+}
+
 /// Where the statistics files are looked up: each file in the first directory that has it.
 struct Source {
     dirs: Vec<PathBuf>,

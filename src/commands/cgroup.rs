@@ -264,35 +264,66 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
     Ok((n * (1u64 << shift) as f64) as i64)
 }
 
-/// `events --stats` prints one stats line; `events` prints one every interval, plus an `oom`
-/// line whenever the OOM killer has struck, until the container stops.
+/// One line of `events`, with runc's key order.
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+}
+
+/// `events --stats` prints one stats line; `events` prints one every interval, and an `oom`
+/// line as soon as the OOM killer has struck, until the container stops (as runc).
 pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
     let c = Container::load(root, &args.id)?;
     if matches!(c.status(), Status::Stopped) {
         bail!("container {:?} is not running", args.id);
     }
     let cgroup = c.own_cgroup()?;
+    let line = |kind, data| {
+        serde_json::to_string(&Event {
+            kind,
+            id: &args.id,
+            data,
+        })
+    };
     let stats_line = || -> Result<String> {
-        let data = cgroups::stats::collect(cgroup)?;
-        Ok(serde_json::to_string(
-            &json!({"type": "stats", "id": args.id, "data": data}),
-        )?)
+        let data = serde_json::to_value(cgroups::stats::collect(cgroup)?)?;
+        Ok(line("stats", Some(data))?)
     };
     let mut stdout = std::io::stdout();
     if args.stats {
         writeln!(stdout, "{}", stats_line()?)?;
         return Ok(0);
     }
+    // Without a watch (no memory controller) OOM kills are still seen at each tick.
+    let watch = cgroups::stats::OomWatch::new(cgroup)
+        .map_err(|e| log::debug!("events: no OOM notification, polling: {e:#}"))
+        .ok();
     let mut ooms = cgroups::stats::oom_kills(cgroup).unwrap_or(0);
+    // As runc, the first stats line comes after one interval.
+    let mut next_tick = std::time::Instant::now() + args.interval;
     while !matches!(c.status(), Status::Stopped) {
+        let left = next_tick.saturating_duration_since(std::time::Instant::now());
+        match &watch {
+            Some(w) => {
+                w.wait(left)?;
+            }
+            None => std::thread::sleep(left),
+        }
         let now = cgroups::stats::oom_kills(cgroup).unwrap_or(0);
         if now > ooms {
             ooms = now;
-            writeln!(stdout, "{}", json!({"type": "oom", "id": args.id}))?;
+            writeln!(stdout, "{}", line("oom", None)?)?;
+            stdout.flush()?;
         }
-        writeln!(stdout, "{}", stats_line()?)?;
-        stdout.flush()?;
-        std::thread::sleep(args.interval);
+        if std::time::Instant::now() >= next_tick {
+            writeln!(stdout, "{}", stats_line()?)?;
+            stdout.flush()?;
+            next_tick += args.interval;
+        }
     }
     Ok(0)
 }
