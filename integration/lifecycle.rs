@@ -289,6 +289,63 @@ fn json_log_has_runc_shape() {
     assert!(last["time"].as_str().unwrap().ends_with('Z'));
 }
 
+/// As runc: `--debug` logs what is being done as `level=debug` lines, to stderr or, with
+/// `--log`, only to that file, in text or JSON.
+#[test]
+fn debug_logs_the_steps_to_stderr_or_the_log_file() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("debuglog");
+    let out = rt.create_with_globals(&["--debug"], &b, &id, &[]);
+    let err = fs::read_to_string(b.path().join("stderr")).unwrap();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("time=\"")
+            && l.contains(" level=debug msg=\"create ")
+            && l.contains("waits at the start gate")),
+        "{err}"
+    );
+    let out = rt.berth(&["--debug", "exec", &id, "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("level=debug msg=\"exec in "),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["text", "json"] {
+        let log = dir.path().join(format!("log.{format}"));
+        let log_arg = log.to_str().unwrap();
+        let out = rt.berth(&[
+            "--debug",
+            "--log",
+            log_arg,
+            "--log-format",
+            format,
+            "exec",
+            &id,
+            "true",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("debug"),
+            "{format}: {}",
+            stderr(&out)
+        );
+        let text = fs::read_to_string(&log).unwrap();
+        let debug_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| match format {
+                "json" => serde_json::from_str::<serde_json::Value>(l).unwrap()["level"] == "debug",
+                _ => l.contains(" level=debug "),
+            })
+            .collect();
+        assert!(debug_lines.len() >= 2, "{format}: {text}");
+    }
+    rt.delete_force(&id);
+}
+
 #[test]
 fn version_has_three_lines() {
     let out = std::process::Command::new(harness::BERTH)

@@ -144,6 +144,7 @@ impl Container {
 
     /// Releases init from the start gate so it execs the user process.
     pub fn start(&self) -> Result<()> {
+        log::debug!("start {}: releasing init {}", self.id(), self.state.pid);
         // The `run` that created the container holds the channel init waits on: sending on
         // it is the check that init is still there. (That gate is only used without hooks.)
         if let Some(chan) = &self.start_channel {
@@ -353,6 +354,11 @@ impl Container {
     /// (the runtime-spec: deleting a container that is not stopped MUST be an error; runc
     /// differs for created containers).
     pub fn delete(&self, force: bool) -> Result<()> {
+        log::debug!(
+            "delete {} (status {:?}, force {force})",
+            self.id(),
+            self.status()
+        );
         match self.status() {
             Status::Created | Status::Running | Status::Paused if !force => {
                 bail!(

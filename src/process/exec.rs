@@ -110,6 +110,11 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         }
         ForkResult::Parent { child } => child,
     };
+    log::debug!(
+        "exec in {}: joiner {joiner} started for {:?}",
+        args.id,
+        process.args().as_deref().unwrap_or_default()
+    );
     drop(child_end);
     drop(ctx);
     let (child, waited) = wait_for_exec(&parent_end, joiner, &bundle.spec, &c);
@@ -124,6 +129,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         return Err(e);
     }
     let child = child.context("exec: the process's pid was never reported")?;
+    log::debug!("exec in {}: process {child} runs", args.id);
     if let Some(pid_file) = &args.pid_file {
         write_atomic(pid_file, child.to_string().as_bytes())?;
     }

@@ -168,6 +168,13 @@ pub fn create(
     {
         cgroups::resources::check_unified(&cgroup, unified)?;
     }
+    log::debug!(
+        "create {id}: bundle {}, cgroup {:?} ({:?}, {:?})",
+        bundle.dir.display(),
+        cgroup.paths().collect::<Vec<_>>(),
+        cgroup.layout,
+        cgroup.driver
+    );
 
     make_state_root(root)?;
     let dir = root.join(id);
@@ -275,6 +282,7 @@ pub fn create(
     };
     let (parent_end, child_end) = channel::pair()?;
     let child = start_setup_process(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
+    log::debug!("create {id}: setup process {child} started");
     guard.pids.push(child);
     if let Some((systemd, unit)) = &systemd {
         place_in_systemd_scope(systemd, unit, child, &cfg, &mut guard)?;
@@ -307,6 +315,7 @@ pub fn create(
     }
     state.status = Status::Created;
     state.save(&dir)?;
+    log::debug!("create {id}: init {init_pid} waits at the start gate");
     if let Some(pid_file) = &opts.pid_file {
         write_atomic(pid_file, init_pid.to_string().as_bytes())?;
     }
