@@ -125,6 +125,11 @@ pub fn create(
         .as_ref()
         .is_some_and(|p| p.terminal() == Some(true));
     let console_socket = console_socket(terminal, opts.console_socket.as_deref(), console)?;
+    // As runc, an id in use is the first thing named (its cgroup is not empty, for one);
+    // making the state dir below settles a race.
+    if root.join(id).exists() {
+        bail!("container {id:?} already exists");
+    }
     crate::process_attrs::check_lsm(&bundle.spec)?;
     let namespaces = Namespaces::from_spec(&bundle.spec);
     if let Some(sysctls) = bundle
