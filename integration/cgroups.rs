@@ -1252,3 +1252,78 @@ fn create_and_run_refuse_a_cgroup_that_holds_processes() {
     }
     rt.delete_force(&first);
 }
+
+/// As runc, device rules go through the devices controller's emulator: access letters other
+/// than r, w and m are dropped, and on v1 only the transition from what devices.list shows
+/// is written, so a cgroup that already allows what the rules allow gets no write at all
+/// (in particular no deny-all on the way).
+#[test]
+fn device_rules_drop_unknown_letters_and_v1_writes_only_the_transition() {
+    let rt = Runtime::new();
+    let with_tty1 = |b: &mut Bundle| {
+        b.edit(|c| {
+            c["linux"]["resources"]["devices"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"allow": true, "type": "c", "major": 4, "minor": 1, "access": "rwx"}));
+        })
+    };
+    let mut a = Bundle::new(&["sleep", "100"]);
+    with_tty1(&mut a);
+    let first = harness::unique_id("devtrans");
+    start(&rt, &a, &first);
+    if v2_host() {
+        // (cgroup2 has no devices.list; that create succeeded is the check.)
+        rt.delete_force(&first);
+        return;
+    }
+    let list = read_cgroup(&first, "devices.list");
+    assert!(list.lines().any(|l| l == "c 4:1 rw"), "{list}");
+
+    // A cgroup the user made with exactly those rules already in place.
+    let name = harness::unique_id("devready");
+    let ready = std::path::Path::new("/sys/fs/cgroup/devices").join(&name);
+    std::fs::create_dir(&ready).unwrap();
+    std::fs::write(ready.join("devices.deny"), "a").unwrap();
+    for line in list.lines() {
+        std::fs::write(ready.join("devices.allow"), line).unwrap();
+    }
+    let mut b = Bundle::new(&["sleep", "100"]);
+    with_tty1(&mut b);
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("/{name}")));
+    let second = harness::unique_id("devtrans2");
+    rt.track(&second);
+    let bundle = b.path().to_str().unwrap().to_string();
+    // create writes the rules itself (strace without -f: init stays, and strace with it).
+    let trace_file = b.path().join("strace.log");
+    let st = std::process::Command::new("strace")
+        .args(["-qq", "-e", "trace=openat", "-o"])
+        .arg(&trace_file)
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["create", "--bundle", &bundle, &second])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(b.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(b.path().join("stderr")).unwrap())
+        .status()
+        .expect("strace (apt-get install strace)");
+    let err = std::fs::read_to_string(b.path().join("stderr")).unwrap();
+    assert!(st.success(), "{err}");
+    let trace = std::fs::read_to_string(&trace_file).unwrap();
+    assert!(trace.contains("devices.list"), "{trace}");
+    let device_writes: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("devices.allow") || l.contains("devices.deny"))
+        .collect();
+    assert_eq!(device_writes, Vec::<&str>::new(), "{trace}");
+    assert_eq!(
+        std::fs::read_to_string(ready.join("devices.list"))
+            .unwrap()
+            .trim(),
+        list
+    );
+    rt.delete_force(&second);
+    rt.delete_force(&first);
+    let _ = std::fs::remove_dir(&ready);
+}

@@ -4,7 +4,7 @@
 #![no_main]
 
 use berth::capabilities::CapabilitySets;
-use berth::cgroups::{self, bpf_devices, resources};
+use berth::cgroups::{self, devices, resources};
 use berth::namespaces::Namespaces;
 use berth::rootfs::options;
 use berth::{process_attrs, seccomp, spec, sysctl};
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = resources::apply(&fake.v2, r, false);
     }
     let _ = fake.hybrid.apply_resources(&spec, false);
-    let _ = bpf_devices::compile(&resources::device_rules(&spec));
+    let _ = devices::compile(&resources::device_rules(&spec));
     // Init: mount options, the seccomp filter (built, never loaded), capabilities.
     for m in spec.mounts().iter().flatten() {
         let o = options::parse(m.options().as_deref().unwrap_or(&[]));

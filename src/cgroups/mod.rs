@@ -8,7 +8,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
-pub mod bpf_devices;
+pub mod devices;
 pub mod freezer;
 pub mod placement;
 pub mod resources;

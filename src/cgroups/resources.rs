@@ -583,35 +583,38 @@ pub fn v1_device_line(r: &LinuxDeviceCgroup) -> String {
 pub fn apply_devices(placement: &Placement, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let cg = Cgroup::new(placement);
     if cg.v2 {
-        return super::bpf_devices::apply(&placement.dirs[0].path, rules);
+        return super::devices::apply(&placement.dirs[0].path, rules);
     }
-    // The kernel takes one rule per write(2): each file is opened once for all its rules.
+    // As runc: only the transition from what devices.list shows to what the rules come to
+    // is written, so a cgroup that already holds processes (systemd's, or an update) never
+    // passes through deny-all. The kernel takes one rule per write(2); each file is opened
+    // once.
+    let Some(list_path) = cg.path_of("devices.list") else {
+        bail!("linux.resources.devices: this host has no devices.list (controller not mounted or not enabled)");
+    };
+    let list = crate::sys::read_virtual(&list_path)
+        .with_context(|| format!("linux.resources.devices: read {}", list_path.display()))?;
     let mut open: [Option<(PathBuf, std::fs::File)>; 2] = [None, None];
-    for (i, r) in rules.iter().enumerate() {
-        if r.typ() == Some(LinuxDeviceType::P) {
-            continue; // FIFOs have no device cgroup rules
-        }
-        let (slot, file) = if r.allow() {
+    for (allow, line) in super::devices::v1_transition(&list, rules)? {
+        let (slot, file) = if allow {
             (0, "devices.allow")
         } else {
             (1, "devices.deny")
         };
-        let what = format!("devices[{i}]");
         if open[slot].is_none() {
             let Some(path) = cg.path_of(file) else {
-                bail!("linux.resources.{what}: this host has no {file} (controller not mounted or not enabled)");
+                bail!("linux.resources.devices: this host has no {file} (controller not mounted or not enabled)");
             };
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
-                .with_context(|| format!("linux.resources.{what}: open {}", path.display()))?;
+                .with_context(|| format!("linux.resources.devices: open {}", path.display()))?;
             open[slot] = Some((path, f));
         }
         let (path, f) = open[slot].as_mut().expect("opened above");
-        let line = v1_device_line(r);
         std::io::Write::write_all(f, line.as_bytes()).with_context(|| {
             format!(
-                "linux.resources.{what}: write {line:?} to {}",
+                "linux.resources.devices: write {line:?} to {}",
                 path.display()
             )
         })?;

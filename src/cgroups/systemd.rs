@@ -430,7 +430,7 @@ pub fn device_properties(rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Resu
 fn device_allow(
     rules: &[oci_spec::runtime::LinuxDeviceCgroup],
 ) -> Result<(&'static str, Vec<(String, String)>)> {
-    let (default_allow, exceptions) = super::bpf_devices::net_rules(rules)?;
+    let (default_allow, exceptions) = super::devices::net_rules(rules)?;
     if default_allow {
         if !exceptions.is_empty() {
             log::debug!("systemd has no deny rules; its unit allows every device, berth's filter denies {exceptions:?}");

@@ -1,7 +1,9 @@
-//! The cgroup v2 device controller. cgroup2 has no devices.allow/deny: like runc, the rule list
-//! is folded into the state a v1 devices cgroup would reach (an emulator), that state is compiled
-//! into a BPF_PROG_TYPE_CGROUP_DEVICE program, and the program is attached to the cgroup
-//! (BPF_F_ALLOW_MULTI) in place of the one attached before.
+//! The device controller, as runc drives it. The rule list is folded into the state a v1
+//! devices cgroup would reach (an emulator). On v1 only the transition from the cgroup's
+//! present state (devices.list) to that one is written (`v1_transition`); cgroup2 has no
+//! devices.allow/deny, so there the state is compiled into a BPF_PROG_TYPE_CGROUP_DEVICE
+//! program attached to the cgroup (BPF_F_ALLOW_MULTI) in place of the one attached before;
+//! systemd gets it in its own form (`net_rules`).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -89,6 +91,14 @@ pub fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
     program(&Emulator::from_rules(rules)?)
 }
 
+/// The devices.allow (true) and devices.deny writes that take a v1 cgroup whose devices.list
+/// reads `list` to what `rules` allow.
+pub fn v1_transition(list: &str, rules: &[LinuxDeviceCgroup]) -> Result<Vec<(bool, String)>> {
+    let target = Emulator::from_rules(rules)?;
+    let current = Emulator::from_list(list).map_err(|e| anyhow::anyhow!("{WHAT}: {e}"))?;
+    Ok(current.transition(&target))
+}
+
 /// One exception of `net_rules`: a device (type and numbers, None for any) and its access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRule {
@@ -150,17 +160,21 @@ struct Emulator {
     exceptions: Vec<Exception>,
 }
 
+/// The access bits of `s`; letters other than r, w and m are dropped, as runc drops them.
 fn parse_access(s: Option<&str>) -> std::result::Result<u8, String> {
     let Some(s) = s else { return Ok(ACC_ALL) };
     if s.is_empty() {
         return Err("access is empty (use a subset of \"rwm\")".into());
     }
-    s.chars().try_fold(0, |acc, c| match c {
-        'r' => Ok(acc | ACC_READ),
-        'w' => Ok(acc | ACC_WRITE),
-        'm' => Ok(acc | ACC_MKNOD),
-        _ => Err(format!("access {s:?} has {c:?}, not one of \"rwm\"")),
-    })
+    Ok(s.chars().fold(0, |acc, c| match c {
+        'r' => acc | ACC_READ,
+        'w' => acc | ACC_WRITE,
+        'm' => acc | ACC_MKNOD,
+        _ => {
+            log::debug!("{WHAT}: access {s:?}: {c:?} is not one of \"rwm\", dropped as runc does");
+            acc
+        }
+    }))
 }
 
 fn access_str(a: u8) -> String {
@@ -232,6 +246,85 @@ impl Emulator {
         } else {
             self.remove(ex)
         }
+    }
+
+    /// The state a v1 cgroup's devices.list shows: "a *:* rwm" for one that allows
+    /// everything (the kernel lists no deny exceptions then), else the allowed devices.
+    fn from_list(list: &str) -> std::result::Result<Self, String> {
+        let mut emu = Emulator {
+            default_allow: false,
+            exceptions: Vec::new(),
+        };
+        for line in list.lines().filter(|l| !l.trim().is_empty()) {
+            let bad = || format!("devices.list line {line:?}");
+            let mut f = line.split_whitespace();
+            let (typ, nums, access) = match (f.next(), f.next(), f.next()) {
+                (Some(t), Some(n), Some(a)) => (t, n, a),
+                _ => return Err(bad()),
+            };
+            if typ == "a" {
+                return Ok(Emulator {
+                    default_allow: true,
+                    exceptions: Vec::new(),
+                });
+            }
+            let (major, minor) = nums.split_once(':').ok_or_else(bad)?;
+            let num = |n: &str| match n {
+                "*" => Ok(None),
+                n => n.parse().map(Some).map_err(|_| bad()),
+            };
+            emu.add(Exception {
+                meta: Meta {
+                    block: match typ {
+                        "b" => true,
+                        "c" => false,
+                        _ => return Err(bad()),
+                    },
+                    major: num(major)?,
+                    minor: num(minor)?,
+                },
+                access: parse_access(Some(access))?,
+            });
+        }
+        Ok(emu)
+    }
+
+    /// The fewest v1 writes that take a cgroup from `self` to `target`, as runc computes them
+    /// (a switch of default first, then what each exception loses and gains), as (allow,
+    /// line) pairs for devices.allow and devices.deny.
+    fn transition(&self, target: &Emulator) -> Vec<(bool, String)> {
+        let mut writes = Vec::new();
+        let mut old: &[Exception] = &self.exceptions;
+        if self.default_allow != target.default_allow {
+            writes.push((target.default_allow, "a *:* rwm".to_string()));
+            old = &[];
+        }
+        let access_of = |list: &[Exception], meta: Meta| {
+            list.iter().find(|e| e.meta == meta).map_or(0, |e| e.access)
+        };
+        for e in old {
+            let dropped = e.access & !access_of(&target.exceptions, e.meta);
+            if dropped != 0 {
+                let line = Exception {
+                    access: dropped,
+                    ..*e
+                }
+                .to_string();
+                writes.push((target.default_allow, line));
+            }
+        }
+        for e in &target.exceptions {
+            let gained = e.access & !access_of(old, e.meta);
+            if gained != 0 {
+                let line = Exception {
+                    access: gained,
+                    ..*e
+                }
+                .to_string();
+                writes.push((!target.default_allow, line));
+            }
+        }
+        writes
     }
 
     /// An exception against the default: merged into the one with the same match, if any.
@@ -766,11 +859,9 @@ mod tests {
 
     #[test]
     fn emulator_bad_rules() {
-        let err = Emulator::from_rules(&[all(false), c(true, Some(1), Some(3), "rx")]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "linux.resources.devices[1]: access \"rx\" has 'x', not one of \"rwm\""
-        );
+        // As runc: letters other than r, w and m are dropped.
+        let e = Emulator::from_rules(&[all(false), c(true, Some(1), Some(3), "rx")]).unwrap();
+        assert_eq!(shown(&e), ["c 1:3 r"]);
         let err = Emulator::from_rules(&[c(true, Some(1), Some(3), "")]).unwrap_err();
         assert!(err.to_string().contains("access is empty"), "{err}");
         let err = Emulator::from_rules(&[c(true, Some(1 << 32), Some(3), "r")]).unwrap_err();
@@ -781,6 +872,43 @@ mod tests {
         // Negative numbers are runc's wildcard.
         let e = Emulator::from_rules(&[c(false, Some(-1), Some(3), "r")]).unwrap();
         assert_eq!(e.exceptions, [ex(false, None, Some(3), ACC_READ)]);
+    }
+
+    #[test]
+    fn devices_list_is_read_as_the_kernel_keeps_it() {
+        let e = Emulator::from_list("a *:* rwm\n").unwrap();
+        assert_eq!(e, Emulator::from_rules(&[]).unwrap());
+        let e = Emulator::from_list("c 1:3 rwm\nc 136:* rw\nb *:* m\n").unwrap();
+        assert!(!e.default_allow);
+        assert_eq!(shown(&e), ["c 1:3 rwm", "c 136:* rw", "b *:* m"]);
+        assert_eq!(Emulator::from_list("").unwrap().exceptions, []);
+        assert!(Emulator::from_list("x 1:3 rwm").is_err());
+        assert!(Emulator::from_list("c 1-3 rwm").is_err());
+    }
+
+    #[test]
+    fn v1_transition_writes_only_the_difference() {
+        let lines = |w: Vec<(bool, String)>| {
+            w.into_iter()
+                .map(|(allow, l)| format!("{} {l}", if allow { "allow" } else { "deny" }))
+                .collect::<Vec<_>>()
+        };
+        // A fresh cgroup: the default switches, then each allowed device once.
+        let w = v1_transition("a *:* rwm\n", &docker_defaults()).unwrap();
+        assert_eq!(w.len(), 1 + 12, "{w:?}");
+        assert_eq!(w[0], (false, "a *:* rwm".to_string()));
+        assert!(w[1..].iter().all(|(allow, _)| *allow), "{w:?}");
+        // Already there: nothing is written (no deny-all in between for running processes).
+        let list = "c *:* m\nb *:* m\nc 1:3 rwm\nc 1:8 rwm\nc 1:7 rwm\nc 5:0 rwm\nc 1:5 rwm\nc 1:9 rwm\nc 5:1 rwm\nc 136:* rwm\nc 5:2 rwm\nc 10:200 rwm\n";
+        assert_eq!(v1_transition(list, &docker_defaults()).unwrap(), []);
+        // One device more and one access less: just those two writes.
+        let mut rules = docker_defaults();
+        rules.push(c(true, Some(4), Some(1), "rw"));
+        rules.push(c(false, Some(1), Some(3), "w"));
+        assert_eq!(
+            lines(v1_transition(list, &rules).unwrap()),
+            ["deny c 1:3 w", "allow c 4:1 rw"]
+        );
     }
 
     // ---- program ----
