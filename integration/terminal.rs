@@ -347,7 +347,9 @@ fn foreground_run_relays_the_terminal() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("/dev/pts/"), "{text:?}");
-    assert!(text.contains("20 70\r\nout\r\n"), "{text:?}");
+    // As runc, the container's terminal leaves "\n" alone (ONLCR cleared): a pipe gets the
+    // output as written.
+    assert!(text.contains("20 70\nout\n"), "{text:?}");
     rt.assert_nothing_left(&id);
 }
 
@@ -436,9 +438,11 @@ fn foreground_run_on_a_real_terminal_is_raw_resized_and_restored() {
     let during = termios::tcgetattr(&pty.slave).unwrap();
     let mut raw = before.clone();
     termios::cfmakeraw(&mut raw);
+    // (Raw as runc makes it: output processing kept, so "\n" still ends a line on screen.)
+    raw.output_flags.insert(termios::OutputFlags::OPOST);
     assert_eq!(mode(&during), mode(&raw), "the terminal is not in raw mode");
-    // The container started with the outer terminal's size, not consoleSize (as runc), and
-    // its "\r\n" reached us untouched (no output processing on the outer side).
+    // The container started with the outer terminal's size, not consoleSize (as runc); its
+    // "\n" became "\r\n" on our side of the relay (ONLCR), not in the container's pty.
     assert!(text.contains("33 111\r\nready\r\n"), "{text:?}");
 
     // A resized outer terminal, and SIGWINCH for berth, resize the container's.

@@ -241,11 +241,19 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(master: OwnedFd) -> Result<Relay> {
+        // As runc: the container's terminal does not turn "\n" into "\r\n", so its output
+        // reaches a pipe or file as written; our own terminal (raw, but with output
+        // processing kept, as runc keeps it) adds the "\r" on screen.
+        let mut pty = termios::tcgetattr(master.as_fd()).context("read the terminal's modes")?;
+        pty.output_flags.remove(termios::OutputFlags::ONLCR);
+        termios::tcsetattr(master.as_fd(), SetArg::TCSANOW, &pty)
+            .context("clear ONLCR on the container's terminal")?;
         let stdin = std::io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd()).ok();
         if let Some(t) = &saved {
             let mut raw = t.clone();
             termios::cfmakeraw(&mut raw);
+            raw.output_flags.insert(termios::OutputFlags::OPOST);
             termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
                 .context("put the terminal in raw mode")?;
         }
