@@ -653,3 +653,48 @@ fn a_process_json_without_user_runs_as_root() {
     rt.delete_force(&id);
     rt.assert_nothing_left(&id);
 }
+
+/// As runc: a HOME that is unset or empty becomes the user's home from the container's
+/// /etc/passwd ("/" for a user it does not list), for init and for exec; a set one stays.
+#[test]
+fn home_is_filled_in_from_passwd_when_unset_or_empty() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "echo \"home=$HOME\"; sleep 100"]);
+    b.edit(|c| {
+        let env = c["process"]["env"].as_array_mut().unwrap();
+        env.retain(|e| !e.as_str().unwrap().starts_with("HOME="));
+        env.push(json!("HOME="));
+    });
+    let id = harness::unique_id("home");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    assert!(rt.berth(&["start", &id]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let init_out = loop {
+        let text = std::fs::read_to_string(b.path().join("stdout")).unwrap();
+        if text.contains('\n') || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(init_out, "home=/root\n");
+    for (args, want) in [
+        (vec!["exec", &id, "sh", "-c", "echo $HOME"], "/root\n"),
+        (
+            vec!["exec", "--user", "1000", &id, "sh", "-c", "echo $HOME"],
+            "/\n",
+        ),
+        (
+            vec!["exec", "--env", "HOME=/set", &id, "sh", "-c", "echo $HOME"],
+            "/set\n",
+        ),
+        (
+            vec!["exec", "--user", "65534", &id, "sh", "-c", "echo $HOME"],
+            "/nonexistent\n",
+        ),
+    ] {
+        let out = rt.berth(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), want, "{args:?}");
+    }
+    rt.delete_force(&id);
+}

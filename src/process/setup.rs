@@ -93,6 +93,8 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
             }
         }
     }
+    // Read while still root: the user may not be able to read /etc/passwd.
+    let home = home_of(process.user().uid());
     let caps = CapabilitySets::from_spec(process.capabilities().as_ref());
     caps.check_held()?;
     caps.apply_bounding()?;
@@ -110,6 +112,13 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
     }
 
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    // As runc: a HOME that is unset or empty (the last one counts) becomes the user's home
+    // from the container's /etc/passwd.
+    let last_home = env.iter().rev().find_map(|e| e.strip_prefix("HOME="));
+    if last_home.is_none_or(str::is_empty) {
+        env.retain(|e| !e.starts_with("HOME="));
+        env.push(format!("HOME={home}"));
+    }
     if ctx.listen_fds > 0 {
         // As runc: the activated sockets follow stdio, and the process is told so.
         env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
@@ -161,6 +170,26 @@ pub fn exec(p: Prepared) -> anyhow::Error {
         Err(e) => anyhow::anyhow!("process.args[0]: exec {:?}: {e}", p.exe),
         Ok(never) => match never {},
     }
+}
+
+/// The home directory of `uid` in the container's /etc/passwd (its root is ours by now), or
+/// "/" when it lists none, as runc.
+fn home_of(uid: u32) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    // (Bounded: the image controls the file.)
+    let _ =
+        std::fs::File::open("/etc/passwd").and_then(|f| f.take(1 << 20).read_to_string(&mut text));
+    passwd_home(&text, uid).unwrap_or("/").to_string()
+}
+
+/// The home field of the first passwd(5) line for `uid`.
+fn passwd_home(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[2].parse() == Ok(uid) && !fields[5].is_empty())
+            .then(|| fields[5])
+    })
 }
 
 /// CVE-2024-21626: a working directory reached through a leaked host fd lies outside the
@@ -318,6 +347,15 @@ pub fn own_binary() -> Result<OwnBinary> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn home_comes_from_the_users_passwd_line() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nbad line\nu:x:1000:1000::/home/u:/bin/sh\nnohome:x:7:7:::/bin/sh\n";
+        assert_eq!(super::passwd_home(passwd, 0), Some("/root"));
+        assert_eq!(super::passwd_home(passwd, 1000), Some("/home/u"));
+        assert_eq!(super::passwd_home(passwd, 7), None);
+        assert_eq!(super::passwd_home(passwd, 42), None);
+    }
+
     use super::*;
 
     #[test]
