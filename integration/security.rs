@@ -640,7 +640,9 @@ fn scheduler_io_priority_and_personality() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sleep", "100"]);
     b.edit(|c| {
-        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+        // (The runtime-spec's flag name, which oci-spec spells otherwise.)
+        c["process"]["scheduler"] =
+            json!({"policy": "SCHED_BATCH", "nice": 7, "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
         c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
         c["linux"]["personality"] = json!({"domain": "LINUX32"});
     });
@@ -653,6 +655,15 @@ fn scheduler_io_priority_and_personality() {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
     assert_eq!((fields[16], fields[38]), ("7", "3"), "nice and SCHED_BATCH");
+    let chrt = std::process::Command::new("chrt")
+        .args(["-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&chrt).contains("SCHED_BATCH|SCHED_RESET_ON_FORK"),
+        "{}",
+        stdout(&chrt)
+    );
     let ionice = std::process::Command::new("ionice")
         .args(["-p", &pid.to_string()])
         .output()

@@ -40,6 +40,9 @@ pub fn parse(text: &str) -> Result<Spec> {
     if let Ok(spec) = serde_json::from_str(text) {
         return Ok(spec);
     }
+    if let Some(spec) = with_spec_scheduler_flags(text) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -51,6 +54,29 @@ pub fn parse(text: &str) -> Result<Spec> {
             anyhow::anyhow!("config.json: {path}: {inner}")
         }
     })
+}
+
+/// oci-spec 0.10 names two `process.scheduler.flags` otherwise than the runtime-spec does
+/// (SCHED_RESET_ON_FORK for SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_D_L_OVERRUN for
+/// SCHED_FLAG_DL_OVERRUN): a config with the spec's names is parsed with oci-spec's.
+fn with_spec_scheduler_flags(text: &str) -> Option<Spec> {
+    const RENAMES: [(&str, &str); 2] = [
+        ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+        ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+    ];
+    if !RENAMES.iter().any(|(spec, _)| text.contains(spec)) {
+        return None;
+    }
+    let mut config: serde_json::Value = serde_json::from_str(text).ok()?;
+    let flags = config
+        .pointer_mut("/process/scheduler/flags")?
+        .as_array_mut()?;
+    for flag in flags.iter_mut() {
+        if let Some((_, ours)) = RENAMES.iter().find(|(spec, _)| flag.as_str() == Some(spec)) {
+            *flag = serde_json::Value::from(*ours);
+        }
+    }
+    serde_json::from_value(config).ok()
 }
 
 /// oci-spec's message for a capability name it does not know ("no variant for CAP_X
@@ -181,6 +207,38 @@ mod tests {
             r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
                 "process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}}{extra}}}"#
         )
+    }
+
+    #[test]
+    fn scheduler_flags_by_the_runtime_specs_names() {
+        use oci_spec::runtime::LinuxSchedulerFlag as F;
+        let text = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},
+              "scheduler":{"policy":"SCHED_DEADLINE","runtime":1,"deadline":2,"period":3,
+                "flags":["SCHED_FLAG_RESET_ON_FORK","SCHED_FLAG_DL_OVERRUN","SCHED_FLAG_RECLAIM"]}}}"#;
+        let spec = parse(text).unwrap();
+        let flags = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .scheduler()
+            .as_ref()
+            .unwrap()
+            .flags()
+            .clone();
+        assert_eq!(
+            flags.unwrap(),
+            [
+                F::SchedResetOnFork,
+                F::SchedFlagDLOverrun,
+                F::SchedFlagReclaim
+            ]
+        );
+        let bad = text.replace("SCHED_FLAG_RECLAIM", "SCHED_FLAG_BOGUS");
+        assert!(parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("process.scheduler.flags"));
     }
 
     fn bundle_with(config: &str) -> tempfile::TempDir {
