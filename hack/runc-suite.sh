@@ -32,7 +32,7 @@
 # contrib/cmd/* have the same flags as main's tests/cmd/*; key_label is not in that tag but
 # only needs x/sys, so main's copy builds against the tag's vendor tree:
 #
-#   G=/work/.mirror/opencontainers+runc/repo       # bare mirror of runc
+#   G=/path/to/runc.git                            # a clone of opencontainers/runc
 #   mkdir -p /work/runc-src /work/runc-1.2rc1 /work/runc-helpers
 #   git --git-dir=$G archive main        | tar -x -C /work/runc-src
 #   git --git-dir=$G archive v1.2.0-rc.1 | tar -x -C /work/runc-1.2rc1
