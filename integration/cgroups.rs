@@ -766,9 +766,14 @@ fn events_stats_psi_matches_the_pressure_files() {
 #[test]
 fn events_reports_an_oom_kill_at_once() {
     let rt = Runtime::new();
-    // The hog starts once `events` is watching; sh survives it and keeps the container up.
+    // The hog starts once `events` is watching (told by a file the test makes); sh survives
+    // it and keeps the container up.
     let b = with_resources(
-        &["sh", "-c", "sleep 1; tail /dev/zero; sleep 100"],
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /dev/shm/go ]; do sleep 0.05; done; tail /dev/zero; sleep 100",
+        ],
         json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}),
     );
     let id = harness::unique_id("oomevent");
@@ -780,6 +785,10 @@ fn events_reports_an_oom_kill_at_once() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // (events has read the OOM count it compares with well within this.)
+    std::thread::sleep(Duration::from_secs(2));
+    let go = rt.berth(&["exec", &id, "touch", "/dev/shm/go"]);
+    assert!(go.status.success(), "{}", stderr(&go));
     let reader = std::io::BufReader::new(events.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

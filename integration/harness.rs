@@ -952,8 +952,9 @@ fn leak_check_at_the_end_of_a_test_finds_a_live_process() {
     require_root();
     let id = unique_id("procleak");
     // A process with the id in its argv, as create's setup process and init have until exec.
+    // ("; :" keeps sh itself, with the id in its argv: dash would exec a lone command.)
     let mut child = Command::new("sh")
-        .args(["-c", "sleep 100", &id])
+        .args(["-c", "sleep 100; :", &id])
         .spawn()
         .unwrap();
     let rt = Runtime::new();
