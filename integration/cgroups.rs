@@ -101,6 +101,22 @@ fn a_memory_hog_is_oom_killed() {
 }
 
 #[test]
+fn pids_limit_zero_is_one_and_below_zero_is_none_as_runc() {
+    // systemd refuses TasksMax=0, so runc makes 0 mean 1 with both drivers.
+    let rt = Runtime::new();
+    for (limit, want) in [(0, "1"), (-1, "max"), (5, "5")] {
+        let b = with_resources(&["sleep", "100"], json!({"pids": {"limit": limit}}));
+        let id = harness::unique_id("pidszero");
+        start(&rt, &b, &id);
+        assert_eq!(read_cgroup(&id, "pids.max"), want, "pids.limit {limit}");
+        let out = rt.berth(&["update", "--pids-limit", "0", &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(read_cgroup(&id, "pids.max"), "1", "update --pids-limit 0");
+        rt.delete_force(&id);
+    }
+}
+
+#[test]
 fn a_fork_bomb_stops_at_pids_limit() {
     let rt = Runtime::new();
     // The inner shell forks until a fork fails (which ends it); the outer one keeps the

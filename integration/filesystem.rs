@@ -360,6 +360,28 @@ fn masked_and_readonly_paths() {
     );
 }
 
+#[test]
+fn a_path_masked_twice_is_mounted_over_once() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "grep -c ' /proc/acpi ' /proc/self/mountinfo; grep -c ' /proc/version ' /proc/self/mountinfo",
+    ]);
+    b.edit(|c| {
+        c["linux"]["maskedPaths"] = json!([
+            "/proc/acpi",
+            "/proc/version",
+            "/proc/acpi/",
+            "//proc/./version",
+            "/proc/acpi"
+        ]);
+    });
+    let out = rt.run(&b, &harness::unique_id("masktwice"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\n1\n");
+}
+
 /// A rootfs whose symlinks point at a host directory, absolutely and by climbing.
 fn hostile_bundle(host_dir: &Path) -> Bundle {
     let b = Bundle::new(&["true"]);

@@ -262,6 +262,36 @@ fn list_shows_containers() {
 }
 
 #[test]
+fn list_fails_for_a_missing_root_it_was_given_but_not_for_a_missing_default() {
+    let out = std::process::Command::new(harness::BERTH)
+        .args(["--root", "/non-existent-berth-root", "list"])
+        .output()
+        .unwrap();
+    harness::fails_with_one_line(
+        &out,
+        "--root /non-existent-berth-root: No such file or directory",
+    );
+    // An unprivileged caller's default root is $XDG_RUNTIME_DIR/berth, missing here.
+    let xdg = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(harness::BERTH)
+        .args(["list", "-q"])
+        .env("XDG_RUNTIME_DIR", xdg.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
 fn json_log_has_runc_shape() {
     let rt = Runtime::new();
     let dir = tempfile::tempdir().unwrap();

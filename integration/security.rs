@@ -765,6 +765,41 @@ fn the_host_binary_is_never_the_container_process_from(prefix: &str) {
 }
 
 #[test]
+fn capability_names_unknown_to_berth_are_ignored_with_runcs_warning() {
+    // The runtime-spec: a capability that cannot be mapped is logged as a warning, and the
+    // runtime should not fail; runc ignores it with this warning.
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["grep", "^Cap", "/proc/self/status"]);
+    b.edit(|c| {
+        c["process"]["capabilities"] = json!({
+            "bounding": ["CAP_UNKNOWN", "CAP_KILL", "UNKNOWN_CAP"],
+            "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL", "CAP_UNKNOWN"],
+            "ambient": ["UNKNOWN_CAP"],
+        })
+    });
+    let id = harness::unique_id("unkcaps");
+    let out = rt.run(&b, &id);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = stdout(&out);
+    // CAP_KILL is bit 5, and nothing else is held.
+    for line in [
+        "CapBnd:\t0000000000000020",
+        "CapPrm:\t0000000000000020",
+        "CapAmb:\t0000000000000000",
+    ] {
+        assert!(status.contains(line), "{line:?} not in {status}");
+    }
+    assert!(
+        stderr(&out)
+            .contains("ignoring unknown or unavailable capabilities: [CAP_UNKNOWN UNKNOWN_CAP]"),
+        "{}",
+        stderr(&out)
+    );
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
 fn a_capability_outside_berths_own_bounding_set_is_refused_by_name() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);

@@ -38,7 +38,7 @@ fn main() {
         Command::Kill(a) => commands::kill(&root, a),
         Command::Delete(a) => commands::delete(&root, a),
         Command::Run(a) => commands::run(&root, a),
-        Command::List(a) => commands::list(&root, a),
+        Command::List(a) => commands::list(&root, cli.global.root.is_some(), a),
         Command::Spec(a) => commands::spec(a),
         Command::Pause(a) => commands::pause(&root, &a.id),
         Command::Resume(a) => commands::resume(&root, &a.id),

@@ -40,7 +40,7 @@ pub fn parse(text: &str) -> Result<Spec> {
     if let Ok(spec) = serde_json::from_str(text) {
         return Ok(spec);
     }
-    if let Some(spec) = with_spec_scheduler_flags(text) {
+    if let Some(spec) = leniently(text) {
         return Ok(spec);
     }
     let de = &mut serde_json::Deserializer::from_str(text);
@@ -56,27 +56,74 @@ pub fn parse(text: &str) -> Result<Spec> {
     })
 }
 
-/// oci-spec 0.10 names two `process.scheduler.flags` otherwise than the runtime-spec does
-/// (SCHED_RESET_ON_FORK for SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_D_L_OVERRUN for
-/// SCHED_FLAG_DL_OVERRUN): a config with the spec's names is parsed with oci-spec's.
-fn with_spec_scheduler_flags(text: &str) -> Option<Spec> {
+/// The second try for a config oci-spec refused as written, for two things that are not
+/// errors: the runtime-spec's names of two scheduler flags, which oci-spec 0.10 spells
+/// otherwise (SCHED_RESET_ON_FORK, SCHED_FLAG_D_L_OVERRUN), and capability names this build
+/// does not know, which the runtime-spec says to log as a warning and not fail on (runc
+/// ignores them with the same warning). None when the config is bad for another reason.
+fn leniently(text: &str) -> Option<Spec> {
+    let mut config: serde_json::Value = serde_json::from_str(text).ok()?;
+    let renamed = with_spec_scheduler_flags(&mut config);
+    let unknown = without_unknown_capabilities(&mut config);
+    if !renamed && unknown.is_empty() {
+        return None;
+    }
+    let spec = serde_json::from_value(config).ok()?;
+    if !unknown.is_empty() {
+        log::warn!(
+            "ignoring unknown or unavailable capabilities: [{}]",
+            unknown.join(" ")
+        );
+    }
+    Some(spec)
+}
+
+/// Renames the runtime-spec's scheduler flags to oci-spec's; whether there were any.
+fn with_spec_scheduler_flags(config: &mut serde_json::Value) -> bool {
     const RENAMES: [(&str, &str); 2] = [
         ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
         ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
     ];
-    if !RENAMES.iter().any(|(spec, _)| text.contains(spec)) {
-        return None;
-    }
-    let mut config: serde_json::Value = serde_json::from_str(text).ok()?;
-    let flags = config
-        .pointer_mut("/process/scheduler/flags")?
-        .as_array_mut()?;
+    let Some(flags) = config
+        .pointer_mut("/process/scheduler/flags")
+        .and_then(|f| f.as_array_mut())
+    else {
+        return false;
+    };
+    let mut renamed = false;
     for flag in flags.iter_mut() {
         if let Some((_, ours)) = RENAMES.iter().find(|(spec, _)| flag.as_str() == Some(spec)) {
             *flag = serde_json::Value::from(*ours);
+            renamed = true;
         }
     }
-    serde_json::from_value(config).ok()
+    renamed
+}
+
+/// Removes the names oci-spec has no capability for from the five sets of
+/// `process.capabilities`; returns them sorted, each once, as runc lists them.
+fn without_unknown_capabilities(config: &mut serde_json::Value) -> Vec<String> {
+    let mut unknown = std::collections::BTreeSet::new();
+    let Some(sets) = config
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return Vec::new();
+    };
+    for set in sets.values_mut().filter_map(|s| s.as_array_mut()) {
+        set.retain(|name| {
+            let known =
+                serde_json::from_value::<oci_spec::runtime::Capability>(name.clone()).is_ok();
+            if !known {
+                if let Some(n) = name.as_str() {
+                    unknown.insert(n.to_string());
+                }
+            }
+            // A non-string stays, so that oci-spec names it as the error it is.
+            known || !name.is_string()
+        });
+    }
+    unknown.into_iter().collect()
 }
 
 /// oci-spec's message for a capability name it does not know ("no variant for CAP_X
@@ -239,6 +286,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("process.scheduler.flags"));
+    }
+
+    #[test]
+    fn unknown_capability_names_are_dropped_and_the_rest_kept() {
+        use oci_spec::runtime::Capability as C;
+        let text = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},
+              "capabilities":{"bounding":["CAP_UNKNOWN","CAP_KILL","UNKNOWN_CAP"],
+                "effective":["CAP_KILL"],"ambient":["CAP_UNKNOWN"]}}}"#;
+        let spec = parse(text).unwrap();
+        let caps = spec.process().as_ref().unwrap().capabilities().clone();
+        let caps = caps.unwrap();
+        let bounding: Vec<C> = caps.bounding().clone().unwrap().into_iter().collect();
+        assert_eq!(bounding, [C::Kill]);
+        assert!(caps.ambient().clone().unwrap().is_empty());
+
+        let mut config: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            without_unknown_capabilities(&mut config),
+            ["CAP_UNKNOWN", "UNKNOWN_CAP"]
+        );
+        // A capability that is not a string is still an error, named by its path.
+        let bad = text.replace(r#""CAP_KILL","UNKNOWN_CAP""#, "7");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("process.capabilities.bounding"), "{e}");
     }
 
     fn bundle_with(config: &str) -> tempfile::TempDir {

@@ -277,7 +277,9 @@ impl Placement {
     /// goes without one (it cannot create device nodes anyway).
     pub fn apply_resources(&self, spec: &oci_spec::runtime::Spec, rootless: bool) -> Result<()> {
         if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            resources::apply(self, r, false)?;
+            let mut r = r.clone();
+            r.set_pids(None);
+            resources::apply(self, &r, false)?;
         }
         match resources::apply_devices(self, &resources::device_rules(spec)) {
             Err(e) if rootless && is_permission_denied(&e) => {
@@ -285,6 +287,17 @@ impl Placement {
                 Ok(())
             }
             other => other,
+        }
+    }
+
+    /// `linux.resources.pids`, written by `create` once init waits at the start gate and the
+    /// setup process is gone (as runc sets limits at procReady): while init is forked both
+    /// are in the cgroup, so a limit of 1 (what 0 means) would refuse init itself. Nothing of
+    /// the container's has run yet.
+    pub fn apply_pids_limit(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        match pids_only(spec) {
+            Some(r) => resources::apply(self, &r, false),
+            None => Ok(()),
         }
     }
 
@@ -552,6 +565,18 @@ fn remove_tree(dir: &Path) -> Result<()> {
         Err(e) if is_gone(&e) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("remove cgroup {}", dir.display())),
     }
+}
+
+/// `linux.resources` with its pids limit alone; None when it sets none.
+pub fn pids_only(spec: &oci_spec::runtime::Spec) -> Option<oci_spec::runtime::LinuxResources> {
+    let pids = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| *r.pids())?;
+    let mut r = oci_spec::runtime::LinuxResources::default();
+    r.set_pids(Some(pids));
+    Some(r)
 }
 
 #[cfg(test)]

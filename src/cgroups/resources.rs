@@ -87,10 +87,12 @@ pub fn apply(placement: &Placement, r: &LinuxResources, updating: bool) -> Resul
         cpu(&cg, c)?;
     }
     if let Some(p) = r.pids() {
-        let limit = if p.limit() > 0 {
-            p.limit().to_string()
-        } else {
-            "max".to_string()
+        // 0 is 1, as runc has it since systemd refuses TasksMax=0: a config means the same
+        // with either driver (the pids cgroup behaves alike for both). Below 0 is no limit.
+        let limit = match p.limit() {
+            0 => "1".to_string(),
+            l if l > 0 => l.to_string(),
+            _ => "max".to_string(),
         };
         cg.write("pids.limit", "pids.max", limit)?;
     }

@@ -249,9 +249,21 @@ pub fn oom_kills(placement: &Placement) -> Option<u64> {
 pub enum OomWatch {
     V1 {
         eventfd: nix::sys::eventfd::EventFd,
-        _oom_control: fs::File,
+        oom_control: fs::File,
     },
     V2(nix::sys::inotify::Inotify),
+}
+
+/// What ended an [`OomWatch::wait`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum OomWake {
+    /// The timeout, or a signal.
+    Nothing,
+    /// v1's notification: the cgroup went under OOM. It comes before the kernel has counted
+    /// the kill, so the caller reports it as it is (as runc) instead of reading oom_kill.
+    UnderOom,
+    /// memory.events changed (v2); the caller compares the oom_kill count.
+    CountersChanged,
 }
 
 impl OomWatch {
@@ -283,13 +295,12 @@ impl OomWatch {
             .with_context(|| format!("register for OOM events in {}", control.display()))?;
         Ok(OomWatch::V1 {
             eventfd,
-            _oom_control: oom_control,
+            oom_control,
         })
     }
 
-    /// Waits up to `timeout` for a notification; whether one came. (Also when the cgroup is
-    /// removed: the caller looks at the counters.)
-    pub fn wait(&self, timeout: std::time::Duration) -> Result<bool> {
+    /// Waits up to `timeout` for a notification.
+    pub fn wait(&self, timeout: std::time::Duration) -> Result<OomWake> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
         let fd = match self {
@@ -299,16 +310,30 @@ impl OomWatch {
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         match poll(&mut fds, timeout) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(false),
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(OomWake::Nothing),
             Ok(_) => {}
             Err(e) => return Err(e).context("poll for OOM events"),
         }
         // Drained, so that the next wait blocks again.
         match self {
-            OomWatch::V1 { eventfd, .. } => drop(eventfd.read()),
-            OomWatch::V2(inotify) => drop(inotify.read_events()),
+            OomWatch::V1 {
+                eventfd,
+                oom_control,
+            } => {
+                let _ = eventfd.read();
+                // The eventfd is signalled too when the cgroup is removed; its files are
+                // gone then (the open one reads ENODEV).
+                let mut buf = [0u8; 64];
+                match std::os::unix::fs::FileExt::read_at(oom_control, &mut buf, 0) {
+                    Ok(_) => Ok(OomWake::UnderOom),
+                    Err(_) => Ok(OomWake::Nothing),
+                }
+            }
+            OomWatch::V2(inotify) => {
+                drop(inotify.read_events());
+                Ok(OomWake::CountersChanged)
+            }
         }
-        Ok(true)
     }
 }
 

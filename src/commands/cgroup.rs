@@ -299,6 +299,7 @@ pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
         return Ok(0);
     }
     // Without a watch (no memory controller) OOM kills are still seen at each tick.
+    use cgroups::stats::OomWake;
     let watch = cgroups::stats::OomWatch::new(cgroup)
         .map_err(|e| log::debug!("events: no OOM notification, polling: {e:#}"))
         .ok();
@@ -307,15 +308,27 @@ pub fn events(root: &Path, args: &EventsArgs) -> Result<i32> {
     let mut next_tick = std::time::Instant::now() + args.interval;
     while !matches!(c.status(), Status::Stopped) {
         let left = next_tick.saturating_duration_since(std::time::Instant::now());
-        match &watch {
-            Some(w) => {
-                w.wait(left)?;
+        let wake = match &watch {
+            Some(w) => w.wait(left)?,
+            None => {
+                std::thread::sleep(left);
+                OomWake::Nothing
             }
-            None => std::thread::sleep(left),
-        }
+        };
         let now = cgroups::stats::oom_kills(cgroup).unwrap_or(0);
-        if now > ooms {
-            ooms = now;
+        let oom = match wake {
+            // Counted as one kill ahead, so the count catching up later is not a second.
+            OomWake::UnderOom => {
+                ooms = now.max(ooms + 1);
+                true
+            }
+            _ if now > ooms => {
+                ooms = now;
+                true
+            }
+            _ => false,
+        };
+        if oom {
             writeln!(stdout, "{}", line("oom", None)?)?;
             stdout.flush()?;
         }

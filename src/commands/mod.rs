@@ -13,7 +13,7 @@ pub use spec::spec;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::{CreateArgs, DeleteArgs, ExecArgs, KillArgs, ListArgs, ListFormat};
 use crate::container::{self, Container};
@@ -106,7 +106,13 @@ pub fn delete(root: &Path, args: &DeleteArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn list(root: &Path, args: &ListArgs) -> Result<i32> {
+/// `root_given`: whether `--root` named the root. As runc, a missing default root lists
+/// nothing, while a missing root the caller named is an error (a typo lists no containers
+/// silently otherwise).
+pub fn list(root: &Path, root_given: bool, args: &ListArgs) -> Result<i32> {
+    if root_given {
+        std::fs::metadata(root).with_context(|| format!("--root {}", root.display()))?;
+    }
     let mut containers = Vec::new();
     for id in container::list_ids(root)? {
         // A container deleted while listing is simply not listed.

@@ -307,6 +307,17 @@ pub fn create(
     }
     // (Reaped pids could be anyone's by now.)
     guard.pids = vec![init_pid];
+    if let Some(cgroup) = &cfg.cgroup {
+        if let (Some((systemd, unit)), Some(pids)) =
+            (&systemd, cgroups::pids_only(&cfg.bundle.spec))
+        {
+            let props = cgroups::systemd::resource_properties(&pids, cgroup.is_v2())?;
+            systemd
+                .set_properties(&unit.name, props)
+                .context("--systemd-cgroup: linux.resources.pids")?;
+        }
+        cgroup.apply_pids_limit(&cfg.bundle.spec)?;
+    }
     let stat = sys::proc_stat(init_pid.as_raw()).context("container init exited during create")?;
     state.pid = init_pid.as_raw();
     state.init_start_time = stat.start_time;
@@ -348,8 +359,13 @@ fn place_in_systemd_scope(
     let spec = &cfg.bundle.spec;
     let cgroup = cfg.cgroup.as_ref().context("the systemd driver's cgroup")?;
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    // (TasksMax comes once init is at the gate: see `Placement::apply_pids_limit`.)
     let mut props = match resources {
-        Some(r) => cgroups::systemd::resource_properties(r, cgroup.is_v2())?,
+        Some(r) => {
+            let mut r = r.clone();
+            r.set_pids(None);
+            cgroups::systemd::resource_properties(&r, cgroup.is_v2())?
+        }
         None => Vec::new(),
     };
     let device_rules = cgroups::resources::device_rules(spec);

@@ -6,6 +6,7 @@ pub mod devices;
 pub mod options;
 pub mod paths;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -198,12 +199,18 @@ pub fn finalize(spec: &Spec, read_only_later: ReadOnlyLater) -> Result<()> {
             .with_context(|| format!("linux.readonlyPaths[{i}] ({p})"))?;
     }
     let mut masks = Masks::default();
+    // A path listed twice is masked once, as runc: a second mount over the first would
+    // show twice in the container's mount table.
+    let mut masked = HashSet::new();
     for (i, p) in linux
         .and_then(|l| l.masked_paths().clone())
         .unwrap_or_default()
         .iter()
         .enumerate()
     {
+        if !masked.insert(paths::lexically_clean(Path::new(p))) {
+            continue;
+        }
         masks
             .mask(&root, Path::new(p))
             .with_context(|| format!("linux.maskedPaths[{i}] ({p})"))?;

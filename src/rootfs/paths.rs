@@ -4,7 +4,7 @@
 //! /proc/self/fd path), never on a re-resolved string.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
@@ -17,6 +17,22 @@ use nix::sys::stat::{mkdirat, Mode};
 pub enum Kind {
     Dir,
     File,
+}
+
+/// `path` made absolute and without `.`, `..` or repeated slashes, by its text alone (`..`
+/// at the top stays at the top, as it would inside the container's root).
+pub fn lexically_clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// Opens `path` (absolute or relative, always taken inside `root`) as O_PATH.
@@ -122,6 +138,19 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn lexically_clean_paths() {
+        for (path, want) in [
+            ("/testdir", "/testdir"),
+            ("/testdir/", "/testdir"),
+            ("//a/./b//", "/a/b"),
+            ("a/../b", "/b"),
+            ("/../../etc", "/etc"),
+        ] {
+            assert_eq!(lexically_clean(Path::new(path)), Path::new(want), "{path}");
+        }
+    }
 
     fn root_fd(dir: &Path) -> OwnedFd {
         fs::File::open(dir).unwrap().into()
