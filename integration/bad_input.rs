@@ -784,6 +784,19 @@ fn process_security_entries_are_named() {
     );
     config_fails(
         &rt,
+        "notifywrite",
+        t,
+        |c| {
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": "/run/no-agent.sock",
+                "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}],
+            })
+        },
+        "config.json: linux.seccomp.syscalls[0]: SCMP_ACT_NOTIFY cannot be used for the write syscall",
+    );
+    config_fails(
+        &rt,
         "unkrlimit",
         t,
         |c| c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]),

@@ -117,6 +117,47 @@ fn pids_limit_zero_is_one_and_below_zero_is_none_as_runc() {
 }
 
 #[test]
+fn update_cpu_idle_and_real_time_period_and_runtime_in_either_order() {
+    let rt = Runtime::new();
+    let b = with_resources(&["sleep", "100"], json!({}));
+    let id = harness::unique_id("updrt");
+    start(&rt, &b, &id);
+    let update = |args: &[&str]| {
+        let mut all = vec!["update"];
+        all.extend_from_slice(args);
+        all.push(&id);
+        rt.berth(&all)
+    };
+    let has_idle = harness::cgroup_dirs_named(&id)
+        .iter()
+        .any(|d| d.join("cpu.idle").exists());
+    if has_idle {
+        for val in ["1", "0", "1"] {
+            let out = update(&["--cpu-idle", val]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(read_cgroup(&id, "cpu.idle"), val);
+        }
+        // The kernel takes only 0 and 1.
+        assert!(!update(&["--cpu-idle", "2"]).status.success());
+        assert_eq!(read_cgroup(&id, "cpu.idle"), "1");
+        // Another flag leaves it alone.
+        assert!(update(&["--cpu-period", "10000"]).status.success());
+        assert_eq!(read_cgroup(&id, "cpu.idle"), "1");
+    }
+    if !v2_host() {
+        // A new period below the current runtime is refused by the kernel until the runtime
+        // is lowered: berth writes them in whichever order works (runc issue 4094).
+        for (period, runtime) in [("900001", "600001"), ("10000", "3000"), ("100000", "20000")] {
+            let out = update(&["--cpu-rt-period", period, "--cpu-rt-runtime", runtime]);
+            assert!(out.status.success(), "{period}/{runtime}: {}", stderr(&out));
+            assert_eq!(read_cgroup(&id, "cpu.rt_period_us"), period);
+            assert_eq!(read_cgroup(&id, "cpu.rt_runtime_us"), runtime);
+        }
+    }
+    rt.delete_force(&id);
+}
+
+#[test]
 fn a_fork_bomb_stops_at_pids_limit() {
     let rt = Runtime::new();
     // The inner shell forks until a fork fails (which ends it); the outer one keeps the

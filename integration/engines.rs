@@ -711,6 +711,11 @@ fn features_prints_what_containerd_reads() {
     // containerd's CRI checks for "rro" before asking for recursive read-only mounts.
     assert!(opts.contains(&"rro") && opts.contains(&"rbind"), "{opts:?}");
     assert!(v["hooks"].is_array());
+    // What berth reads from annotations: the systemd driver's unit properties.
+    assert_eq!(
+        v["potentiallyUnsafeConfigAnnotations"],
+        serde_json::json!(["org.systemd.property."])
+    );
     let linux = &v["linux"];
     assert!(linux["namespaces"].as_array().unwrap().len() == 8);
     assert!(linux["capabilities"]

@@ -126,6 +126,34 @@ fn tmpcopyup_keeps_the_image_content() {
     assert!(!b.path().join("rootfs/etc/extra").exists());
 }
 
+#[test]
+fn a_tmpfs_without_mode_takes_the_mode_of_the_directory_it_covers() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "stat -c %a /private /private-given /fresh"]);
+    let rootfs = b.path().join("rootfs");
+    for dir in ["private", "private-given"] {
+        fs::create_dir(rootfs.join(dir)).unwrap();
+        fs::set_permissions(rootfs.join(dir), fs::Permissions::from_mode(0o2710)).unwrap();
+    }
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        for (dest, opts) in [
+            ("/private", json!(["nosuid"])),
+            ("/private-given", json!(["mode=750"])),
+            ("/fresh", json!([])),
+        ] {
+            mounts.push(
+                json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts}),
+            );
+        }
+    });
+    let out = rt.run(&b, &harness::unique_id("tmpfsmode"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The covered directory's 2710; the mode given; tmpfs's own 1777 where berth made it.
+    assert_eq!(stdout(&out), "2710\n750\n1777\n");
+}
+
 /// As runc: a read-only `/dev` or tmpfs is mounted writable and made read-only at the end, so
 /// its device nodes, symlinks, sub-mounts and copied-up files are there, and then it is
 /// read-only for the container.

@@ -292,6 +292,22 @@ fn list_fails_for_a_missing_root_it_was_given_but_not_for_a_missing_default() {
 }
 
 #[test]
+fn an_execve_failure_is_one_line_in_runcs_words() {
+    // A script whose #! interpreter is missing: execve's ENOENT, said once (not also by
+    // init on the container's stderr, runc #4171), worded as the engines match it.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["/run.sh"]);
+    let script = b.path().join("rootfs/run.sh");
+    std::fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = rt.run(&b, &harness::unique_id("execve"));
+    harness::fails_with_one_line(
+        &out,
+        "process.args[0]: exec \"/run.sh\": no such file or directory",
+    );
+}
+
+#[test]
 fn json_log_has_runc_shape() {
     let rt = Runtime::new();
     let dir = tempfile::tempdir().unwrap();
@@ -468,7 +484,7 @@ fn an_exec_failure_past_the_start_gate_fails_start_and_run() {
     let notelf = b.path().join("rootfs/bin/notelf");
     fs::write(&notelf, "garbage\n").unwrap();
     fs::set_permissions(&notelf, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let want = "exec \"/bin/notelf\": ENOEXEC: Exec format error";
+    let want = "exec \"/bin/notelf\": exec format error";
     let id = harness::unique_id("enoexec");
     let out = rt.run(&b, &id);
     assert!(!out.status.success());

@@ -182,6 +182,52 @@ pub fn userns_bundle(args: &[&str], host_id: u32, size: u32) -> Bundle {
 }
 
 #[test]
+fn user_namespace_binds_sources_its_mapped_root_cannot_reach() {
+    // runc's userns.bats: a 0700 directory of the host's root is bound into a container
+    // whose root is host uid 100000, because the source is opened before the user namespace
+    // is entered; a file bound the same way too.
+    use std::os::unix::fs::PermissionsExt;
+    let rt = Runtime::new();
+    let mut b = userns_bundle(
+        &[
+            "sh",
+            "-c",
+            "cat /mnt/one/foo.txt /mnt/two/foo.txt /mnt/file.txt",
+        ],
+        100000,
+        65536,
+    );
+    let host = tempfile::tempdir().unwrap();
+    for (dir, text) in [("one", "first\n"), ("two", "second\n")] {
+        let closed = host.path().join(format!("closed-{dir}"));
+        fs::create_dir_all(closed.join("dir")).unwrap();
+        fs::write(closed.join("dir/foo.txt"), text).unwrap();
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    fs::write(host.path().join("closed-one/file.txt"), "a file\n").unwrap();
+    // Readable to others once reached, as runc's test files are.
+    for f in [
+        "closed-one/dir/foo.txt",
+        "closed-two/dir/foo.txt",
+        "closed-one/file.txt",
+    ] {
+        fs::set_permissions(host.path().join(f), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let h = host.path().display().to_string();
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/mnt/one", "source": format!("{h}/closed-one/dir"), "options": ["bind"]}));
+        mounts.push(json!({"destination": "/mnt/two", "source": format!("{h}/closed-two/dir"), "options": ["rbind"]}));
+        mounts.push(json!({"destination": "/mnt/file.txt", "source": format!("{h}/closed-one/file.txt"), "options": ["bind", "ro"]}));
+    });
+    let id = harness::unique_id("usernsbind");
+    let out = rt.run(&b, &id);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "first\nsecond\na file\n");
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
 fn user_namespace_with_mappings() {
     let rt = Runtime::new();
     let b = userns_bundle(&["sleep", "100"], 100000, 65536);

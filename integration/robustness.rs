@@ -582,7 +582,7 @@ fn pids_in(file: &Path) -> HashSet<i32> {
 
 /// `kill --all ID KILL` on a shell with two background children: every process of the
 /// container is gone from the host and from every cgroup, and the container is stopped.
-fn kill_all_empties_the_cgroup(name: &str, edit: impl FnOnce(&mut Value)) {
+fn kill_all_empties_the_cgroup(name: &str, kill: &[&str], edit: impl FnOnce(&mut Value)) {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "sleep 100 & sleep 100 & wait"]);
     b.edit(edit);
@@ -601,8 +601,14 @@ fn kill_all_empties_the_cgroup(name: &str, edit: impl FnOnce(&mut Value)) {
         assert!(alive(*pid), "{pid} not alive");
     }
 
-    let out = rt.berth(&["kill", "--all", &id, "KILL"]);
-    assert!(out.status.success(), "kill --all: {}", stderr(&out));
+    let args: Vec<&str> = ["kill"]
+        .iter()
+        .chain(kill)
+        .chain([&id.as_str(), &"KILL"])
+        .copied()
+        .collect();
+    let out = rt.berth(&args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     wait_until(5, "an empty cgroup after kill --all", || {
         files.iter().all(|f| pids_in(f).is_empty())
     });
@@ -619,14 +625,26 @@ fn kill_all_empties_the_cgroup(name: &str, edit: impl FnOnce(&mut Value)) {
 
 #[test]
 fn kill_all_empties_the_cgroup_with_a_pid_namespace() {
-    kill_all_empties_the_cgroup("killall", |_| {});
+    kill_all_empties_the_cgroup("killall", &["--all"], |_| {});
 }
 
 #[test]
 fn kill_all_empties_the_cgroup_without_a_pid_namespace() {
     // Without a PID namespace killing init alone would leave the children running: only
     // --all reaches them.
-    kill_all_empties_the_cgroup("killallnopidns", |c| {
+    kill_all_empties_the_cgroup("killallnopidns", &["--all"], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "pid")
+    });
+}
+
+#[test]
+fn kill_with_sigkill_reaches_every_process_without_a_pid_namespace() {
+    // As runc: without a PID namespace of its own, SIGKILL alone (no --all) goes to the
+    // whole cgroup, since killing init would leave the others running.
+    kill_all_empties_the_cgroup("killnopidns", &[], |c| {
         c["linux"]["namespaces"]
             .as_array_mut()
             .unwrap()
@@ -661,7 +679,8 @@ fn kill_all_of_a_stopped_container_kills_what_init_left() {
     let orphan = *left.iter().next().unwrap();
     assert!(alive(orphan));
 
-    let out = rt.berth(&["kill", "--all", &id, "KILL"]);
+    // (SIGKILL without --all: the same there, as runc, where init is gone.)
+    let out = rt.berth(&["kill", &id, "KILL"]);
     let killed = out.status.success();
     let err = stderr(&out);
     if !killed {

@@ -587,6 +587,61 @@ fn a_gap_in_the_preserved_fds_stays_empty_and_no_berth_fd_fills_it() {
 }
 
 #[test]
+fn init_at_the_start_gate_holds_no_fd_of_berths_caller() {
+    // runc's create.bats "detect fd leak": the caller's fd 7 (not preserved) and fd 3 (one
+    // preserved fd) as `create` leaves init waiting: init holds stdio, fd 3 and its exec
+    // fifo, nothing of the caller's past them, and no directory of berth's.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("fdleak");
+    let file = b.path().join("callers-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"f=$1; shift; exec 3<"$f" 7<"$f"; exec "$@""#)
+        .arg("sh")
+        .arg(&file)
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["create", "--preserve-fds", "1", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        // (A file, not a pipe: the waiting init holds the container's stderr.)
+        .stderr(std::fs::File::create(b.path().join("create.err")).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(b.path().join("create.err")).unwrap();
+    assert!(out.success(), "{err}");
+    rt.track(&id);
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let mut held: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path()).unwrap();
+            (
+                e.file_name().to_str().unwrap().parse().unwrap(),
+                target.display().to_string(),
+            )
+        })
+        .collect();
+    held.sort();
+    let fds: Vec<u32> = held.iter().map(|(fd, _)| *fd).collect();
+    assert_eq!(fds[..4], [0, 1, 2, 3], "{held:?}");
+    assert!(held[3].1.ends_with("callers-file"), "{held:?}");
+    for (fd, target) in &held[4..] {
+        assert!(
+            target.ends_with("/exec.fifo"),
+            "init holds fd {fd} -> {target}: {held:?}"
+        );
+    }
+    rt.delete_force(&id);
+}
+
+#[test]
 fn socket_activation_fds_are_passed_on_with_listen_fds() {
     let rt = Runtime::new();
     let b = Bundle::new(&["sh", "-c", SHOW_FD3]);
@@ -797,6 +852,48 @@ fn capability_names_unknown_to_berth_are_ignored_with_runcs_warning() {
         stderr(&out)
     );
     rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn a_file_only_its_owner_may_run_runs_for_a_user_with_cap_dac_override() {
+    // As execve decides, and runc: another user cannot run a 0744 root file, unless it
+    // holds CAP_DAC_OVERRIDE.
+    use std::os::unix::fs::PermissionsExt;
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["/opt/echo", "ran"]);
+    let rootfs = b.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("opt")).unwrap();
+    let busybox = std::fs::canonicalize(rootfs.join("bin/sh")).unwrap();
+    std::fs::copy(&busybox, rootfs.join("opt/echo")).unwrap();
+    std::fs::set_permissions(
+        rootfs.join("opt/echo"),
+        std::fs::Permissions::from_mode(0o744),
+    )
+    .unwrap();
+    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 100}));
+    let out = rt.run(&b, &harness::unique_id("nodac"));
+    harness::fails_with_one_line(
+        &out,
+        "process.args[0]: exec \"/opt/echo\": permission denied",
+    );
+    b.edit(|c| {
+        for set in [
+            "bounding",
+            "effective",
+            "permitted",
+            "inheritable",
+            "ambient",
+        ] {
+            let caps = c["process"]["capabilities"][set].as_array_mut();
+            match caps {
+                Some(caps) => caps.push(json!("CAP_DAC_OVERRIDE")),
+                None => c["process"]["capabilities"][set] = json!(["CAP_DAC_OVERRIDE"]),
+            }
+        }
+    });
+    let out = rt.run(&b, &harness::unique_id("dac"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ran\n");
 }
 
 #[test]

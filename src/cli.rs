@@ -244,6 +244,9 @@ pub struct UpdateArgs {
     /// CPU CFS burst (µs).
     #[arg(long = "cpu-burst")]
     pub cpu_burst: Option<u64>,
+    /// SCHED_IDLE for the cgroup: 1 on, 0 off (cgroup v2, or v1 where the kernel has cpu.idle).
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
+    pub cpu_idle: Option<i64>,
     /// CPU shares (relative weight).
     #[arg(long = "cpu-share")]
     pub cpu_share: Option<u64>,

@@ -121,18 +121,30 @@ pub fn state_json(state: &State, status: ContainerState, pid: i32) -> Result<Str
 /// hooks berth runs on the host, the rootfs for createContainer, the process's cwd for
 /// startContainer.
 pub fn run(hooks: Option<&Hooks>, kind: Kind, state_json: &str, dir: Option<&Path>) -> Result<()> {
+    run_with_env(hooks, kind, state_json, dir, &[])
+}
+
+/// As `run`, with `env` for a hook that has no `env` of its own: the container process's
+/// environment for startContainer hooks, which they have always had from runc.
+pub fn run_with_env(
+    hooks: Option<&Hooks>,
+    kind: Kind,
+    state_json: &str,
+    dir: Option<&Path>,
+    env: &[String],
+) -> Result<()> {
     for (i, hook) in of(hooks, kind).iter().enumerate() {
-        run_one(hook, state_json, dir)
+        run_one(hook, state_json, dir, env)
             .with_context(|| format!("hooks.{}[{i}] ({})", kind.name(), hook.path().display()))?;
     }
     Ok(())
 }
 
 /// Runs every hook of `kind`; a failure is logged as a warning and the rest still run (the
-/// runtime-spec's rule for poststart and poststop).
+/// runtime-spec's rule for poststop).
 pub fn run_warn(hooks: Option<&Hooks>, kind: Kind, state_json: &str, dir: Option<&Path>) {
     for (i, hook) in of(hooks, kind).iter().enumerate() {
-        if let Err(e) = run_one(hook, state_json, dir) {
+        if let Err(e) = run_one(hook, state_json, dir, &[]) {
             log::warn!(
                 "hooks.{}[{i}] ({}): {e:#}",
                 kind.name(),
@@ -143,7 +155,7 @@ pub fn run_warn(hooks: Option<&Hooks>, kind: Kind, state_json: &str, dir: Option
 }
 
 /// Runs one hook to completion (or its timeout) and says how it failed.
-fn run_one(hook: &Hook, state_json: &str, dir: Option<&Path>) -> Result<()> {
+fn run_one(hook: &Hook, state_json: &str, dir: Option<&Path>, env: &[String]) -> Result<()> {
     let stdin = memfd("berth-hook-stdin")?;
     let mut file = std::fs::File::from(stdin.try_clone().context("dup the hook's stdin")?);
     file.write_all(state_json.as_bytes())
@@ -163,7 +175,7 @@ fn run_one(hook: &Hook, state_json: &str, dir: Option<&Path>) -> Result<()> {
         cmd.current_dir(dir);
     }
     cmd.env_clear();
-    for entry in hook.env().as_deref().unwrap_or(&[]) {
+    for entry in hook.env().as_deref().unwrap_or(env) {
         match entry.split_once('=') {
             Some((k, v)) => cmd.env(k, v),
             None => cmd.env(entry, ""),
@@ -311,11 +323,11 @@ mod tests {
     fn warn_runs_every_hook_despite_failures() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("ran");
-        let h = hooks(serde_json::json!({"poststart": [
+        let h = hooks(serde_json::json!({"poststop": [
             {"path": "/bin/false"},
             {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", out.display())]},
         ]}));
-        run_warn(Some(&h), Kind::Poststart, "{}", None);
+        run_warn(Some(&h), Kind::Poststop, "{}", None);
         assert!(out.exists());
     }
 

@@ -22,6 +22,10 @@ fn main() {
         eprintln!("berth: no command given; see berth --help");
         std::process::exit(2);
     };
+    if let Err(e) = commands::close_callers_fds(&command) {
+        eprintln!("berth: {e:#}");
+        std::process::exit(1);
+    }
     if let Err(e) = logging::init(
         cli.global.log.as_deref(),
         cli.global.log_format,

@@ -501,6 +501,14 @@ fn check_fd_count(preserve_fds: u32, listen_fds: u32, soft_limit: u64) -> Result
     first_fd_past(listen_fds, preserve_fds).map(drop)
 }
 
+/// Closes every fd from `first` on.
+pub fn close_from(first: u32) -> Result<()> {
+    // SAFETY: close_range closes only this process's own descriptors; the caller owns none
+    // of them (they are what berth's caller left open).
+    let r = unsafe { libc::close_range(first, u32::MAX, 0) };
+    Errno::result(r).map(drop).context("close_range")
+}
+
 /// Marks every fd from `first` on close-on-exec, so none of berth's fds reach the container.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes flags on this process's own descriptors.

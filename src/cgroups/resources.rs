@@ -340,12 +340,26 @@ fn cpu(cg: &Cgroup, c: &LinuxCpu) -> Result<()> {
         if let Some(b) = c.burst() {
             cg.write("cpu.burst", "cpu.cfs_burst_us", b)?;
         }
-        // Period before runtime: the runtime must fit the period.
-        if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
-            cg.write("cpu.realtimePeriod", "cpu.rt_period_us", p)?;
-        }
-        if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
-            cg.write("cpu.realtimeRuntime", "cpu.rt_runtime_us", r)?;
+        // The kernel checks runtime against period too: period first, and if the new period
+        // does not fit the old runtime, the runtime first (as runc).
+        match (
+            c.realtime_period().filter(|p| *p != 0),
+            c.realtime_runtime().filter(|r| *r != 0),
+        ) {
+            (Some(p), Some(r)) => {
+                if cg
+                    .write("cpu.realtimePeriod", "cpu.rt_period_us", p)
+                    .is_err()
+                {
+                    cg.write("cpu.realtimeRuntime", "cpu.rt_runtime_us", r)?;
+                    cg.write("cpu.realtimePeriod", "cpu.rt_period_us", p)?;
+                } else {
+                    cg.write("cpu.realtimeRuntime", "cpu.rt_runtime_us", r)?;
+                }
+            }
+            (Some(p), None) => cg.write("cpu.realtimePeriod", "cpu.rt_period_us", p)?,
+            (None, Some(r)) => cg.write("cpu.realtimeRuntime", "cpu.rt_runtime_us", r)?,
+            (None, None) => {}
         }
     }
     if let Some(idle) = c.idle() {

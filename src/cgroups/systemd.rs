@@ -453,7 +453,7 @@ fn device_allow(
 }
 
 /// The annotation prefix runc takes unit properties from.
-const PROPERTY_ANNOTATION: &str = "org.systemd.property.";
+pub const PROPERTY_ANNOTATION_PREFIX: &str = "org.systemd.property.";
 
 /// Unit properties from the config's `org.systemd.property.NAME` annotations, as runc: the
 /// value in GVariant text form (`uint64 30000000`, `true`, `'inactive-or-failed'`, `['a']`),
@@ -465,12 +465,12 @@ pub fn annotation_properties(
 ) -> Result<Vec<Property>> {
     let mut keys: Vec<&String> = annotations
         .keys()
-        .filter(|k| k.starts_with(PROPERTY_ANNOTATION))
+        .filter(|k| k.starts_with(PROPERTY_ANNOTATION_PREFIX))
         .collect();
     keys.sort();
     let mut props = Vec::new();
     for key in keys {
-        let name = &key[PROPERTY_ANNOTATION.len()..];
+        let name = &key[PROPERTY_ANNOTATION_PREFIX.len()..];
         let text = &annotations[key];
         let field = || format!("annotations.{key:?}");
         if name.len() < 3 || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -789,7 +789,7 @@ mod tests {
         let ann = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
             pairs
                 .iter()
-                .map(|(k, v)| (format!("{PROPERTY_ANNOTATION}{k}"), v.to_string()))
+                .map(|(k, v)| (format!("{PROPERTY_ANNOTATION_PREFIX}{k}"), v.to_string()))
                 .chain([("other.annotation".to_string(), "x".to_string())])
                 .collect()
         };

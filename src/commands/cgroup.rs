@@ -213,6 +213,7 @@ fn flags_to_json(a: &UpdateArgs) -> Result<Value> {
     put("quota", a.cpu_quota.map(|v| json!(v)));
     put("period", a.cpu_period.map(|v| json!(v)));
     put("burst", a.cpu_burst.map(|v| json!(v)));
+    put("idle", a.cpu_idle.map(|v| json!(v)));
     put("realtimeRuntime", a.cpu_rt_runtime.map(|v| json!(v)));
     put("realtimePeriod", a.cpu_rt_period.map(|v| json!(v)));
     put("cpus", a.cpuset_cpus.as_ref().map(|v| json!(v)));

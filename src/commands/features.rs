@@ -104,8 +104,12 @@ pub fn build() -> Features {
         ))
         .set_linux(Some(linux))
         .set_annotations(Some(annotations))
-        // berth changes nothing it does because of an annotation.
-        .set_potentially_unsafe_config_annotations(Some(Vec::new()));
+        // The annotations that change what berth does (features.md: a key ending in "." is a
+        // prefix): with --systemd-cgroup, each org.systemd.property.NAME becomes a property
+        // of the container's unit, as runc.
+        .set_potentially_unsafe_config_annotations(Some(vec![
+            crate::cgroups::systemd::PROPERTY_ANNOTATION_PREFIX.to_string(),
+        ]));
     f
 }
 
@@ -146,6 +150,10 @@ mod tests {
         ] {
             assert!(v.get(key).is_some(), "no {key}");
         }
+        assert_eq!(
+            v["potentiallyUnsafeConfigAnnotations"],
+            serde_json::json!(["org.systemd.property."])
+        );
         let linux = &v["linux"];
         for key in [
             "namespaces",

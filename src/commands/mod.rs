@@ -19,6 +19,26 @@ use crate::cli::{CreateArgs, DeleteArgs, ExecArgs, KillArgs, ListArgs, ListForma
 use crate::container::{self, Container};
 use crate::{process, signals};
 
+/// Closes the fds berth's caller left open past stdio, LISTEN_FDS and `--preserve-fds`, for
+/// the commands that start a process: berth forks the container's init and exec'd processes
+/// from itself, so without this they would hold the caller's files until their execve (runc
+/// passes its init only stdio and the fds it means to). Called first, before berth opens
+/// anything of its own (its log file included); berth never uses the caller's fds.
+pub fn close_callers_fds(command: &crate::cli::Command) -> Result<()> {
+    use crate::cli::Command;
+    let first = match command {
+        Command::Create(a) => crate::sys::first_fd_past(process::listen_fds(), a.opts.preserve_fds),
+        Command::Run(a) => crate::sys::first_fd_past(process::listen_fds(), a.opts.preserve_fds),
+        Command::Exec(a) => crate::sys::first_fd_past(0, a.preserve_fds),
+        _ => return Ok(()),
+    };
+    // A count past any fd number is refused by the command itself, naming the flag.
+    match first {
+        Ok(first) => crate::sys::close_from(first),
+        Err(_) => Ok(()),
+    }
+}
+
 pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
     let bundle = process::load(&args.id, &args.opts)?;
     // Init waits at the start gate running berth's binary, in sight of anything exec'd into

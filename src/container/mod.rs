@@ -180,17 +180,24 @@ impl Container {
             }
         }
         self.open_fifo_gate(&pidfd)?;
-        // runtime-spec: a failing poststart hook is a warning; the container keeps running.
+        // runtime-spec 1.3 (runtime.md, lifecycle step 9): a failing poststart hook is an
+        // error that stops the container and continues at its destruction, as for prestart
+        // (1.0 had it a warning; runc kills the container too).
         if hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
             return Ok(());
         }
         let state = hooks::state_json(&self.state, ContainerState::Running, self.state.pid)?;
-        hooks::run_warn(
+        if let Err(e) = hooks::run(
             self.state.hooks.as_ref(),
             hooks::Kind::Poststart,
             &state,
             Some(&self.state.bundle),
-        );
+        ) {
+            if let Err(d) = self.destroy() {
+                log::warn!("undo container {:?}: {d:#}", self.id());
+            }
+            return Err(e.context(format!("cannot start container {:?}", self.id())));
+        }
         Ok(())
     }
 
@@ -324,6 +331,12 @@ impl Container {
     }
 
     fn signal(&self, signal: i32, all: bool, status: Status) -> Result<()> {
+        // As runc: SIGKILL to a container without a PID namespace of its own goes to every
+        // process in its cgroup, for init's death does not end the others there.
+        let all = all
+            || (signal == libc::SIGKILL
+                && !self.state.own_pid_namespace
+                && self.state.cgroup.is_some());
         // With --all, as runc: what init left behind in the cgroup (possible without a PID
         // namespace of its own) is still signalled after init has exited.
         if !all && matches!(status, Status::Stopped | Status::Creating) {

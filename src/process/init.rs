@@ -18,13 +18,18 @@ use super::channel::{Channel, Message};
 use super::setup::{self, Prepared, ProcessContext};
 use super::SetupConfig;
 use crate::hooks;
-use crate::rootfs::{self, RootfsContext};
+use crate::rootfs::{self, BindSources, RootfsContext};
 use crate::sys;
 
 /// Sets the container up, reports to `create`, waits at the start gate and execs the user
 /// process. Errors before the report travel to `create`; later ones go to stderr.
-pub fn run(cfg: &SetupConfig, chan: Channel, late_pid_ns: Option<OwnedFd>) -> ! {
-    let (prepared, start_hook_state) = match setup(cfg, &chan, late_pid_ns) {
+pub fn run(
+    cfg: &SetupConfig,
+    chan: Channel,
+    late_pid_ns: Option<OwnedFd>,
+    bind_sources: &BindSources,
+) -> ! {
+    let (prepared, start_hook_state) = match setup(cfg, &chan, late_pid_ns, bind_sources) {
         Ok(p) => p,
         Err(e) => super::fail(&chan, e),
     };
@@ -35,8 +40,11 @@ pub fn run(cfg: &SetupConfig, chan: Channel, late_pid_ns: Option<OwnedFd>) -> ! 
         // `create` is gone: nobody will ever start this container.
         super::fail(&chan, e);
     }
-    let err = wait_and_exec(cfg, chan, prepared, start_hook_state);
-    eprintln!("berth: container init: {err:#}");
+    let (err, reported) = wait_and_exec(cfg, chan, prepared, start_hook_state);
+    // Once `start` has it, it is said once, there (runc #4171: one line, not two).
+    if !reported {
+        eprintln!("berth: container init: {err:#}");
+    }
     std::process::exit(127);
 }
 
@@ -47,6 +55,7 @@ fn setup(
     cfg: &SetupConfig,
     chan: &Channel,
     late_pid_ns: Option<OwnedFd>,
+    bind_sources: &BindSources,
 ) -> Result<(Prepared, Option<String>)> {
     let spec = &cfg.bundle.spec;
     let process = spec.process().as_ref().context("process: must be set")?;
@@ -70,6 +79,7 @@ fn setup(
         new_mount_ns: cfg.namespaces.is_listed(LinuxNamespaceType::Mount),
         no_pivot: cfg.no_pivot,
         pid_ns: late_pid_ns.as_ref().map(|ns| ns.as_fd()),
+        bind_sources,
     };
     let read_only_later = rootfs::prepare(&ctx)?;
     // Hooks see the mounts in place and the host's root still reachable: `create` runs
@@ -145,33 +155,37 @@ fn needs_hook_state(h: Option<&oci_spec::runtime::Hooks>) -> bool {
 }
 
 /// The start gate: opening the exec fifo for writing blocks until `start` opens it for
-/// reading; or, with no fifo, `Start` on the channel.
+/// reading; or, with no fifo, `Start` on the channel. Returns only on failure: the error,
+/// and whether `start` was told it.
 fn wait_and_exec(
     cfg: &SetupConfig,
     chan: Channel,
     mut p: Prepared,
     start_hook_state: Option<String>,
-) -> anyhow::Error {
+) -> (anyhow::Error, bool) {
     // A failure to load it is reported through the gate, to `start`.
     let seccomp = p.load_seccomp();
     let mut gate = match Gate::pass(cfg, chan) {
         Ok(gate) => gate,
-        Err(e) => return e,
+        Err(e) => return (e, false),
     };
     // startContainer hooks run in the container, past the gate, before the user process.
     let hooks = cfg.bundle.spec.hooks().as_ref();
     let err = match seccomp {
         Err(e) => e,
         Ok(()) => {
-            match start_hook_state.map(|s| hooks::run(hooks, hooks::Kind::StartContainer, &s, None))
-            {
+            let run_hooks = |s: String| {
+                let env = p.env();
+                hooks::run_with_env(hooks, hooks::Kind::StartContainer, &s, None, &env)
+            };
+            match start_hook_state.map(run_hooks) {
                 Some(Err(e)) => e,
                 _ => setup::exec(p),
             }
         }
     };
-    gate.report(&err);
-    err
+    let reported = gate.report(&err);
+    (err, reported)
 }
 
 /// The gate init has passed. It stays open (close-on-exec): `start` sees it close when execve
@@ -198,13 +212,14 @@ impl Gate {
             .map_err(|e| anyhow::anyhow!("open the exec fifo: {e}"))
     }
 
-    /// Tells `start` why the user process is not running; it fails with this.
-    fn report(&mut self, err: &anyhow::Error) {
+    /// Tells `start` why the user process is not running; it fails with this. Whether that
+    /// reached it.
+    fn report(&mut self, err: &anyhow::Error) -> bool {
         let text = format!("{err:#}");
-        let _ = match self {
-            Gate::Fifo(f) => f.write_all(text.as_bytes()).map_err(anyhow::Error::from),
-            Gate::Channel(chan) => chan.send(&Message::Error(text)),
-        };
+        match self {
+            Gate::Fifo(f) => f.write_all(text.as_bytes()).is_ok(),
+            Gate::Channel(chan) => chan.send(&Message::Error(text)).is_ok(),
+        }
     }
 }
 

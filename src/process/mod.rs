@@ -416,7 +416,7 @@ fn is_rootless(opts: &CreateOpts) -> bool {
 }
 
 /// How many socket-activation fds systemd gave this process: LISTEN_FDS, when LISTEN_PID is us.
-fn listen_fds() -> u32 {
+pub fn listen_fds() -> u32 {
     let ours = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -549,10 +549,16 @@ fn start_setup_process(
     if ns.needs_fork() && !ns.is_listed(LinuxNamespaceType::User) && !cfg.cgroup_placed_by_parent {
         let born_dir = cfg.cgroup.as_ref().and_then(open_v2_dir);
         let born_in = born_dir.as_ref().map(|(i, _)| *i);
+        let cgroup_dir_fd = born_dir.as_ref().map(|(_, dir)| dir.as_raw_fd());
         let mut setup = || {
             // Its own fd table: these closes leave the parent's fds alone.
             let _ = nix::unistd::close(parent_end.as_raw_fd());
             let _ = nix::unistd::close(lock);
+            // (The cgroup2 directory it was born in: no use to it, and it must not be seen
+            // among init's fds.)
+            if let Some(dir) = cgroup_dir_fd {
+                let _ = nix::unistd::close(dir);
+            }
             // SAFETY: the fd is this process's own copy (no CLONE_FILES); the parent's Channel
             // that also names it is neither used nor dropped here.
             let chan = unsafe { Channel::from_raw_fd(child_end.as_raw_fd()) };
@@ -620,15 +626,18 @@ fn fork_setup_process(cgroup: Option<&cgroups::Placement>) -> Result<(ForkResult
 /// The setup process: cgroup, user namespace (mapped by the parent), the other namespaces,
 /// then init. Returns the exit code when it has forked init.
 fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i32 {
-    let late_pid_ns = match enter_namespaces(cfg, &chan, born_in) {
-        Ok(late_pid_ns) => late_pid_ns,
+    let Entered {
+        late_pid_ns,
+        bind_sources,
+    } = match enter_namespaces(cfg, &chan, born_in) {
+        Ok(entered) => entered,
         Err(e) => fail(&chan, e),
     };
     if !cfg.namespaces.needs_fork() {
         if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
             fail(&chan, e);
         }
-        init::run(cfg, chan, None)
+        init::run(cfg, chan, None, &bind_sources)
     }
     if late_pid_ns.is_some() {
         // Init builds the container and then hands over to the one it forks into the PID
@@ -636,12 +645,12 @@ fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i3
         if let Err(e) = hand_over(&chan) {
             fail(&chan, e.context("fork the container's init"));
         }
-        init::run(cfg, chan, late_pid_ns)
+        init::run(cfg, chan, late_pid_ns, &bind_sources)
     }
     // SAFETY: single-threaded, as above. When this process borrows `create`'s memory, init
     // gets a copy of it, as fork makes one.
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => init::run(cfg, chan, None),
+        Ok(ForkResult::Child) => init::run(cfg, chan, None, &bind_sources),
         Ok(ForkResult::Parent { child }) => {
             i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err())
         }
@@ -675,11 +684,14 @@ fn hand_over(chan: &Channel) -> Result<()> {
 
 /// Joins and creates the container's namespaces. Returns the PID namespace that init is to
 /// join later, once the rootfs is the container's (see `init::enter_pid_namespace`).
-fn enter_namespaces(
-    cfg: &SetupConfig,
-    chan: &Channel,
-    born_in: Option<usize>,
-) -> Result<Option<OwnedFd>> {
+/// What the setup process brings from the host into the container's namespaces.
+struct Entered {
+    /// A PID namespace to join only once the rootfs is built (see `enter_namespaces`).
+    late_pid_ns: Option<OwnedFd>,
+    bind_sources: crate::rootfs::BindSources,
+}
+
+fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -> Result<Entered> {
     // `run` blocks signals to relay them; the container starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
@@ -710,6 +722,13 @@ fn enter_namespaces(
         cgroup.join_self(born_in)?;
     }
     let ns = &cfg.namespaces;
+    // As runc: the bind sources are opened (here, cloned) while still root on the host, so
+    // a source the container's mapped root cannot reach is still bound.
+    let bind_sources =
+        match ns.is_listed(LinuxNamespaceType::User) && ns.is_listed(LinuxNamespaceType::Mount) {
+            true => crate::rootfs::clone_bind_sources(&cfg.bundle.spec, &cfg.bundle.dir),
+            false => crate::rootfs::BindSources::default(),
+        };
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
     if ns.is_new(LinuxNamespaceType::User) {
         Namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
@@ -750,7 +769,10 @@ fn enter_namespaces(
     if ns.is_new(LinuxNamespaceType::Time) {
         namespaces::write_time_offsets(&cfg.bundle.spec)?;
     }
-    Ok(late_pid_ns)
+    Ok(Entered {
+        late_pid_ns,
+        bind_sources,
+    })
 }
 
 /// Reports `err` to the parent and exits; used by every setup process.

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{access, chdir, execve, setresgid, setresuid, AccessFlags, Gid, Uid};
+use nix::unistd::{chdir, execve, faccessat, setresgid, setresuid, AccessFlags, Gid, Uid};
 use oci_spec::runtime::{Process, Spec};
 
 use super::channel::{Channel, Message};
@@ -35,6 +36,16 @@ pub struct Prepared {
     exe: CString,
     args: Vec<CString>,
     env: Vec<CString>,
+}
+
+impl Prepared {
+    /// The environment the process will get.
+    pub fn env(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect()
+    }
 }
 
 /// Applies everything of `ctx.process` short of the exec itself. Runs inside the container
@@ -167,8 +178,19 @@ pub fn exec(p: Prepared) -> anyhow::Error {
         }
     }
     match execve(&p.exe, &p.args, &p.env) {
-        Err(e) => anyhow::anyhow!("process.args[0]: exec {:?}: {e}", p.exe),
+        Err(e) => anyhow::anyhow!("process.args[0]: exec {:?}: {}", p.exe, errno_words(e)),
         Ok(never) => match never {},
+    }
+}
+
+/// An errno as runc (Go) words it, which is what the engines match on: docker and podman
+/// exit 127 for "no such file or directory" and 126 for "permission denied".
+fn errno_words(e: nix::errno::Errno) -> String {
+    let desc = e.desc();
+    let mut chars = desc.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => e.to_string(),
     }
 }
 
@@ -248,7 +270,12 @@ fn switch_user(process: &Process) -> Result<()> {
 
 /// Finds `name` as execvp would, using PATH from the container's environment.
 pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
-    let is_executable = |p: &Path| p.is_file() && access(p, AccessFlags::X_OK).is_ok();
+    // With the effective ids and capabilities, as execve checks (access(2) takes the real
+    // ones and drops the capabilities of a non-root user, so a file only its owner may run
+    // would be refused to a user with CAP_DAC_OVERRIDE that execve lets run it).
+    let is_executable = |p: &Path| {
+        p.is_file() && faccessat(None, p, AccessFlags::X_OK, AtFlags::AT_EACCESS).is_ok()
+    };
     if name.contains('/') {
         let p = PathBuf::from(name);
         if is_executable(&p) {
@@ -281,7 +308,13 @@ pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
 /// kernel does (up to 4 levels).
 fn refuse_own_binary(exe: &Path, own: OwnBinary, depth: u32) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let target = std::fs::metadata(exe).with_context(|| format!("stat {}", exe.display()))?;
+    let target = match std::fs::metadata(exe) {
+        Ok(m) => m,
+        // A `#!` interpreter that is not there: execve fails on it, and says so for
+        // args[0] (ENOENT, as runc reports `exec /run.sh: no such file or directory`).
+        Err(_) if depth > 0 => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("stat {}", exe.display())),
+    };
     // A sealed copy (a created container's init runs one) is the same file seen through an
     // overlay of its own: another device, the same inode number, size and mtime.
     let sealed_copy = (target.ino(), target.size(), target.mtime())

@@ -40,6 +40,50 @@ pub struct RootfsContext<'a> {
     /// The PID namespace that `proc` mounts show, when it is not this process's own: a
     /// container joining one enters it only after the rootfs is built.
     pub pid_ns: Option<BorrowedFd<'a>>,
+    /// Bind sources cloned before the user namespace was entered (`clone_bind_sources`),
+    /// by mount index.
+    pub bind_sources: &'a BindSources,
+}
+
+/// Detached copies of the bind mounts' sources, made while berth is still root on the host
+/// (open_tree with OPEN_TREE_CLONE), by the index of their `mounts` entry. In a user
+/// namespace the container's root is the mapped uid, which may not reach a source (a 0700
+/// directory of the host's root) that runc, opening it before entering the namespace, binds.
+#[derive(Default)]
+pub struct BindSources(Vec<Option<OwnedFd>>);
+
+impl BindSources {
+    fn take(&self, i: usize) -> Option<&OwnedFd> {
+        self.0.get(i).and_then(Option::as_ref)
+    }
+}
+
+/// The bind sources of `spec`'s mounts, cloned now; a source that cannot be is left to the
+/// bind itself, which says why.
+pub fn clone_bind_sources(spec: &Spec, bundle: &Path) -> BindSources {
+    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    BindSources(
+        mounts
+            .iter()
+            .map(|m| {
+                let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+                if !(opts.is_bind() || m.typ().as_deref() == Some("bind")) {
+                    return None;
+                }
+                let source = bind_source_path(bundle, m.source().as_ref()?);
+                let fd = File::open(&source).ok()?;
+                sys::clone_mount(&fd, opts.flags.contains(MsFlags::MS_REC)).ok()
+            })
+            .collect(),
+    )
+}
+
+/// A bind source as the host names it: relative ones are the bundle's.
+fn bind_source_path(bundle: &Path, source: &Path) -> PathBuf {
+    match source.is_absolute() {
+        true => source.to_path_buf(),
+        false => bundle.join(source),
+    }
 }
 
 /// Mounts that are made read-only only in `finalize`, as runc: a read-only `/dev` or tmpfs is
@@ -79,8 +123,14 @@ pub fn prepare(ctx: &RootfsContext) -> Result<ReadOnlyLater> {
     let mounts = ctx.spec.mounts().clone().unwrap_or_default();
     let mut read_only_later = ReadOnlyLater::default();
     for (i, m) in mounts.iter().enumerate() {
-        mount_entry(ctx, &root, m, &mut read_only_later)
-            .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
+        mount_entry(
+            ctx,
+            &root,
+            m,
+            ctx.bind_sources.take(i),
+            &mut read_only_later,
+        )
+        .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
     }
     let dev_is_host_bind = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
@@ -230,6 +280,7 @@ fn mount_entry(
     ctx: &RootfsContext,
     root: &File,
     m: &Mount,
+    cloned_source: Option<&OwnedFd>,
     read_only_later: &mut ReadOnlyLater,
 ) -> Result<()> {
     let mut opts = options::parse(m.options().as_deref().unwrap_or(&[]));
@@ -239,7 +290,7 @@ fn mount_entry(
         return mount_cgroup(ctx, root, dest, &opts);
     }
     if opts.is_bind() || fstype == "bind" {
-        bind_entry(ctx, root, m, &opts)?;
+        bind_entry(ctx, root, m, cloned_source, &opts)?;
     } else {
         let read_only = opts.flags.contains(MsFlags::MS_RDONLY)
             && (fstype == "tmpfs" || dest.components().eq(Path::new("/dev").components()));
@@ -248,6 +299,7 @@ fn mount_entry(
         }
         let target = match fstype {
             "proc" | "sysfs" => ordinary_directory(root, dest, fstype)?,
+            "tmpfs" => tmpfs_target(root, dest, &mut opts)?,
             _ => paths::create_in_root(root, dest, Kind::Dir)?,
         };
         check_proc_destination(root, &target, m, None)?;
@@ -275,6 +327,25 @@ fn mount_entry(
             .context("mount_setattr for the recursive options")?;
     }
     apply_propagation(root, dest, &opts.propagation)
+}
+
+/// The destination of a tmpfs. One that exists already lends its mode (with setuid, setgid
+/// and sticky bits) to the tmpfs, ahead of the entry's own options so that a `mode=` given
+/// wins, as runc: a tmpfs over an image's 0700 directory stays 0700 rather than tmpfs's
+/// 1777. A destination berth has to make keeps tmpfs's default.
+fn tmpfs_target(root: &File, dest: &Path, opts: &mut options::MountOptions) -> Result<OwnedFd> {
+    let existing = match paths::open_in_root(root, dest) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return paths::create_in_root(root, dest, Kind::Dir),
+        Err(e) => return Err(e).context("open the destination"),
+    };
+    let st = nix::sys::stat::fstat(existing.as_raw_fd()).context("stat the destination")?;
+    let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+    opts.data = match opts.data.is_empty() {
+        true => mode,
+        false => format!("{mode},{}", opts.data),
+    };
+    Ok(existing)
 }
 
 /// mount(2) of entry `m` (no bind, no cgroup) on `path`, the /proc/self/fd path of its
@@ -341,33 +412,50 @@ fn mount_proc_of(
     sys::move_mount_onto(&proc, target).context("mount proc: move_mount")
 }
 
+/// A bind of `m`'s source, or of `cloned_source` (the same source, cloned before the user
+/// namespace was entered) when there is one.
 fn bind_entry(
     ctx: &RootfsContext,
     root: &File,
     m: &Mount,
+    cloned_source: Option<&OwnedFd>,
     opts: &options::MountOptions,
 ) -> Result<()> {
     let dest = m.destination();
     let source = m.source().as_ref().context("bind mount without a source")?;
-    let source = if source.is_absolute() {
-        source.clone()
-    } else {
-        ctx.bundle.join(source)
+    let source = bind_source_path(ctx.bundle, source);
+    let is_dir = match cloned_source {
+        Some(fd) => {
+            let st = nix::sys::stat::fstat(fd.as_raw_fd())
+                .with_context(|| format!("bind source {}", source.display()))?;
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+        }
+        None => std::fs::metadata(&source)
+            .with_context(|| format!("bind source {}", source.display()))?
+            .is_dir(),
     };
-    let meta =
-        std::fs::metadata(&source).with_context(|| format!("bind source {}", source.display()))?;
-    let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+    let kind = if is_dir { Kind::Dir } else { Kind::File };
     let target = paths::create_in_root(root, dest, kind)?;
     check_proc_destination(root, &target, m, Some(&source))?;
-    let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-    mount(
-        Some(&source),
-        fd_path(&target).as_str(),
-        None::<&str>,
-        flags,
-        None::<&str>,
-    )
-    .with_context(|| format!("bind mount {}", source.display()))?;
+    match cloned_source {
+        Some(clone) => sys::move_mount_onto(clone, &target).with_context(|| {
+            format!(
+                "bind mount {} (cloned before the user namespace)",
+                source.display()
+            )
+        })?,
+        None => {
+            let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+            mount(
+                Some(&source),
+                fd_path(&target).as_str(),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .with_context(|| format!("bind mount {}", source.display()))?;
+        }
+    }
     if opts.remount_flags().is_empty() {
         return Ok(());
     }

@@ -308,8 +308,10 @@ pub fn uses_notify(seccomp: &LinuxSeccomp) -> bool {
 }
 
 /// Init hands the notify fd to `create` with sendmsg after the filter is loaded, so that
-/// syscall must not wait for an agent that has not got the fd yet (runc refuses `write` for
-/// the same reason). And an agent needs somewhere to be reached.
+/// syscall must not wait for an agent that has not got the fd yet; and init's own write of
+/// the start gate (and of an error for `start`) must not be the agent's to answer, which is
+/// why runc refuses `write` too, in the same words. And an agent needs somewhere to be
+/// reached.
 fn check_notify(seccomp: &LinuxSeccomp) -> Result<()> {
     if !uses_notify(seccomp) {
         return Ok(());
@@ -318,10 +320,14 @@ fn check_notify(seccomp: &LinuxSeccomp) -> Result<()> {
         bail!("config.json: linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default action (init's own syscalls would wait for the agent)");
     }
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
-        if rule.action() == LinuxSeccompAction::ScmpActNotify
-            && rule.names().iter().any(|n| n == "sendmsg")
-        {
+        if rule.action() != LinuxSeccompAction::ScmpActNotify {
+            continue;
+        }
+        if rule.names().iter().any(|n| n == "sendmsg") {
             bail!("config.json: linux.seccomp.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for sendmsg (berth passes the notify fd with it)");
+        }
+        if rule.names().iter().any(|n| n == "write") {
+            bail!("config.json: linux.seccomp.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for the write syscall (init writes the start gate under the filter)");
         }
     }
     match seccomp.listener_path() {
@@ -505,6 +511,17 @@ mod tests {
         .to_string();
         assert!(
             e.contains("linux.seccomp.syscalls[0]") && e.contains("sendmsg"),
+            "{e}"
+        );
+        let e = build(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"},{"names":["close","write"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "linux.seccomp.syscalls[1]: SCMP_ACT_NOTIFY cannot be used for the write syscall"
+            ),
             "{e}"
         );
     }
