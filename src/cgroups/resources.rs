@@ -292,6 +292,28 @@ fn memory_v2(cg: &Cgroup, m: &LinuxMemory) -> Result<()> {
     Ok(())
 }
 
+/// A v1 period and the budget the kernel checks against it (CFS quota, real-time runtime),
+/// each as (resource, file, value): the period first, and if the new period does not fit the
+/// old budget, the budget first (as runc).
+fn period_and_budget(
+    cg: &Cgroup,
+    period: Option<(&str, &str, String)>,
+    budget: Option<(&str, &str, String)>,
+) -> Result<()> {
+    match (period, budget) {
+        (Some((pw, pf, p)), Some((bw, bf, b))) => {
+            if cg.write(pw, pf, &p).is_err() {
+                cg.write(bw, bf, &b)?;
+                cg.write(pw, pf, &p)
+            } else {
+                cg.write(bw, bf, &b)
+            }
+        }
+        (Some((w, f, v)), None) | (None, Some((w, f, v))) => cg.write(w, f, v),
+        (None, None) => Ok(()),
+    }
+}
+
 fn cpu(cg: &Cgroup, c: &LinuxCpu) -> Result<()> {
     if cg.v2 {
         if let Some(shares) = c.shares().filter(|s| *s != 0) {
@@ -319,48 +341,27 @@ fn cpu(cg: &Cgroup, c: &LinuxCpu) -> Result<()> {
         if let Some(shares) = c.shares().filter(|s| *s != 0) {
             cg.write("cpu.shares", "cpu.shares", shares)?;
         }
-        // The kernel checks quota against period: set period first, and if the new period
-        // does not fit the old quota, the quota first.
-        match (
-            c.period().filter(|p| *p != 0),
-            c.quota().filter(|q| *q != 0),
-        ) {
-            (Some(p), Some(q)) => {
-                if cg.write("cpu.period", "cpu.cfs_period_us", p).is_err() {
-                    cg.write("cpu.quota", "cpu.cfs_quota_us", q)?;
-                    cg.write("cpu.period", "cpu.cfs_period_us", p)?;
-                } else {
-                    cg.write("cpu.quota", "cpu.cfs_quota_us", q)?;
-                }
-            }
-            (Some(p), None) => cg.write("cpu.period", "cpu.cfs_period_us", p)?,
-            (None, Some(q)) => cg.write("cpu.quota", "cpu.cfs_quota_us", q)?,
-            (None, None) => {}
-        }
+        period_and_budget(
+            cg,
+            c.period()
+                .filter(|p| *p != 0)
+                .map(|p| ("cpu.period", "cpu.cfs_period_us", p.to_string())),
+            c.quota()
+                .filter(|q| *q != 0)
+                .map(|q| ("cpu.quota", "cpu.cfs_quota_us", q.to_string())),
+        )?;
         if let Some(b) = c.burst() {
             cg.write("cpu.burst", "cpu.cfs_burst_us", b)?;
         }
-        // The kernel checks runtime against period too: period first, and if the new period
-        // does not fit the old runtime, the runtime first (as runc).
-        match (
-            c.realtime_period().filter(|p| *p != 0),
-            c.realtime_runtime().filter(|r| *r != 0),
-        ) {
-            (Some(p), Some(r)) => {
-                if cg
-                    .write("cpu.realtimePeriod", "cpu.rt_period_us", p)
-                    .is_err()
-                {
-                    cg.write("cpu.realtimeRuntime", "cpu.rt_runtime_us", r)?;
-                    cg.write("cpu.realtimePeriod", "cpu.rt_period_us", p)?;
-                } else {
-                    cg.write("cpu.realtimeRuntime", "cpu.rt_runtime_us", r)?;
-                }
-            }
-            (Some(p), None) => cg.write("cpu.realtimePeriod", "cpu.rt_period_us", p)?,
-            (None, Some(r)) => cg.write("cpu.realtimeRuntime", "cpu.rt_runtime_us", r)?,
-            (None, None) => {}
-        }
+        period_and_budget(
+            cg,
+            c.realtime_period()
+                .filter(|p| *p != 0)
+                .map(|p| ("cpu.realtimePeriod", "cpu.rt_period_us", p.to_string())),
+            c.realtime_runtime()
+                .filter(|r| *r != 0)
+                .map(|r| ("cpu.realtimeRuntime", "cpu.rt_runtime_us", r.to_string())),
+        )?;
     }
     if let Some(idle) = c.idle() {
         cg.write("cpu.idle", "cpu.idle", idle)?;

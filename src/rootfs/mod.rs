@@ -53,7 +53,7 @@ pub struct RootfsContext<'a> {
 pub struct BindSources(Vec<Option<OwnedFd>>);
 
 impl BindSources {
-    fn take(&self, i: usize) -> Option<&OwnedFd> {
+    fn get(&self, i: usize) -> Option<&OwnedFd> {
         self.0.get(i).and_then(Option::as_ref)
     }
 }
@@ -123,14 +123,8 @@ pub fn prepare(ctx: &RootfsContext) -> Result<ReadOnlyLater> {
     let mounts = ctx.spec.mounts().clone().unwrap_or_default();
     let mut read_only_later = ReadOnlyLater::default();
     for (i, m) in mounts.iter().enumerate() {
-        mount_entry(
-            ctx,
-            &root,
-            m,
-            ctx.bind_sources.take(i),
-            &mut read_only_later,
-        )
-        .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
+        mount_entry(ctx, &root, m, ctx.bind_sources.get(i), &mut read_only_later)
+            .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
     }
     let dev_is_host_bind = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
