@@ -49,6 +49,12 @@ fn racer(rootfs: &Path, (name, link): (&str, &str), stop: &AtomicBool, swaps: &A
             let _ = std::os::unix::fs::symlink(link, &alt);
         }
         if fs::symlink_metadata(&path).is_err() {
+            // Gone: berth removed the image's entry to make its own. Putting one back at once
+            // would win nearly every time on a fast machine (berth's mknod then meets EEXIST
+            // and create refuses), and then what berth makes would never be checked.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if fs::symlink_metadata(&path).is_err() {
             let _ = match name.starts_with("dev/") && name != "dev/pts" {
                 true => fs::write(&path, ""),
                 false => fs::create_dir(&path),

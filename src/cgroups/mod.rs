@@ -345,6 +345,36 @@ impl Placement {
         Ok(out)
     }
 
+    /// A pidfd of `pid` if that process is in the container's cgroup tree. Opened first, then
+    /// checked: a pid read from cgroup.procs may have exited and been taken by a host process
+    /// since (pid_max is 32768 on small hosts), and the pidfd names the process the check saw.
+    pub fn pidfd_of_member(&self, pid: i32) -> Option<std::os::fd::OwnedFd> {
+        let fd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).ok()?;
+        let text = crate::sys::read_virtual(format!("/proc/{pid}/cgroup")).ok()?;
+        self.holds(&text).then_some(fd)
+    }
+
+    /// Whether a process with this /proc/PID/cgroup text is in one of the container's
+    /// directories or below. Matched by the directory's path under its mount, at the end of
+    /// the process's path or of one of its ancestors: where the hierarchy's mount is a
+    /// subtree (a cgroup namespace, or a bind of one cgroup) the kernel's path is longer.
+    fn holds(&self, proc_cgroup: &str) -> bool {
+        let relative: Vec<&Path> = self
+            .dirs
+            .iter()
+            .filter_map(|d| d.path.strip_prefix(&d.mount_point).ok())
+            .filter(|r| !r.as_os_str().is_empty())
+            .collect();
+        proc_cgroup
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .any(|path| {
+                Path::new(path)
+                    .ancestors()
+                    .any(|a| relative.iter().any(|r| a.ends_with(r)))
+            })
+    }
+
     /// SIGKILLs every process in the cgroup tree at once through cgroup v2's cgroup.kill
     /// (Linux 5.14), which no fork can race. Returns false when this placement has no
     /// cgroup.kill.
@@ -377,7 +407,7 @@ impl Placement {
             let killed_all = self.kill_via_cgroup_kill()?;
             let mut fds = Vec::new();
             for pid in pids {
-                if let Ok(fd) = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+                if let Some(fd) = self.pidfd_of_member(pid) {
                     if killed_all {
                         fds.push(fd);
                         continue;
@@ -605,6 +635,20 @@ mod tests {
     fn dirs(path: Option<&str>, h: &[Hierarchy], own: &str) -> Vec<PathBuf> {
         let p = resolve(path.map(Path::new), "c1", h, own, Driver::Cgroupfs).unwrap();
         p.dirs.into_iter().map(|d| d.path).collect()
+    }
+
+    #[test]
+    fn a_process_is_the_containers_only_in_or_below_its_directories() {
+        let h = parse_hierarchies(HYBRID);
+        let p = resolve(Some(Path::new("/a/c1")), "c1", &h, SELF, Driver::Cgroupfs).unwrap();
+        assert!(p.holds("4:memory:/a/c1\n0::/\n"));
+        assert!(p.holds("1:cpu:/a/c1/sub\n"));
+        // Seen through a mount of a subtree (a nested runtime), the kernel's path is longer.
+        assert!(p.holds("0::/docker/x/a/c1\n"));
+        // A pid reused by a host process, elsewhere; names that only share a prefix.
+        assert!(!p.holds("4:memory:/process_api/abc\n1:cpu:/\n0::/\n"));
+        assert!(!p.holds("4:memory:/a/c10\n0::/a\n"));
+        assert!(!p.holds(""));
     }
 
     #[test]

@@ -347,8 +347,12 @@ impl Container {
                 return Ok(());
             }
             // By number: nix's Signal has no real-time signals (and 0 is no Signal at all).
+            // Through a pidfd checked to be the container's: the pid may have been reused.
             for pid in cgroup.pids()? {
-                match sys::kill(pid, signal) {
+                let Some(pidfd) = cgroup.pidfd_of_member(pid) else {
+                    continue;
+                };
+                match sys::pidfd_send_signal(&pidfd, signal) {
                     Ok(()) | Err(Errno::ESRCH) => {}
                     Err(e) => bail!("signal pid {pid}: {e}"),
                 }
