@@ -505,8 +505,21 @@ pub fn exec_process(args: &ExecArgs, spec: &Spec) -> Result<Process> {
     }
     if !args.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_else(empty_caps);
-        for name in &args.cap {
-            let cap = parse_capability(name)?;
+        // As runc (and the runtime-spec for the config's names): an unknown name is warned
+        // about and left out, not an error.
+        let unknown: Vec<&str> = args
+            .cap
+            .iter()
+            .filter(|n| parse_capability(n).is_err())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            log::warn!(
+                "ignoring unknown or unavailable capabilities: [{}]",
+                unknown.join(" ")
+            );
+        }
+        for cap in args.cap.iter().filter_map(|n| parse_capability(n).ok()) {
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                 let mut s = set.clone().unwrap_or_default();
                 s.insert(cap);
