@@ -205,7 +205,7 @@ fn a_failing_prestart_hook_fails_start_runs_poststop_and_leaves_nothing() {
     let out = rt.berth(&["start", &id]);
     harness::fails_with_one_line(
         &out,
-        "hooks.prestart[0] (/bin/sh): exit status 7; stderr: no good",
+        "error running prestart hook #0: hooks.prestart[0] (/bin/sh): exit status 7; stderr: no good",
     );
     // The container is stopped and undone: `state` no longer knows it.
     assert!(!rt.berth(&["state", &id]).status.success());
@@ -282,7 +282,10 @@ fn a_failing_poststart_hook_fails_start_and_the_container_is_destroyed() {
     assert!(out.status.success(), "create: {}", stderr(&out));
     let init: i32 = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     let out = rt.berth(&["start", &id]);
-    harness::fails_with_one_line(&out, "hooks.poststart[1] (/bin/false): exit status 1");
+    harness::fails_with_one_line(
+        &out,
+        "error running poststart hook #1: hooks.poststart[1] (/bin/false): exit status 1",
+    );
     assert!(!rt.berth(&["state", &id]).status.success());
     harness::reap_failed_inits();
     assert!(!harness::alive(init), "init {init} still runs");

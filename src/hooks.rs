@@ -134,10 +134,16 @@ pub fn run_with_env(
     env: &[String],
 ) -> Result<()> {
     for (i, hook) in of(hooks, kind).iter().enumerate() {
-        run_one(hook, state_json, dir, env)
-            .with_context(|| format!("hooks.{}[{i}] ({})", kind.name(), hook.path().display()))?;
+        run_one(hook, state_json, dir, env).with_context(|| which(kind, i, hook))?;
     }
     Ok(())
+}
+
+/// Which hook failed: runc's words (engines and runc's tests look for them), then the field.
+fn which(kind: Kind, i: usize, hook: &Hook) -> String {
+    let name = kind.name();
+    let path = hook.path().display();
+    format!("error running {name} hook #{i}: hooks.{name}[{i}] ({path})")
 }
 
 /// Runs every hook of `kind`; a failure is logged as a warning and the rest still run (the
@@ -145,11 +151,7 @@ pub fn run_with_env(
 pub fn run_warn(hooks: Option<&Hooks>, kind: Kind, state_json: &str, dir: Option<&Path>) {
     for (i, hook) in of(hooks, kind).iter().enumerate() {
         if let Err(e) = run_one(hook, state_json, dir, &[]) {
-            log::warn!(
-                "hooks.{}[{i}] ({}): {e:#}",
-                kind.name(),
-                hook.path().display()
-            );
+            log::warn!("{}: {e:#}", which(kind, i, hook));
         }
     }
 }
@@ -207,7 +209,8 @@ fn run_one(hook: &Hook, state_json: &str, dir: Option<&Path>, env: &[String]) ->
     }
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
+        // With the signal's name, in runc's words too ("bad system call": a seccomp kill).
+        (None, Some(sig)) => format!("killed by signal {sig} ({})", sys::signal_description(sig)),
         _ => status.to_string(),
     };
     let out = [("stdout", stdout), ("stderr", stderr)]
@@ -314,9 +317,25 @@ mod tests {
         );
         assert_eq!(
             e,
-            "hooks.createRuntime[0] (/bin/sh): exit status 3; stderr: broken"
+            "error running createRuntime hook #0: hooks.createRuntime[0] (/bin/sh): exit status 3; stderr: broken"
         );
         assert!(!out.exists());
+    }
+
+    #[test]
+    fn a_hook_killed_by_a_signal_is_said_with_the_signals_name() {
+        let h = hooks(serde_json::json!({"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "kill -SYS $$"]},
+        ]}));
+        let e = format!(
+            "{:#}",
+            run(Some(&h), Kind::StartContainer, "{}", None).unwrap_err()
+        );
+        assert!(
+            e.contains("error running startContainer hook #0:")
+                && e.contains("killed by signal 31 (bad system call)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -343,7 +362,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            "hooks.prestart[0] (/bin/sleep): timed out after 1s and was killed"
+            "error running prestart hook #0: hooks.prestart[0] (/bin/sleep): timed out after 1s and was killed"
         );
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -637,6 +637,15 @@ pub fn seccomp_set_mode_filter(
     Ok(None)
 }
 
+/// The C library's description of a signal, lowercased as Go (and so runc) says it:
+/// "bad system call" for SIGSYS.
+pub fn signal_description(signal: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a NUL-terminated string (an unknown number gets
+    // "Unknown signal N"); it is copied at once, before any other call could reuse the buffer.
+    let text = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal)) };
+    text.to_string_lossy().to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
