@@ -303,7 +303,7 @@ fn an_execve_failure_is_one_line_in_runcs_words() {
     let out = rt.run(&b, &harness::unique_id("execve"));
     harness::fails_with_one_line(
         &out,
-        "process.args[0]: exec \"/run.sh\": no such file or directory",
+        "process.args[0]: exec /run.sh: no such file or directory",
     );
 }
 
@@ -484,7 +484,7 @@ fn an_exec_failure_past_the_start_gate_fails_start_and_run() {
     let notelf = b.path().join("rootfs/bin/notelf");
     fs::write(&notelf, "garbage\n").unwrap();
     fs::set_permissions(&notelf, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let want = "exec \"/bin/notelf\": exec format error";
+    let want = "exec /bin/notelf: exec format error";
     let id = harness::unique_id("enoexec");
     let out = rt.run(&b, &id);
     assert!(!out.status.success());

@@ -87,6 +87,58 @@ fn start_container_hooks_run_under_the_filter_with_no_new_privs_or_without() {
 }
 
 #[test]
+fn seccomp_flags_as_runc_passes_them_spec_allow_by_default_tsync_never() {
+    // As runc: no `flags` at all means SECCOMP_FILTER_FLAG_SPEC_ALLOW where the kernel has it
+    // (no speculative store bypass mitigation forced by the filter); an empty list means none.
+    let rt = Runtime::new();
+    let loaded = |flags: Option<serde_json::Value>| {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| {
+            c["linux"]["seccomp"] = errno_profile();
+            if let Some(f) = flags {
+                c["linux"]["seccomp"]["flags"] = f;
+            }
+        });
+        let id = harness::unique_id("seccompflags");
+        rt.track(&id);
+        let (out, trace) = harness::strace_berth(
+            &rt,
+            &b,
+            "seccomp",
+            &["run", "-b", b.path().to_str().unwrap(), &id],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        // The load itself: libseccomp's probes of a flag pass no filter and fail (EFAULT).
+        let loads: Vec<String> = trace
+            .lines()
+            .filter(|l| l.contains("seccomp(SECCOMP_SET_MODE_FILTER") && l.ends_with("= 0"))
+            .map(|l| l.split(", ").nth(1).unwrap_or("").to_string())
+            .collect();
+        assert_eq!(loads.len(), 1, "one filter loaded: {trace}");
+        loads[0].clone()
+    };
+    let features: serde_json::Value =
+        serde_json::from_slice(&rt.berth(&["features"]).stdout).unwrap();
+    if features["linux"]["seccomp"]["supportedFlags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "SECCOMP_FILTER_FLAG_SPEC_ALLOW")
+    {
+        assert_eq!(loaded(None), "SECCOMP_FILTER_FLAG_SPEC_ALLOW");
+    }
+    assert_eq!(loaded(Some(json!([]))), "0");
+    // TSYNC is accepted and not passed, as runc: init has no other thread to synchronise.
+    assert_eq!(
+        loaded(Some(json!([
+            "SECCOMP_FILTER_FLAG_LOG",
+            "SECCOMP_FILTER_FLAG_TSYNC"
+        ]))),
+        "SECCOMP_FILTER_FLAG_LOG"
+    );
+}
+
+#[test]
 fn without_a_profile_the_syscall_works() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "mkdir /mnt/w/dir && echo made"]);

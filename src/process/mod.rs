@@ -180,6 +180,21 @@ pub fn create(
         cgroup.layout,
         cgroup.driver
     );
+    // The filter is built and loaded in init, whose stderr is the container's: its flags are
+    // said here, in runc's words.
+    if let Some(profile) = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!(
+                "seccomp filter flags: {}",
+                crate::seccomp::filter_flags(profile)
+            );
+        }
+    }
 
     make_state_root(root)?;
     let dir = root.join(id);

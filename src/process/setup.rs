@@ -178,7 +178,12 @@ pub fn exec(p: Prepared) -> anyhow::Error {
         }
     }
     match execve(&p.exe, &p.args, &p.env) {
-        Err(e) => anyhow::anyhow!("process.args[0]: exec {:?}: {}", p.exe, errno_words(e)),
+        // runc's words for a failed execve (Go's PathError: the path unquoted).
+        Err(e) => anyhow::anyhow!(
+            "process.args[0]: exec {}: {}",
+            p.exe.to_string_lossy(),
+            errno_words(e)
+        ),
         Ok(never) => match never {},
     }
 }

@@ -75,6 +75,12 @@ pub fn supported_flags() -> Vec<LinuxSeccompFilterFlag> {
         .collect()
 }
 
+fn spec_allow_supported() -> bool {
+    ScmpFilterContext::new(ScmpAction::Allow).is_ok_and(|mut ctx| {
+        set_flag(&mut ctx, LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow).is_ok()
+    })
+}
+
 fn set_flag(ctx: &mut ScmpFilterContext, flag: LinuxSeccompFilterFlag) -> Result<()> {
     match flag {
         LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(drop),
@@ -182,13 +188,22 @@ pub fn build(seccomp: &LinuxSeccomp) -> Result<Filter> {
     })
 }
 
-/// The seccomp(2) flags: the profile's, and a listener for an agent when it uses one.
-fn filter_flags(seccomp: &LinuxSeccomp) -> libc::c_ulong {
+/// The seccomp(2) flags: the profile's, and a listener for an agent when it uses one. A
+/// profile with no `flags` at all (not an empty list) gets SPEC_ALLOW where the kernel has
+/// it, as runc gives it: else a filter alone would turn on the kernel's speculative store
+/// bypass mitigation for the container (with `spec_store_bypass_disable=seccomp`), a cost the
+/// profile did not ask for.
+pub fn filter_flags(seccomp: &LinuxSeccomp) -> libc::c_ulong {
     let mut flags = 0;
+    if seccomp.flags().is_none() && spec_allow_supported() {
+        flags |= libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+    }
     for flag in seccomp.flags().iter().flatten() {
         flags |= match flag {
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            // Accepted and not passed, as runc: init is single-threaded when it loads the
+            // filter, so there is no other thread to synchronise.
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 0,
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
                 libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
             }
@@ -199,10 +214,6 @@ fn filter_flags(seccomp: &LinuxSeccomp) -> libc::c_ulong {
     }
     if uses_notify(seccomp) {
         flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
-        if flags & libc::SECCOMP_FILTER_FLAG_TSYNC != 0 {
-            // The kernel takes TSYNC with a listener only in the form that reports ESRCH.
-            flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
-        }
     }
     flags
 }
