@@ -389,7 +389,7 @@ pub fn sub_path(arg: &str, path: &str) -> Result<PathBuf> {
         match c {
             Component::Normal(name) => rel.push(name),
             Component::RootDir | Component::CurDir => {}
-            _ => bail!("--cgroup {arg}: must be a path below the container's cgroup, without '..'"),
+            _ => bail!("--cgroup {arg}: bad sub cgroup path: it must be below the container's cgroup, without '..'"),
         }
     }
     Ok(rel)
@@ -440,7 +440,7 @@ fn exec_cgroup(
                     .iter()
                     .position(|d| !d.v2 && d.controllers.iter().any(|c| c == ctrl))
                 else {
-                    bail!("--cgroup {arg}: the container has no cgroup v1 hierarchy with the {ctrl} controller");
+                    bail!("--cgroup {arg}: unknown controller {ctrl}: the container has no cgroup v1 hierarchy with it");
                 };
                 // Co-mounted controllers (cpu,cpuacct) share one directory: one path for both.
                 match given[i] {
@@ -457,7 +457,11 @@ fn exec_cgroup(
     }
     for (i, arg) in moved {
         if !out[i].is_dir() {
-            bail!("--cgroup {arg}: {} does not exist", out[i].display());
+            // runc's words: its join is what finds the directory missing.
+            bail!(
+                "--cgroup {arg}: adding pid to {}: no such file or directory",
+                out[i].display()
+            );
         }
     }
     Ok(Some(cgroup.at(out)))
@@ -726,7 +730,7 @@ mod tests {
         assert!(parse_err(&["memory:a:b"]).starts_with("--cgroup memory:a:b: more than one ':'"));
         for bad in ["..", "../x", "a/../../x", "memory:../x", "/.."] {
             assert!(
-                parse_err(&[bad]).starts_with(&format!("--cgroup {bad}: must be a path below")),
+                parse_err(&[bad]).starts_with(&format!("--cgroup {bad}: bad sub cgroup path")),
                 "{bad}"
             );
         }
@@ -801,14 +805,14 @@ mod tests {
             "--cgroup cpuacct:t: cpuacct shares its hierarchy with cpu, which was given s"
         );
         let e = resolve(Some(&p), &["whaaat:s"]).unwrap_err().to_string();
-        assert_eq!(e, "--cgroup whaaat:s: the container has no cgroup v1 hierarchy with the whaaat controller");
+        assert_eq!(e, "--cgroup whaaat:s: unknown controller whaaat: the container has no cgroup v1 hierarchy with it");
         let e = resolve(Some(&p), &["pids:missing"])
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
             format!(
-                "--cgroup pids:missing: {} does not exist",
+                "--cgroup pids:missing: adding pid to {}: no such file or directory",
                 sub(2, "missing").display()
             )
         );
@@ -817,7 +821,10 @@ mod tests {
         let e = resolve(Some(&p), &["t"]).unwrap_err().to_string();
         assert_eq!(
             e,
-            format!("--cgroup t: {} does not exist", sub(4, "t").display())
+            format!(
+                "--cgroup t: adding pid to {}: no such file or directory",
+                sub(4, "t").display()
+            )
         );
     }
 
