@@ -139,6 +139,25 @@ fn seccomp_flags_as_runc_passes_them_spec_allow_by_default_tsync_never() {
 }
 
 #[test]
+fn an_ambient_capability_that_is_not_inheritable_is_a_warning_in_runcs_words() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["grep", "CapAmb", "/proc/self/status"]);
+    b.edit(|c| {
+        c["process"]["capabilities"]["inheritable"] = json!(["CAP_KILL"]);
+        c["process"]["capabilities"]["ambient"] = json!(["CAP_KILL", "CAP_CHOWN"]);
+    });
+    let out = rt.run(&b, &harness::unique_id("ambient"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // CAP_KILL (bit 5) raised, CAP_CHOWN (bit 0) refused by the kernel and said so.
+    assert_eq!(stdout(&out).trim(), "CapAmb:\t0000000000000020");
+    assert!(
+        stderr(&out).contains("can't raise ambient capability CAP_CHOWN: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn without_a_profile_the_syscall_works() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "mkdir /mnt/w/dir && echo made"]);

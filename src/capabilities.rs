@@ -135,7 +135,9 @@ impl CapabilitySets {
             // The kernel refuses ambient capabilities not in permitted and inheritable; runc
             // ignores those too.
             if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
-                log::warn!("process.capabilities.ambient: cannot raise {cap}: {e}");
+                log::warn!(
+                    "process.capabilities.ambient: can't raise ambient capability {cap}: {e}"
+                );
             }
         }
         Ok(())
