@@ -272,7 +272,10 @@ fn notify_with_no_agent_listening_fails_create_cleanly() {
     });
     let id = harness::unique_id("notifynone");
     let out = rt.create(&b, &id, &[]);
-    harness::fails_with_one_line(&out, "linux.seccomp.listenerPath: connect to");
+    harness::fails_with_one_line(
+        &out,
+        "linux.seccomp.listenerPath: failed to connect with seccomp agent at",
+    );
     harness::reap_failed_inits();
     harness::assert_no_process_of(&id);
     rt.assert_nothing_left(&id);

@@ -377,7 +377,7 @@ pub fn send_to_listener(
     let body = serde_json::to_vec(&body)?;
     let sock = std::os::unix::net::UnixStream::connect(path).with_context(|| {
         format!(
-            "config.json: linux.seccomp.listenerPath: connect to {}",
+            "config.json: linux.seccomp.listenerPath: failed to connect with seccomp agent at {}",
             path.display()
         )
     })?;
