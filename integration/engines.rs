@@ -1357,7 +1357,9 @@ fn podman_seccomp_default_and_custom_profiles() {
 fn podman_exec_output_status_user_workdir_env() {
     require_binaries!("podman", "conmon");
     let pod = Podman::start();
-    let (id, pid) = pod.run_detached(&[], "execme", "while true; do sleep 0.1; done");
+    // No process comes and goes inside (a loop of short sleeps would): `podman top` below
+    // reads each listed process's /proc entry and fails on one that has just exited.
+    let (id, pid) = pod.run_detached(&[], "execme", "trap 'exit 0' TERM; sleep 100000 & wait");
 
     let out = pod.podman(&[
         "exec",
