@@ -255,6 +255,49 @@ fn propagation_both_ways_with_rshared_root_and_volume() {
     rt.delete_force(&id);
 }
 
+/// `rootfsPropagation: slave`, as runc: the mount holding the rootfs is made a slave (not
+/// private) before the rootfs is bound, so the container's root is a slave of the host's
+/// mount and what the host mounts in the rootfs later appears inside.
+#[test]
+fn a_slave_root_receives_the_hosts_mounts() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| c["linux"]["rootfsPropagation"] = json!("slave"));
+    let bundle = b.path().to_path_buf();
+    fs::create_dir_all(bundle.join("rootfs/mnt/later")).unwrap();
+    // The host's / may be private: the bundle becomes a shared mount of its own.
+    let mount = |args: &[&str], path: &Path| {
+        Command::new("mount")
+            .args(args)
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(mount(&["--bind", bundle.to_str().unwrap()], &bundle));
+    let _unmount_bundle = LazyUnmount(bundle.clone());
+    assert!(mount(&["--make-shared"], &bundle));
+    let id = harness::unique_id("slaveroot");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = rt.state(&id)["pid"].to_string();
+    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root = mount_line(&inside, "/");
+    assert!(
+        root.contains(" master:") && !root.contains(" shared:"),
+        "the root is not a slave: {root}"
+    );
+    let later = bundle.join("rootfs/mnt/later");
+    assert!(mount(&["-t", "tmpfs", "madeonhost"], &later));
+    let _unmount_later = LazyUnmount(later);
+    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert!(
+        mount_line(&inside, "/mnt/later").contains(" madeonhost "),
+        "the host's mount did not reach the container:\n{inside}"
+    );
+    rt.delete_force(&id);
+}
+
 #[test]
 fn propagation_host_to_container_and_never_back() {
     let rt = Runtime::new();

@@ -107,7 +107,7 @@ pub fn prepare(ctx: &RootfsContext) -> Result<ReadOnlyLater> {
             ),
         };
         change_mount("/", flags).context(what)?;
-        make_rootfs_parent_private(ctx.rootfs)?;
+        make_rootfs_parent_unshared(ctx.rootfs, flags.contains(MsFlags::MS_SLAVE))?;
     }
     mount(
         Some(ctx.rootfs),
@@ -151,8 +151,10 @@ pub fn enter(ctx: &RootfsContext) -> Result<()> {
     } else {
         switch_root(ctx.rootfs)?;
     }
-    // And once more for the new root, which the rootfs bind made private.
-    if let Some((flags, name)) = root_propagation(ctx.spec)? {
+    // And once more for the new root, which the rootfs bind made private: only for shared
+    // or unbindable (as runc), a slave root having come as one from its parent mount.
+    let kept = MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE;
+    if let Some((flags, name)) = root_propagation(ctx.spec)?.filter(|(f, _)| !f.intersects(kept)) {
         change_mount("/", flags)
             .with_context(|| format!("linux.rootfsPropagation: make / {name}"))?;
     }
@@ -173,12 +175,17 @@ fn root_propagation(spec: &oci_spec::runtime::Spec) -> Result<Option<(MsFlags, &
     Ok(Some((flags, p)))
 }
 
-/// Makes the mount holding the rootfs private (that mount only), as runc: the rootfs bind
-/// then propagates nowhere, and pivot_root accepts it even when `/` is shared.
-fn make_rootfs_parent_private(rootfs: &Path) -> Result<()> {
+/// Makes the mount holding the rootfs private, or a slave for a slave rootfsPropagation
+/// (that mount only), as runc: the rootfs bind then propagates nowhere, and pivot_root
+/// accepts it even when `/` is shared; a slave still receives the host's mounts.
+fn make_rootfs_parent_unshared(rootfs: &Path, slave: bool) -> Result<()> {
+    let flags = match slave {
+        true => MsFlags::MS_SLAVE,
+        false => MsFlags::MS_PRIVATE,
+    };
     let mut path = rootfs;
     loop {
-        match change_mount(path, MsFlags::MS_PRIVATE) {
+        match change_mount(path, flags) {
             Ok(()) => return Ok(()),
             // EINVAL: not a mount point; the mount is further up.
             Err(Errno::EINVAL) if path != Path::new("/") => {
@@ -186,8 +193,9 @@ fn make_rootfs_parent_private(rootfs: &Path) -> Result<()> {
             }
             Err(e) => {
                 return Err(e).with_context(|| {
+                    let what = if slave { "a slave" } else { "private" };
                     format!(
-                        "make the mount holding the rootfs private ({})",
+                        "make the mount holding the rootfs {what} ({})",
                         path.display()
                     )
                 })
