@@ -99,7 +99,8 @@ pub fn prepare(ctx: &RootfsContext) -> Result<ReadOnlyLater> {
         // As runc: `/` gets linux.rootfsPropagation (rslave by default) before anything is
         // mounted, so with rshared the host's shared mounts stay peers of their copies here
         // and a shared volume (Kubernetes' Bidirectional) propagates both ways.
-        let (flags, what) = match root_propagation(ctx.spec)? {
+        let configured = root_propagation(ctx.spec)?;
+        let (flags, what) = match configured {
             Some((flags, name)) => (flags, format!("linux.rootfsPropagation: make / {name}")),
             None => (
                 MsFlags::MS_SLAVE | MsFlags::MS_REC,
@@ -107,7 +108,9 @@ pub fn prepare(ctx: &RootfsContext) -> Result<ReadOnlyLater> {
             ),
         };
         change_mount("/", flags).context(what)?;
-        make_rootfs_parent_unshared(ctx.rootfs, flags.contains(MsFlags::MS_SLAVE))?;
+        // A slave only when asked for: unset, it is private, as in runc.
+        let slave = configured.is_some_and(|(f, _)| f.contains(MsFlags::MS_SLAVE));
+        make_rootfs_parent_unshared(ctx.rootfs, slave)?;
     }
     mount(
         Some(ctx.rootfs),
