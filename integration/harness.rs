@@ -663,7 +663,7 @@ pub fn live_processes(matches: impl Fn(&Path, &[u8]) -> bool) -> Vec<(i32, Strin
         if pid == me || !alive(pid) {
             continue;
         }
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = cmdline_of(&entry.path());
         // Checked again: a process that exited while being looked at is not a leak.
         if matches(&entry.path(), &cmdline) && alive(pid) {
             let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -671,6 +671,21 @@ pub fn live_processes(matches: impl Fn(&Path, &[u8]) -> bool) -> Vec<(i32, Strin
         }
     }
     found
+}
+
+/// The process's arguments. Right after an execve the kernel has woken the parent (a vfork
+/// or posix_spawn returns) before it has set the new arguments up, and the file reads empty
+/// for a moment: a user process (one with an executable; kernel threads have none) whose
+/// arguments read empty is read again, for up to 100 ms.
+fn cmdline_of(proc_dir: &Path) -> Vec<u8> {
+    for _ in 0..100 {
+        let cmdline = fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+        if !cmdline.is_empty() || fs::read_link(proc_dir.join("exe")).is_err() {
+            return cmdline;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Vec::new()
 }
 
 /// Receives one message with one fd attached (SCM_RIGHTS) on a connected unix socket:
@@ -969,6 +984,28 @@ fn leak_check_at_the_end_of_a_test_finds_a_live_process() {
         caught.is_err(),
         "a live process of {id} passed the end-of-test check (it had ended: {ended:?})"
     );
+}
+
+#[test]
+fn the_live_process_scan_sees_a_process_the_moment_it_is_spawned() {
+    // Just after spawn the kernel may not have set the new arguments up yet (the file reads
+    // empty): a scan then must not miss the process, or a check run at that moment passes.
+    require_root();
+    for _ in 0..50 {
+        let id = unique_id("justspawned");
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 100; :", &id])
+            .spawn()
+            .unwrap();
+        let seen = live_processes_of(&id);
+        let _ = child.kill();
+        let _ = child.wait();
+        let pid = child.id() as i32;
+        assert!(
+            seen.iter().any(|(p, _)| *p == pid),
+            "pid {pid} of {id} was not seen: {seen:?}"
+        );
+    }
 }
 
 /// Run only by the test below, in a child test process.
