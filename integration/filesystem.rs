@@ -20,6 +20,16 @@ impl Drop for LazyUnmount {
     }
 }
 
+/// Runs mount(8) on the host with `args` and `path`; whether it succeeded.
+fn mount(args: &[&str], path: &Path) -> bool {
+    Command::new("mount")
+        .args(args)
+        .arg(path)
+        .status()
+        .unwrap()
+        .success()
+}
+
 /// The mountinfo line (inside the container) of the mount at `dest`.
 fn mount_line<'a>(mountinfo: &'a str, dest: &str) -> &'a str {
     mountinfo
@@ -203,14 +213,6 @@ fn propagation_both_ways_with_rshared_root_and_volume() {
     for d in ["from-host", "from-container"] {
         fs::create_dir(src.path().join(d)).unwrap();
     }
-    let mount = |args: &[&str], path: &Path| {
-        Command::new("mount")
-            .args(args)
-            .arg(path)
-            .status()
-            .unwrap()
-            .success()
-    };
     assert!(mount(&["--bind", src.path().to_str().unwrap()], src.path()));
     let _unmount_src = LazyUnmount(src.path().to_path_buf());
     assert!(mount(&["--make-shared"], src.path()));
@@ -266,14 +268,6 @@ fn a_slave_root_receives_the_hosts_mounts() {
     let bundle = b.path().to_path_buf();
     fs::create_dir_all(bundle.join("rootfs/mnt/later")).unwrap();
     // The host's / may be private: the bundle becomes a shared mount of its own.
-    let mount = |args: &[&str], path: &Path| {
-        Command::new("mount")
-            .args(args)
-            .arg(path)
-            .status()
-            .unwrap()
-            .success()
-    };
     assert!(mount(&["--bind", bundle.to_str().unwrap()], &bundle));
     let _unmount_bundle = LazyUnmount(bundle.clone());
     assert!(mount(&["--make-shared"], &bundle));
@@ -304,14 +298,6 @@ fn propagation_host_to_container_and_never_back() {
     let src = tempfile::tempdir().unwrap();
     fs::create_dir(src.path().join("later")).unwrap();
     // The host's / may be private: make the source a shared mount of its own.
-    let mount = |args: &[&str], path: &Path| {
-        Command::new("mount")
-            .args(args)
-            .arg(path)
-            .status()
-            .unwrap()
-            .success()
-    };
     assert!(mount(&["--bind", src.path().to_str().unwrap()], src.path()));
     let _unmount_src = LazyUnmount(src.path().to_path_buf());
     assert!(mount(&["--make-shared"], src.path()));
