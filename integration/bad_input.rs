@@ -855,3 +855,95 @@ fn process_security_entries_are_named() {
         "config.json: linux.seccomp.syscalls[0]: missing field `names`",
     );
 }
+
+#[test]
+fn a_bad_memory_policy_is_named_in_runcs_words() {
+    let rt = Runtime::new();
+    for (policy, want) in [
+        (
+            json!({}),
+            "config.json: linux.memoryPolicy.mode: invalid memory policy mode: must be set",
+        ),
+        (
+            json!({"mode": "INTERLEAVE", "nodes": "0"}),
+            "config.json: linux.memoryPolicy.mode: invalid memory policy mode: unknown variant `INTERLEAVE`",
+        ),
+        (
+            json!({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES", "badflag"]}),
+            "config.json: linux.memoryPolicy.flags[1]: invalid memory policy flag: unknown variant `badflag`",
+        ),
+        (
+            json!({"mode": "MPOL_DEFAULT", "nodes": "0-7"}),
+            "config.json: linux.memoryPolicy.nodes: memory policy mode MPOL_DEFAULT requires 0 nodes but got 8",
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0-9876543210"}),
+            "config.json: linux.memoryPolicy.nodes: invalid memory policy nodes \"0-9876543210\": 9876543210 is larger than 8191",
+        ),
+    ] {
+        config_fails(
+            &rt,
+            "badmpol",
+            &["true"],
+            |c| c["linux"]["memoryPolicy"] = policy,
+            want,
+        );
+    }
+}
+
+#[test]
+fn a_bad_exec_cpu_affinity_is_refused_at_create_and_at_exec() {
+    let rt = Runtime::new();
+    config_fails(
+        &rt,
+        "badaff",
+        &["true"],
+        |c| c["process"]["execCPUAffinity"] = json!({"final": "3-1"}),
+        "config.json: process.execCPUAffinity.final: \"3-1\": range \"3-1\" runs backwards",
+    );
+    // From exec's process.json: refused before anything runs; the container is untouched.
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("badaffexec");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let process = b.path().join("process.json");
+    fs::write(
+        &process,
+        json!({"args": ["true"], "cwd": "/", "execCPUAffinity": {"initial": "9000"}}).to_string(),
+    )
+    .unwrap();
+    let out = rt
+        .cmd()
+        .args(["exec", "--process"])
+        .arg(&process)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    fails_with_one_line(
+        &out,
+        &format!(
+            "--process {}: process.execCPUAffinity.initial: \"9000\": 9000 is larger than 8191",
+            process.display()
+        ),
+    );
+    assert_eq!(rt.status(&id), "created");
+    rt.delete_force(&id);
+}
+
+#[test]
+fn intel_rdt_is_refused_by_name_not_ignored() {
+    let rt = Runtime::new();
+    let want = if std::path::Path::new("/sys/fs/resctrl/info").is_dir() {
+        "config.json: linux.intelRdt: not supported by berth yet"
+    } else {
+        "config.json: linux.intelRdt: intelRdt is specified in config, but Intel RDT is not enabled (no resctrl filesystem at /sys/fs/resctrl)"
+    };
+    config_fails(
+        &rt,
+        "rdt",
+        &["true"],
+        |c| c["linux"]["intelRdt"] = json!({"closID": "berth", "l3CacheSchema": "L3:0=f"}),
+        want,
+    );
+}

@@ -86,7 +86,7 @@ fn cgroup_pids(id: &str) -> Vec<i32> {
 /// Kills and reaps the detached exec'd processes (children of the test process, a
 /// subreaper, as they would be of containerd's shim): a PID 1 cannot finish exiting while a
 /// process of its namespace is an unreaped zombie. Then deletes the container.
-fn finish(rt: &Runtime, id: &str, execd: &[i32], init: i32) {
+pub fn finish(rt: &Runtime, id: &str, execd: &[i32], init: i32) {
     for p in execd {
         // SAFETY: kill on a pid the test itself started (through berth exec) and not yet reaped.
         unsafe { libc::kill(*p, libc::SIGKILL) };
@@ -493,7 +493,7 @@ fn make_sub_cgroup(dir: &std::path::Path, name: &str) {
 /// Detached exec'd processes (children of the test process) to kill and reap if the test
 /// fails before `finish`: the harness's `delete --force` would otherwise wait forever for an
 /// init that cannot finish exiting while they are unreaped zombies of its namespace.
-struct ReapOnPanic(Vec<i32>);
+pub struct ReapOnPanic(pub Vec<i32>);
 
 impl Drop for ReapOnPanic {
     fn drop(&mut self) {
@@ -703,4 +703,26 @@ fn home_is_filled_in_from_passwd_when_unset_or_empty() {
         assert_eq!(stdout(&out), want, "{args:?}");
     }
     rt.delete_force(&id);
+}
+
+#[test]
+fn exec_pidfd_socket_receives_a_pidfd_of_the_exec_process() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execpidfd");
+    started(&rt, &b, &id);
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let (sock, got) = crate::lifecycle::pidfd_listener(b.path());
+    let pid = exec_detached(
+        &rt,
+        &b,
+        &["--pidfd-socket", sock.to_str().unwrap()],
+        &id,
+        &["sleep", "100"],
+    );
+    let _reap = ReapOnPanic(vec![pid]);
+    let (message, pidfd) = got.join().unwrap();
+    assert_eq!(message, "setns", "runc's message for exec");
+    assert_eq!(crate::lifecycle::pid_of_pidfd(&pidfd), pid);
+    finish(&rt, &id, &[pid], init);
 }

@@ -924,3 +924,85 @@ fn kill_all_delivers_real_time_signals_to_every_process() {
     assert!(alive(pid));
     rt.delete_force(&id);
 }
+
+/// Listens on a fresh unix socket in `dir`; a thread takes one connection and returns the
+/// message and the fd it carried.
+pub fn pidfd_listener(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::thread::JoinHandle<(String, std::os::fd::OwnedFd)>,
+) {
+    let path = dir.join(harness::unique_id("pidfd.sock"));
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let handle = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let (n, fd) = harness::recv_with_fd(&conn, &mut buf);
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), fd)
+    });
+    (path, handle)
+}
+
+/// The pid a pidfd refers to, from the kernel's fdinfo.
+pub fn pid_of_pidfd(fd: &std::os::fd::OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .expect("a pidfd (fdinfo has Pid:)")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn pidfd_socket_receives_a_pidfd_of_init_that_can_kill_it() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("pidfdsock");
+    let (sock, got) = pidfd_listener(b.path());
+    let out = rt.create(&b, &id, &["--pidfd-socket", sock.to_str().unwrap()]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let (message, pidfd) = got.join().unwrap();
+    assert_eq!(message, "standard", "runc's message for init");
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert_eq!(pid_of_pidfd(&pidfd), init);
+    // What a supervisor does with it: a signal through the pidfd stops the container.
+    // SAFETY: pidfd_send_signal with a null siginfo, on a pidfd this test owns.
+    let r = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "pidfd_send_signal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.status(&id) != "stopped" {
+        assert!(Instant::now() < deadline, "still {}", rt.status(&id));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rt.delete_force(&id);
+}
+
+#[test]
+fn pidfd_socket_nobody_listens_on_fails_create_and_leaves_nothing() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("pidfdnone");
+    let sock = b.path().join("nobody.sock");
+    let out = rt.create(&b, &id, &["--pidfd-socket", sock.to_str().unwrap()]);
+    harness::fails_with_one_line(
+        &out,
+        &format!(
+            "--pidfd-socket {}: connect: No such file or directory",
+            sock.display()
+        ),
+    );
+    rt.assert_nothing_left(&id);
+    harness::assert_no_process_of(&id);
+}

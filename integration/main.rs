@@ -13,6 +13,7 @@ mod filesystem;
 mod hooks;
 mod lifecycle;
 mod namespaces;
+mod placement;
 mod races;
 mod robustness;
 mod security;

@@ -166,6 +166,9 @@ pub struct ExecArgs {
     /// Unix socket to receive the master of the process's pty.
     #[arg(long = "console-socket", value_name = "SOCKET")]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket to receive a pidfd of the process.
+    #[arg(long = "pidfd-socket", value_name = "SOCKET")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Return once the process has started instead of waiting for it.
     #[arg(short = 'd', long)]
     pub detach: bool,
@@ -321,6 +324,10 @@ pub struct CreateOpts {
     /// Unix socket to receive the master of the container's pty.
     #[arg(long = "console-socket", value_name = "SOCKET")]
     pub console_socket: Option<PathBuf>,
+
+    /// Unix socket to receive a pidfd of the container's init.
+    #[arg(long = "pidfd-socket", value_name = "SOCKET")]
+    pub pidfd_socket: Option<PathBuf>,
 
     /// Use move + chroot instead of pivot_root (for ramfs roots).
     #[arg(long = "no-pivot")]

@@ -45,8 +45,10 @@ pub fn parse(text: &str) -> Result<Spec> {
     }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = unknown_capability(&err.into_inner().to_string());
+        let (path, inner) = in_runcs_words(
+            err.path().to_string(),
+            unknown_capability(&err.into_inner().to_string()),
+        );
         // "?" is what serde_path_to_error reports when a syntax error has no field yet.
         if path.is_empty() || path == "." || path == "?" {
             anyhow::anyhow!("config.json: {inner}")
@@ -56,16 +58,20 @@ pub fn parse(text: &str) -> Result<Spec> {
     })
 }
 
-/// The second try for a config oci-spec refused as written, for two things that are not
+/// The second try for a config oci-spec refused as written, for three things that are not
 /// errors: the runtime-spec's names of two scheduler flags, which oci-spec 0.10 spells
-/// otherwise (SCHED_RESET_ON_FORK, SCHED_FLAG_D_L_OVERRUN), and capability names this build
+/// otherwise (SCHED_RESET_ON_FORK, SCHED_FLAG_D_L_OVERRUN), capability names this build
 /// does not know, which the runtime-spec says to log as a warning and not fail on (runc
-/// ignores them with the same warning). None when the config is bad for another reason.
+/// ignores them with the same warning), and empty `execCPUAffinity` lists. None when the
+/// config is bad for another reason.
 fn leniently(text: &str) -> Option<Spec> {
     let mut config: serde_json::Value = serde_json::from_str(text).ok()?;
     let renamed = with_spec_scheduler_flags(&mut config);
     let unknown = without_unknown_capabilities(&mut config);
-    if !renamed && unknown.is_empty() {
+    let emptied = config
+        .get_mut("process")
+        .is_some_and(crate::cpu_affinity::without_empty_lists);
+    if !renamed && unknown.is_empty() && !emptied {
         return None;
     }
     let spec = serde_json::from_value(config).ok()?;
@@ -126,6 +132,27 @@ fn without_unknown_capabilities(config: &mut serde_json::Value) -> Vec<String> {
     unknown.into_iter().collect()
 }
 
+/// A memory policy oci-spec refused, said with runc's "invalid memory policy ..." before
+/// oci-spec's own words; other errors unchanged.
+fn in_runcs_words(path: String, inner: String) -> (String, String) {
+    const POLICY: &str = "linux.memoryPolicy";
+    if path == POLICY && inner.starts_with("missing field `mode`") {
+        return (
+            format!("{POLICY}.mode"),
+            "invalid memory policy mode: must be set".to_string(),
+        );
+    }
+    match path.strip_prefix(POLICY) {
+        Some(field) if field.starts_with(".mode") => {
+            (path.clone(), format!("invalid memory policy mode: {inner}"))
+        }
+        Some(field) if field.starts_with(".flags[") => {
+            (path.clone(), format!("invalid memory policy flag: {inner}"))
+        }
+        _ => (path, inner),
+    }
+}
+
 /// oci-spec's message for a capability name it does not know ("no variant for CAP_X
 /// (converted to X) at line L column C"), said plainly; other messages unchanged.
 fn unknown_capability(msg: &str) -> String {
@@ -149,6 +176,15 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         .as_ref()
         .context("config.json: process: must be set")?;
     check_process(process)?;
+    crate::memory_policy::of(spec)?;
+    if spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.intel_rdt().is_some())
+    {
+        check_intel_rdt(Path::new("/sys/fs/resctrl"))?;
+    }
+    crate::cpu_affinity::of(process).map_err(|e| anyhow::anyhow!("config.json: {e}"))?;
 
     let root = spec
         .root()
@@ -222,6 +258,19 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         }
     }
     Ok(rootfs)
+}
+
+/// `linux.intelRdt` is refused, never ignored: a container would run without the cache or
+/// memory-bandwidth limits it asked for. Without resctrl, in runc's words; with it, because
+/// berth does not place containers in resctrl groups yet.
+fn check_intel_rdt(resctrl: &Path) -> Result<()> {
+    if !resctrl.join("info").is_dir() {
+        bail!(
+            "config.json: linux.intelRdt: intelRdt is specified in config, but Intel RDT is not enabled (no resctrl filesystem at {})",
+            resctrl.display()
+        );
+    }
+    bail!("config.json: linux.intelRdt: not supported by berth yet (resctrl groups are not made)")
 }
 
 fn check_version(version: &str) -> Result<()> {
@@ -383,6 +432,34 @@ mod tests {
         assert!(e.contains("process.args"), "{e}");
         let e = err_of(&minimal(r#","hostname":5"#));
         assert!(e.starts_with("config.json: hostname:"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_memory_policy_is_named_in_runcs_words() {
+        let policy = |p: &str| {
+            parse(&format!(
+                r#"{{"ociVersion":"1.2.0","linux":{{"memoryPolicy":{p}}}}}"#
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        let err = policy("{}");
+        assert!(
+            err.starts_with(
+                "config.json: linux.memoryPolicy.mode: invalid memory policy mode: must be set"
+            ),
+            "{err}"
+        );
+        let err = policy(r#"{"mode":"INTERLEAVE"}"#);
+        assert!(
+            err.starts_with("config.json: linux.memoryPolicy.mode: invalid memory policy mode: unknown variant `INTERLEAVE`"),
+            "{err}"
+        );
+        let err = policy(r#"{"mode":"MPOL_BIND","flags":["MPOL_F_STATIC_NODES","badflag"]}"#);
+        assert!(
+            err.starts_with("config.json: linux.memoryPolicy.flags[1]: invalid memory policy flag: unknown variant `badflag`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -39,6 +39,25 @@ fn pidfd_borrow(fd: &OwnedFd) -> std::os::fd::BorrowedFd<'_> {
     fd.as_fd()
 }
 
+/// Sends `payload` with `fd` attached (SCM_RIGHTS) on a connected unix socket, as the
+/// console and pidfd sockets of runc's protocol carry them; retried on EINTR.
+pub fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> nix::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &[std::io::IoSlice::new(payload)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            sent => return sent.map(drop),
+        }
+    }
+}
+
 /// Sends `signal` through a pidfd.
 pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> nix::Result<()> {
     // SAFETY: pidfd_send_signal with a null siginfo behaves like kill(2) on the pidfd's process.

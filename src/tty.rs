@@ -5,7 +5,7 @@
 //! relays it to its own stdio (`Relay`).
 
 use std::fs::File;
-use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::io::{IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
 
 /// statfs f_type of a devpts filesystem.
@@ -185,20 +185,8 @@ fn mount_dev_console(slave: &OwnedFd) -> Result<()> {
 
 /// Sends the master with the pty name as payload, as runc does.
 fn send_master(socket: &OwnedFd, master: BorrowedFd, name: &str) -> Result<()> {
-    let fds = [master.as_raw_fd()];
-    loop {
-        match sendmsg::<()>(
-            socket.as_raw_fd(),
-            &[IoSlice::new(name.as_bytes())],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(Errno::EINTR) => continue,
-            Err(e) => bail!("--console-socket: send the pty master: {e}"),
-        }
-    }
+    crate::sys::send_fd(socket.as_fd(), name.as_bytes(), master)
+        .context("--console-socket: send the pty master")
 }
 
 /// Receives the master that `setup_console` sent (foreground `run`/`exec`).

@@ -641,25 +641,10 @@ mod gvariant {
 /// A cpu or memory node list ("0-3,8") as systemd's AllowedCPUs bit mask: byte i holds
 /// cpus 8i..8i+7, lowest bit first.
 fn cpu_list_bits(field: &str, list: &str) -> Result<Vec<u8>> {
-    let mut bits = Vec::new();
-    let bad = || format!("linux.resources.{field}: {list:?} is not a list like \"0-3,8\"");
-    for part in list.split(',').map(str::trim) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo.parse::<usize>(), hi.parse::<usize>()),
-            None => (part.parse::<usize>(), part.parse::<usize>()),
-        };
-        let (lo, hi) = (lo.with_context(bad)?, hi.with_context(bad)?);
-        if lo > hi || hi >= 1 << 16 {
-            bail!(bad());
-        }
-        for cpu in lo..=hi {
-            if bits.len() <= cpu / 8 {
-                bits.resize(cpu / 8 + 1, 0);
-            }
-            bits[cpu / 8] |= 1 << (cpu % 8);
-        }
-    }
-    Ok(bits)
+    let ids = crate::cpu_list::parse(list).map_err(|e| {
+        anyhow::anyhow!("linux.resources.{field}: {list:?}: {e} (a list is like \"0-3,8\")")
+    })?;
+    Ok(crate::cpu_list::byte_mask(&ids))
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use oci_spec::runtime::{
-    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, MountExtensions, NetDevices,
-    Seccomp, Selinux,
+    Apparmor, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, MemoryPolicy, MountExtensions,
+    NetDevices, Seccomp, Selinux,
 };
 use serde_json::Value;
 
@@ -59,6 +59,12 @@ pub fn build() -> Features {
     let mut net_devices = NetDevices::default();
     net_devices.set_enabled(Some(false));
 
+    let mut memory_policy = MemoryPolicy::default();
+    let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    memory_policy
+        .set_modes(Some(strings(&crate::memory_policy::MODES)))
+        .set_flags(Some(strings(&crate::memory_policy::FLAGS)));
+
     let mut linux = LinuxFeature::default();
     linux
         .set_namespaces(Some(namespaces::JOIN_ORDER.to_vec()))
@@ -69,6 +75,7 @@ pub fn build() -> Features {
         .set_selinux(Some(selinux))
         .set_intel_rdt(Some(rdt))
         .set_mount_extensions(Some(mount_ext))
+        .set_memory_policy(Some(memory_policy))
         .set_net_devices(Some(net_devices));
 
     let mut annotations = HashMap::new();
@@ -168,6 +175,10 @@ mod tests {
             assert!(linux.get(key).is_some(), "no linux.{key}");
         }
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(
+            linux["memoryPolicy"]["modes"].as_array().map(Vec::len),
+            Some(crate::memory_policy::MODES.len())
+        );
         assert!(!v.to_string().contains("null"), "{v}");
     }
 

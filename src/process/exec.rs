@@ -60,6 +60,10 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     let bundle = spec::load_bundle(&c.state.bundle)?;
     let process = exec_process(args, &bundle.spec)?;
     crate::process_attrs::check_lsm_process(&process)?;
+    let affinity = crate::cpu_affinity::of(&process).map_err(|e| match &args.process {
+        Some(path) => anyhow!("--process {}: {e}", path.display()),
+        None => anyhow!("config.json: {e}"),
+    })?;
     let terminal = process.terminal() == Some(true);
     // A foreground exec with a terminal and no console socket relays the terminal itself.
     let relay_pair = match terminal && !args.detach && args.console_socket.is_none() {
@@ -71,6 +75,11 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         None => (None, None),
     };
     let console = super::console_socket(terminal, args.console_socket.as_deref(), theirs)?;
+    let pidfd_socket = args
+        .pidfd_socket
+        .as_deref()
+        .map(crate::pidfd_socket::connect)
+        .transpose()?;
     let cgroup = exec_cgroup(c.state.cgroup.as_ref(), &subs)?;
     let join = namespaces_to_join(init)?;
     // Init's root, reached from the host: the process chroots there after joining the mount
@@ -100,8 +109,10 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         cgroup: cgroup.as_ref(),
         preserve_fds: args.preserve_fds,
         console,
+        affinity: &affinity,
     };
     let (parent_end, child_end) = channel::pair()?;
+    let initial = affinity.enter_initial()?;
     let (forked, born_in) = super::fork_setup_process(cgroup.as_ref())?;
     let joiner = match forked {
         ForkResult::Child => {
@@ -110,6 +121,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         }
         ForkResult::Parent { child } => child,
     };
+    initial.restore();
     log::debug!(
         "exec in {}: joiner {joiner} started for {:?}",
         args.id,
@@ -130,6 +142,14 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     }
     let child = child.context("exec: the process's pid was never reported")?;
     log::debug!("exec in {}: process {child} runs", args.id);
+    if let Some(socket) = pidfd_socket {
+        if let Err(e) = crate::pidfd_socket::send(socket, child, crate::pidfd_socket::Of::Exec) {
+            // Unsupervised, the process would be left running: it goes, as one that failed.
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            return Err(e);
+        }
+    }
     if let Some(pid_file) = &args.pid_file {
         write_atomic(pid_file, child.to_string().as_bytes())?;
     }
@@ -242,6 +262,8 @@ struct ExecContext<'a> {
     cgroup: Option<&'a cgroups::Placement>,
     preserve_fds: u32,
     console: Option<OwnedFd>,
+    /// `execCPUAffinity`: applied once the joiner is in the cgroup.
+    affinity: &'a crate::cpu_affinity::ExecAffinity,
 }
 
 /// The joiner: joins the container's cgroup, namespaces and root, then forks the process,
@@ -287,6 +309,7 @@ fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
     if let Some(cgroup) = ctx.cgroup {
         cgroup.join_self(born_in)?;
     }
+    ctx.affinity.after_joining()?;
     namespaces::join_process(ctx.pidfd, ctx.init, ctx.join)?;
     nix::unistd::fchdir(ctx.init_root.as_raw_fd()).context("chdir to the container's root")?;
     nix::unistd::chroot(".").context("chroot to the container's root")?;
@@ -573,6 +596,7 @@ fn read_process_file(path: &Path) -> Result<Process> {
         obj.entry("user")
             .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
     }
+    crate::cpu_affinity::without_empty_lists(&mut value);
     let p: Process = serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         match field.as_str() {

@@ -125,6 +125,11 @@ pub fn create(
         .as_ref()
         .is_some_and(|p| p.terminal() == Some(true));
     let console_socket = console_socket(terminal, opts.console_socket.as_deref(), console)?;
+    let pidfd_socket = opts
+        .pidfd_socket
+        .as_deref()
+        .map(crate::pidfd_socket::connect)
+        .transpose()?;
     // As runc, an id in use is the first thing named (its cgroup is not empty, for one);
     // making the state dir below settles a race.
     if root.join(id).exists() {
@@ -347,6 +352,9 @@ pub fn create(
     state.status = Status::Created;
     state.save(&dir)?;
     log::debug!("create {id}: init {init_pid} waits at the start gate");
+    if let Some(socket) = pidfd_socket {
+        crate::pidfd_socket::send(socket, init_pid, crate::pidfd_socket::Of::Init)?;
+    }
     if let Some(pid_file) = &opts.pid_file {
         write_atomic(pid_file, init_pid.to_string().as_bytes())?;
     }
@@ -736,6 +744,8 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
     if let Some(cgroup) = &cfg.cgroup {
         cgroup.join_self(born_in)?;
     }
+    // Init gets every CPU of its cpuset, not berth's own affinity (runc does the same).
+    crate::cpu_affinity::reset();
     let ns = &cfg.namespaces;
     // As runc: the bind sources are opened (here, cloned) while still root on the host, so
     // a source the container's mapped root cannot reach is still bound.

@@ -64,6 +64,9 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         crate::process_attrs::set_personality(p)?;
     }
+    if let Some(policy) = crate::memory_policy::of(spec)? {
+        crate::memory_policy::apply(&policy)?;
+    }
     if let Some(profile) = process
         .apparmor_profile()
         .as_deref()
