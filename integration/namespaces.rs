@@ -441,3 +441,157 @@ fn sysfs_and_proc_show_the_containers_own_network() {
         rt.assert_nothing_left(&id);
     }
 }
+
+/// `ip ARGS...` on the host; its output, or a panic with its stderr.
+fn ip(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip")
+}
+
+fn ip_ok(args: &[&str]) -> String {
+    let out = ip(args);
+    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// A veth pair made for one test (this machine's kernel has no `dummy` link type), with
+/// short unique names; deleted when dropped if it is still on the host.
+struct Veth {
+    name: String,
+    peer: String,
+}
+
+impl Veth {
+    fn new() -> Veth {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let v = Veth {
+            name: format!("btv{tag}"),
+            peer: format!("btp{tag}"),
+        };
+        ip_ok(&[
+            "link", "add", &v.name, "type", "veth", "peer", "name", &v.peer,
+        ]);
+        v
+    }
+
+    fn on_host(name: &str) -> bool {
+        ip(&["link", "show", "dev", name]).status.success()
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        for name in [&self.name, &self.peer] {
+            if Veth::on_host(name) {
+                let _ = ip(&["link", "del", "dev", name]);
+            }
+        }
+    }
+}
+
+#[test]
+fn net_devices_move_into_the_container_renamed_with_mtu_mac_and_global_addresses() {
+    let rt = Runtime::new();
+    let veth = Veth::new();
+    ip_ok(&["link", "set", "dev", &veth.name, "mtu", "1789"]);
+    ip_ok(&[
+        "link",
+        "set",
+        "dev",
+        &veth.name,
+        "address",
+        "00:11:22:33:44:55",
+    ]);
+    ip_ok(&["address", "add", "169.254.169.77/32", "dev", &veth.name]);
+    ip_ok(&[
+        "address",
+        "add",
+        "127.0.0.33/8",
+        "dev",
+        &veth.name,
+        "scope",
+        "host",
+    ]);
+    let mut b = Bundle::new(&["ip", "address", "show", "dev", "ctr_veth0"]);
+    b.edit(|c| c["linux"]["netDevices"] = json!({ veth.name.as_str(): {"name": "ctr_veth0"} }));
+    let id = harness::unique_id("netdev");
+    let out = rt.run(&b, &id);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let inside = stdout(&out);
+    assert!(
+        inside.contains(" 169.254.169.77/32 "),
+        "global address: {inside}"
+    );
+    assert!(
+        !inside.contains("127.0.0.33"),
+        "host-scope address moved: {inside}"
+    );
+    assert!(inside.contains("ether 00:11:22:33:44:55 "), "{inside}");
+    assert!(inside.contains("mtu 1789 "), "{inside}");
+    assert!(inside.contains(",UP"), "set up inside: {inside}");
+    // It left the host; a virtual device ends with the container's namespace.
+    assert!(!Veth::on_host(&veth.name), "still on the host");
+    rt.delete_force(&id);
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
+fn net_devices_stay_in_a_precreated_network_namespace_after_the_container() {
+    let rt = Runtime::new();
+    let veth = Veth::new();
+    let netns = format!("berth-test-{}", veth.name);
+    ip_ok(&["netns", "add", &netns]);
+    struct DelNetns(String);
+    impl Drop for DelNetns {
+        fn drop(&mut self) {
+            let _ = ip(&["netns", "del", &self.0]);
+        }
+    }
+    let _del = DelNetns(netns.clone());
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["linux"]["netDevices"] = json!({ veth.name.as_str(): {} });
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(format!("/run/netns/{netns}"));
+            }
+        }
+    });
+    let id = harness::unique_id("netdevns");
+    let out = rt.run(&b, &id);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    rt.delete_force(&id);
+    let shown = ip_ok(&["-n", &netns, "link", "show", "dev", &veth.name]);
+    assert!(shown.contains(&veth.name), "{shown}");
+    assert!(!Veth::on_host(&veth.name));
+}
+
+#[test]
+fn a_net_device_that_is_not_there_fails_create_and_leaves_nothing() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["netDevices"] = json!({"btnosuch0": {}}));
+    let id = harness::unique_id("netdevnone");
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(
+        &out,
+        "linux.netDevices: move btnosuch0 into the container: link not found for interface btnosuch0 on the host",
+    );
+    rt.assert_nothing_left(&id);
+    harness::assert_no_process_of(&id);
+    harness::reap_failed_inits();
+
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["netDevices"] = json!({"eth0": {"name": "a/b"}}));
+    let id = harness::unique_id("netdevname");
+    let out = rt.create(&b, &id, &[]);
+    harness::fails_with_one_line(
+        &out,
+        "config.json: linux.netDevices.eth0.name: invalid network device name \"a/b\"",
+    );
+    rt.assert_nothing_left(&id);
+}

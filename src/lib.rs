@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod logging;
 pub mod memory_policy;
 pub mod namespaces;
+pub mod net_devices;
 pub mod notify_socket;
 pub mod pidfd_socket;
 pub mod process;

@@ -177,6 +177,7 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         .context("config.json: process: must be set")?;
     check_process(process)?;
     crate::memory_policy::of(spec)?;
+    crate::net_devices::check(spec)?;
     if spec
         .linux()
         .as_ref()

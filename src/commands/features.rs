@@ -57,7 +57,7 @@ pub fn build() -> Features {
     let mut mount_ext = MountExtensions::default();
     mount_ext.set_idmap(Some(idmap));
     let mut net_devices = NetDevices::default();
-    net_devices.set_enabled(Some(false));
+    net_devices.set_enabled(Some(true));
 
     let mut memory_policy = MemoryPolicy::default();
     let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();

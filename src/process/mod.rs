@@ -480,8 +480,10 @@ fn wait_for_ready(
             Some((Message::InitPid(p), _)) => {
                 // A later pid is the process the earlier one handed over to (and reaped
                 // once create is done).
-                if let Some(earlier) = init_pid.replace(Pid::from_raw(p)) {
-                    guard.pids.push(earlier);
+                match init_pid.replace(Pid::from_raw(p)) {
+                    Some(earlier) => guard.pids.push(earlier),
+                    // In its network namespace by now; before any hook, as runc.
+                    None => crate::net_devices::move_into(&cfg.bundle.spec, Pid::from_raw(p))?,
                 }
             }
             Some((Message::SeccompNotifyFd, fd)) => {
