@@ -874,7 +874,7 @@ fn a_bad_memory_policy_is_named_in_runcs_words() {
         ),
         (
             json!({"mode": "MPOL_DEFAULT", "nodes": "0-7"}),
-            "config.json: linux.memoryPolicy.nodes: memory policy mode MPOL_DEFAULT requires 0 nodes but got 8",
+            "config.json: linux.memoryPolicy.nodes: memory policy mode requires 0 nodes but got 8 (mode MPOL_DEFAULT)",
         ),
         (
             json!({"mode": "MPOL_BIND", "nodes": "0-9876543210"}),

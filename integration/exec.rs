@@ -726,3 +726,28 @@ fn exec_pidfd_socket_receives_a_pidfd_of_the_exec_process() {
     assert_eq!(crate::lifecycle::pid_of_pidfd(&pidfd), pid);
     finish(&rt, &id, &[pid], init);
 }
+
+#[test]
+fn exec_reads_a_process_file_given_as_a_shells_process_substitution() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("execfd");
+    let init = started(&rt, &b, &id);
+    let process = json!({"args": ["echo", "from-fd"], "cwd": "/", "terminal": false});
+    // What runc's tests and many scripts do: `exec --process <(echo '{...}')`, a /dev/fd/N path.
+    let script = format!(
+        "exec {} --root {} exec --process <(echo '{}') {}",
+        harness::BERTH,
+        rt.root.path().display(),
+        process,
+        id
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "from-fd");
+    finish(&rt, &id, &[], init);
+}

@@ -1006,3 +1006,26 @@ fn pidfd_socket_nobody_listens_on_fails_create_and_leaves_nothing() {
     rt.assert_nothing_left(&id);
     harness::assert_no_process_of(&id);
 }
+
+#[test]
+fn sigterm_to_a_created_container_stops_it_as_runc_does() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("termcreated");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let out = rt.berth(&["kill", &id, "TERM"]);
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(init) {
+        assert!(
+            Instant::now() < deadline,
+            "init at the start gate ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rt.status(&id), "stopped");
+    rt.delete_force(&id);
+    rt.assert_nothing_left(&id);
+}

@@ -88,14 +88,14 @@ fn policy(p: &LinuxMemoryPolicy) -> Result<Policy> {
     let mode = mode_number(p.mode());
     match mode {
         MPOL_DEFAULT | MPOL_LOCAL if count != 0 => bail!(
-            "config.json: linux.memoryPolicy.nodes: memory policy mode {} requires 0 nodes but got {count}",
+            "config.json: linux.memoryPolicy.nodes: memory policy mode requires 0 nodes but got {count} (mode {})",
             p.mode()
         ),
         MPOL_BIND | MPOL_INTERLEAVE | MPOL_PREFERRED_MANY | MPOL_WEIGHTED_INTERLEAVE
             if count == 0 =>
         {
             bail!(
-                "config.json: linux.memoryPolicy.nodes: memory policy mode {} requires at least one node but got 0",
+                "config.json: linux.memoryPolicy.nodes: memory policy mode requires at least one node but got 0 (mode {})",
                 p.mode()
             )
         }
@@ -166,7 +166,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("mode MPOL_DEFAULT requires 0 nodes but got 8"),
+            err.contains("memory policy mode requires 0 nodes but got 8 (mode MPOL_DEFAULT)"),
             "{err}"
         );
         let err = of_json(r#"{"mode":"MPOL_INTERLEAVE"}"#)

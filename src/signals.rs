@@ -33,6 +33,38 @@ pub fn reset_dispositions() -> Result<()> {
     Ok(())
 }
 
+/// For init at the start gate: the signals that end a process by default end it here too,
+/// with status 128+N. As the container's PID 1 it would otherwise ignore them (the kernel
+/// drops a default-action signal to a namespace's init), and `kill ID` of a created container
+/// would do nothing; runc's init, a Go program with handlers, dies of them. execve resets
+/// caught signals to their default, so the user process gets none of this.
+pub fn exit_on_terminating_signals() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    extern "C" fn exit_with(sig: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe and touches no state of this process.
+        unsafe { libc::_exit(128 + sig) }
+    }
+    let handler = SigAction::new(
+        SigHandler::Handler(exit_with),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+    ] {
+        // SAFETY: the handler only calls _exit (async-signal-safe).
+        unsafe { sigaction(sig, &handler) }
+            .map_err(|e| anyhow::anyhow!("handle {sig} at the start gate: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Parses a signal given as a decimal number (0 to SIGRTMAX) or a name with or without the
 /// SIG prefix, in any case: a standard name, `RTMIN`, `RTMIN+N`, `RTMAX`, `RTMAX-N`. Never
 /// panics, whatever the text (a fuzz target calls it).

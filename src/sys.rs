@@ -520,12 +520,37 @@ fn check_fd_count(preserve_fds: u32, listen_fds: u32, soft_limit: u64) -> Result
     first_fd_past(listen_fds, preserve_fds).map(drop)
 }
 
-/// Closes every fd from `first` on.
-pub fn close_from(first: u32) -> Result<()> {
-    // SAFETY: close_range closes only this process's own descriptors; the caller owns none
-    // of them (they are what berth's caller left open).
-    let r = unsafe { libc::close_range(first, u32::MAX, 0) };
-    Errno::result(r).map(drop).context("close_range")
+/// Closes every fd from `first` on, but `keep`. (Left as it is: berth may re-exec itself
+/// sealed before reading it; exec's joiner marks every fd past stdio close-on-exec.)
+pub fn close_from(first: u32, keep: Option<u32>) -> Result<()> {
+    let close = |from: u32, to: u32| {
+        // SAFETY: close_range closes only this process's own descriptors; the caller owns
+        // none of them (they are what berth's caller left open).
+        let r = unsafe { libc::close_range(from, to, 0) };
+        Errno::result(r).map(drop).context("close_range")
+    };
+    match keep.filter(|&k| k >= first) {
+        None => close(first, u32::MAX),
+        Some(k) => {
+            if k > first {
+                close(first, k - 1)?;
+            }
+            match k {
+                u32::MAX => Ok(()),
+                _ => close(k + 1, u32::MAX),
+            }
+        }
+    }
+}
+
+/// The fd a path such as `/dev/fd/63` or `/proc/self/fd/63` names (what a shell's process
+/// substitution `<(...)` passes), if it is one.
+pub fn fd_named_by(path: &Path) -> Option<u32> {
+    let s = path.to_str()?;
+    let n = s
+        .strip_prefix("/dev/fd/")
+        .or_else(|| s.strip_prefix("/proc/self/fd/"))?;
+    n.parse().ok()
 }
 
 /// Marks every fd from `first` on close-on-exec, so none of berth's fds reach the container.
@@ -668,6 +693,14 @@ pub fn signal_description(signal: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_substitution_paths_name_their_fd() {
+        assert_eq!(fd_named_by(Path::new("/dev/fd/63")), Some(63));
+        assert_eq!(fd_named_by(Path::new("/proc/self/fd/7")), Some(7));
+        assert_eq!(fd_named_by(Path::new("/tmp/process.json")), None);
+        assert_eq!(fd_named_by(Path::new("/dev/fd/x")), None);
+    }
 
     #[test]
     #[cfg(target_arch = "x86_64")]

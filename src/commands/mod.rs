@@ -23,9 +23,15 @@ use crate::{process, signals};
 /// the commands that start a process: berth forks the container's init and exec'd processes
 /// from itself, so without this they would hold the caller's files until their execve (runc
 /// passes its init only stdio and the fds it means to). Called first, before berth opens
-/// anything of its own (its log file included); berth never uses the caller's fds.
+/// anything of its own (its log file included); berth never uses the caller's fds, but for
+/// an `exec --process /dev/fd/N` (a shell's `<(...)`), which is kept to be read.
 pub fn close_callers_fds(command: &crate::cli::Command) -> Result<()> {
     use crate::cli::Command;
+    // `exec --process <(...)`: the file is an fd of the caller's, read after this.
+    let keep = match command {
+        Command::Exec(a) => a.process.as_deref().and_then(crate::sys::fd_named_by),
+        _ => None,
+    };
     let first = match command {
         Command::Create(a) => crate::sys::first_fd_past(process::listen_fds(), a.opts.preserve_fds),
         Command::Run(a) => crate::sys::first_fd_past(process::listen_fds(), a.opts.preserve_fds),
@@ -34,7 +40,7 @@ pub fn close_callers_fds(command: &crate::cli::Command) -> Result<()> {
     };
     // A count past any fd number is refused by the command itself, naming the flag.
     match first {
-        Ok(first) => crate::sys::close_from(first),
+        Ok(first) => crate::sys::close_from(first, keep),
         Err(_) => Ok(()),
     }
 }

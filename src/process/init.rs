@@ -165,6 +165,9 @@ fn wait_and_exec(
 ) -> (anyhow::Error, bool) {
     // A failure to load it is reported through the gate, to `start`.
     let seccomp = p.load_seccomp();
+    if let Err(e) = crate::signals::exit_on_terminating_signals() {
+        return (e, false);
+    }
     let mut gate = match Gate::pass(cfg, chan) {
         Ok(gate) => gate,
         Err(e) => return (e, false),
