@@ -539,3 +539,30 @@ fn bad_mount_entries_name_the_entry() {
     let out = rt.create(&b, &harness::unique_id("baddev"), &[]);
     harness::assert_fails_with(&out, "linux.devices[0].type");
 }
+
+#[test]
+fn a_configured_dev_ptmx_stays_the_link_to_the_containers_devpts() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    // runc's dev.bats: a redundant default /dev/ptmx in linux.devices.
+    b.edit(|c| {
+        c["linux"]["devices"] =
+            serde_json::json!([{"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2}])
+    });
+    let id = harness::unique_id("ptmx");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let ptmx = format!("/proc/{pid}/root/dev/ptmx");
+    assert_eq!(
+        std::fs::read_link(&ptmx).unwrap(),
+        std::path::Path::new("pts/ptmx"),
+        "a node was made instead of the link"
+    );
+    let m = std::fs::metadata(&ptmx).unwrap();
+    assert!(m.file_type().is_char_device());
+    assert_eq!(m.permissions().mode() & 0o777, 0o666, "devpts' ptmxmode");
+    assert_eq!(m.rdev(), libc::makedev(5, 2));
+    rt.delete_force(&id);
+}

@@ -96,6 +96,11 @@ pub fn create_configured(
         if !d.path().is_absolute() {
             bail!("linux.devices[{i}]: path {path:?} is not absolute");
         }
+        // As runc: /dev/ptmx stays the symlink to the container's own devpts (pts/ptmx); a
+        // node here would be the host's multiplexer, whose ptys the container cannot see.
+        if lexically_clean(d.path()) == Path::new("/dev/ptmx") {
+            continue;
+        }
         let node = DeviceNode {
             path,
             kind,
@@ -109,6 +114,23 @@ pub fn create_configured(
             .with_context(|| format!("linux.devices[{i}] ({})", node.path))?;
     }
     Ok(())
+}
+
+/// `path` with `.`, `..` and repeated slashes resolved as text, never through the
+/// filesystem (runc's LexicallyCleanPath); `..` stops at the root.
+fn lexically_clean(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// Creates one node with mknod, or in a user namespace (where mknod is refused) bind-mounts
@@ -173,4 +195,26 @@ pub fn open_null(root: &impl std::os::fd::AsFd) -> Result<OwnedFd> {
         bail!("/dev/null is not the null device");
     }
     Ok(null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_as_text() {
+        for p in [
+            "/dev/ptmx",
+            "/dev//ptmx",
+            "/dev/./ptmx",
+            "/dev/pts/../ptmx",
+            "/../dev/ptmx",
+        ] {
+            assert_eq!(lexically_clean(Path::new(p)), Path::new("/dev/ptmx"), "{p}");
+        }
+        assert_eq!(
+            lexically_clean(Path::new("/dev/pts/ptmx")),
+            Path::new("/dev/pts/ptmx")
+        );
+    }
 }
