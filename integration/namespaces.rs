@@ -595,3 +595,37 @@ fn a_net_device_that_is_not_there_fails_create_and_leaves_nothing() {
     );
     rt.assert_nothing_left(&id);
 }
+
+#[test]
+fn time_namespace_offsets_in_a_user_namespace() {
+    // runc's timens.bats "simple timens + userns": berth, from the host's user namespace,
+    // writes the offsets of the setup process's new time namespace (the setup process
+    // itself may not, as the mapped root).
+    let rt = Runtime::new();
+    let mut b = userns_bundle(&["cat", "/proc/self/timens_offsets"], 100000, 65536);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 7881, "nanosecs": 2718281},
+                                           "boottime": {"secs": 1337, "nanosecs": 3141519}});
+    });
+    let id = harness::unique_id("timensuserns");
+    let out = rt.run(&b, &id);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let offsets: Vec<Vec<String>> = stdout(&out)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert!(
+        offsets.contains(&vec!["monotonic".into(), "7881".into(), "2718281".into()]),
+        "{offsets:?}"
+    );
+    assert!(
+        offsets.contains(&vec!["boottime".into(), "1337".into(), "3141519".into()]),
+        "{offsets:?}"
+    );
+    rt.delete_force(&id);
+    rt.assert_nothing_left(&id);
+}

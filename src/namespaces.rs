@@ -151,8 +151,10 @@ pub fn join_process(pidfd: &OwnedFd, pid: i32, flags: CloneFlags) -> Result<()> 
     Ok(())
 }
 
-/// Writes `linux.timeOffsets` for a new time namespace, before its first process is forked.
-pub fn write_time_offsets(spec: &Spec) -> Result<()> {
+/// Writes `linux.timeOffsets` for the new time namespace of process `pid` ("self" for the
+/// caller), before its first process is forked. In a new user namespace the parent writes
+/// them, from the host's user namespace, as runc's nsexec does.
+pub fn write_time_offsets(spec: &Spec, pid: &str) -> Result<()> {
     let Some(offsets) = spec
         .linux()
         .as_ref()
@@ -171,7 +173,7 @@ pub fn write_time_offsets(spec: &Spec) -> Result<()> {
         })
         .collect();
     crate::procfs::Procfs::open()
-        .and_then(|proc| proc.write("self/timens_offsets", &text))
+        .and_then(|proc| proc.write(&format!("{pid}/timens_offsets"), &text))
         .context("linux.timeOffsets")
 }
 

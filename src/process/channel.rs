@@ -20,6 +20,11 @@ pub enum Message {
     UsernsCreated,
     /// Parent → child: the maps are written.
     UsernsMapped,
+    /// Child → parent: the new time namespace exists, in a new user namespace; write its
+    /// offsets (the child's own capabilities there do not open /proc/self/timens_offsets).
+    TimeNamespaceCreated,
+    /// Parent → child: the offsets are written.
+    TimeOffsetsWritten,
     /// Parent → child, with the systemd driver: systemd has moved the child into the
     /// container's scope; join the rest of its cgroups and go on.
     CgroupPlaced,

@@ -477,6 +477,10 @@ fn wait_for_ready(
                 write_id_maps(child, &cfg.bundle)?;
                 chan.send(&Message::UsernsMapped)?;
             }
+            Some((Message::TimeNamespaceCreated, _)) => {
+                namespaces::write_time_offsets(&cfg.bundle.spec, &child.to_string())?;
+                chan.send(&Message::TimeOffsetsWritten)?;
+            }
             Some((Message::InitPid(p), _)) => {
                 // A later pid is the process the earlier one handed over to (and reaped
                 // once create is done).
@@ -794,7 +798,12 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
     ns.join_paths(|t| t != LinuxNamespaceType::User && !join_late(t))?;
     Namespaces::unshare(ns.new - nix::sched::CloneFlags::CLONE_NEWUSER)?;
     if ns.is_new(LinuxNamespaceType::Time) {
-        namespaces::write_time_offsets(&cfg.bundle.spec)?;
+        if ns.is_new(LinuxNamespaceType::User) {
+            chan.send(&Message::TimeNamespaceCreated)?;
+            chan.expect(&Message::TimeOffsetsWritten)?;
+        } else {
+            namespaces::write_time_offsets(&cfg.bundle.spec, "self")?;
+        }
     }
     Ok(Entered {
         late_pid_ns,
