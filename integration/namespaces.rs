@@ -629,3 +629,65 @@ fn time_namespace_offsets_in_a_user_namespace() {
     rt.delete_force(&id);
     rt.assert_nothing_left(&id);
 }
+
+#[test]
+fn a_container_joins_another_containers_user_namespace_and_a_netns_that_it_does_not_own() {
+    // runc's userns.bats "join other container userns" and "[wrong userns owner]": berth
+    // becomes root of the joined user namespace (its mappings, not the host's ids) and joins
+    // a network namespace owned by the host's user namespace before entering it.
+    use std::os::unix::fs::MetadataExt;
+    let rt = Runtime::new();
+    let target = userns_bundle(&["sleep", "100"], 100000, 65536);
+    let target_id = harness::unique_id("usernstarget");
+    let out = rt.create(&target, &target_id, &[]);
+    assert!(out.status.success(), "create target: {}", stderr(&out));
+    let target_pid = rt.state(&target_id)["pid"].to_string();
+
+    let netns = format!("berth-test-{}", std::process::id());
+    let added = std::process::Command::new("ip")
+        .args(["netns", "add", &netns])
+        .status()
+        .unwrap();
+    assert!(added.success(), "ip netns add");
+    struct DelNetns(String);
+    impl Drop for DelNetns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _del = DelNetns(netns.clone());
+    let netns_path = format!("/run/netns/{netns}");
+
+    let mut b = userns_bundle(&["sleep", "100"], 100000, 65536);
+    b.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            match ns["type"].as_str() {
+                Some("user") => ns["path"] = json!(format!("/proc/{target_pid}/ns/user")),
+                Some("network") => ns["path"] = json!(netns_path.clone()),
+                _ => {}
+            }
+        }
+        let linux = c["linux"].as_object_mut().unwrap();
+        linux.remove("uidMappings");
+        linux.remove("gidMappings");
+    });
+    let id = harness::unique_id("usernsjoin");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = rt.state(&id)["pid"].to_string();
+    assert_eq!(ns_link(&pid, "user"), ns_link(&target_pid, "user"));
+    let netns_ino = fs::metadata(&netns_path).unwrap().ino();
+    assert_eq!(ns_link(&pid, "net"), format!("net:[{netns_ino}]"));
+    let uid_map = fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    let fields: Vec<&str> = uid_map.split_whitespace().collect();
+    assert_eq!(fields, ["0", "100000", "65536"]);
+    // Its init runs as the namespace's root: host uid 100000.
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid.split_whitespace().nth(1), Some("100000"), "{uid}");
+    rt.delete_force(&id);
+    rt.delete_force(&target_id);
+    rt.assert_nothing_left(&id);
+}

@@ -99,6 +99,27 @@ impl Namespaces {
         Ok(())
     }
 
+    /// As `join_paths`, but a namespace berth may not join (EPERM) is left for later; returns
+    /// those it joined.
+    pub fn try_join_paths(
+        &self,
+        which: impl Fn(LinuxNamespaceType) -> bool,
+    ) -> Result<Vec<LinuxNamespaceType>> {
+        let mut joined = Vec::new();
+        for (t, path) in self.join.iter().filter(|(t, _)| which(*t)) {
+            let f = File::open(path)
+                .with_context(|| format!("open {t} namespace {}", path.display()))?;
+            match setns(f.as_fd(), flag(*t)) {
+                Ok(()) => joined.push(*t),
+                Err(nix::errno::Errno::EPERM) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("join {t} namespace {}", path.display()))
+                }
+            }
+        }
+        Ok(joined)
+    }
+
     /// Creates the new namespaces in `flags` (a subset of `self.new`).
     pub fn unshare(flags: CloneFlags) -> Result<()> {
         if flags.is_empty() {

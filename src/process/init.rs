@@ -75,7 +75,7 @@ fn setup(
         rootfs: &cfg.bundle.rootfs,
         bundle: &cfg.bundle.dir,
         cgroup: cfg.cgroup.as_ref(),
-        in_userns: cfg.namespaces.is_new(LinuxNamespaceType::User),
+        in_userns: cfg.namespaces.is_listed(LinuxNamespaceType::User),
         new_mount_ns: cfg.namespaces.is_listed(LinuxNamespaceType::Mount),
         no_pivot: cfg.no_pivot,
         pid_ns: late_pid_ns.as_ref().map(|ns| ns.as_fd()),

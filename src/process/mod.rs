@@ -760,6 +760,15 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
             true => crate::rootfs::clone_bind_sources(&cfg.bundle.spec, &cfg.bundle.dir),
             false => crate::rootfs::BindSources::default(),
         };
+    // As runc's nsexec: with a user namespace, the namespaces to join that the host's root
+    // may join are joined first (one owned by another user namespace cannot be joined from
+    // inside the container's), then the user namespace, then the rest (a rootless caller
+    // may join those only from inside it). Mount and PID namespaces keep their places below.
+    use LinuxNamespaceType::{Mount, Pid as PidNs, User};
+    let joined_early = match ns.is_listed(User) {
+        true => ns.try_join_paths(|t| !matches!(t, User | Mount | PidNs))?,
+        false => Vec::new(),
+    };
     ns.join_paths(|t| t == LinuxNamespaceType::User)?;
     if ns.is_new(LinuxNamespaceType::User) {
         Namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
@@ -774,6 +783,10 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
         if unprivileged {
             nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
         }
+    }
+    // New or joined (another container's), as runc: the setup goes on as the namespace's
+    // root, whose ids are mapped there (the host's are not: mkdir would fail EOVERFLOW).
+    if ns.is_listed(LinuxNamespaceType::User) {
         let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
         nix::unistd::setresgid(root_gid, root_gid, root_gid)
             .context("become gid 0 in the user namespace")?;
@@ -795,7 +808,9 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
     .map(OwnedFd::from)
     .filter(|fd| sys::proc_takes_pidns(fd.as_fd()));
     let join_late = |t| t == LinuxNamespaceType::Pid && late_pid_ns.is_some();
-    ns.join_paths(|t| t != LinuxNamespaceType::User && !join_late(t))?;
+    ns.join_paths(|t| {
+        t != LinuxNamespaceType::User && !join_late(t) && !joined_early.contains(&t)
+    })?;
     Namespaces::unshare(ns.new - nix::sched::CloneFlags::CLONE_NEWUSER)?;
     if ns.is_new(LinuxNamespaceType::Time) {
         if ns.is_new(LinuxNamespaceType::User) {
