@@ -734,19 +734,28 @@ fn exec_reads_a_process_file_given_as_a_shells_process_substitution() {
     let id = harness::unique_id("execfd");
     let init = started(&rt, &b, &id);
     let process = json!({"args": ["echo", "from-fd"], "cwd": "/", "terminal": false});
-    // What runc's tests and many scripts do: `exec --process <(echo '{...}')`, a /dev/fd/N path.
-    let script = format!(
-        "exec {} --root {} exec --process <(echo '{}') {}",
-        harness::BERTH,
-        rt.root.path().display(),
-        process,
-        id
-    );
-    let out = std::process::Command::new("bash")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // What runc's tests and many scripts do, `exec --process <(echo '{...}')`, made here as a
+    // shell makes it (the VMs have no bash): a pipe's read end as fd 63, /dev/fd/63 the path.
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut write = File::from(write);
+    std::io::Write::write_all(&mut write, process.to_string().as_bytes()).unwrap();
+    drop(write);
+    let read_fd = std::os::fd::AsRawFd::as_raw_fd(&read);
+    let mut cmd = rt.cmd();
+    cmd.args(["exec", "--process", "/dev/fd/63", &id])
+        .stdin(Stdio::null());
+    // SAFETY: between fork and exec the closure only calls dup2, which is async-signal-safe;
+    // the copy on fd 63 has no close-on-exec flag, so berth inherits it.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            match libc::dup2(read_fd, 63) {
+                63 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(read);
     assert!(out.status.success(), "exec: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "from-fd");
     finish(&rt, &id, &[], init);
