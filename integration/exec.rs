@@ -741,8 +741,14 @@ fn exec_reads_a_process_file_given_as_a_shells_process_substitution() {
     std::io::Write::write_all(&mut write, process.to_string().as_bytes()).unwrap();
     drop(write);
     let read_fd = std::os::fd::AsRawFd::as_raw_fd(&read);
+    // (/dev/fd is a link that udev or systemd makes; the v2 guest's minimal /dev lacks it,
+    // and a shell there would name the fd through /proc.)
+    let path = match Path::new("/dev/fd").exists() {
+        true => "/dev/fd/63",
+        false => "/proc/self/fd/63",
+    };
     let mut cmd = rt.cmd();
-    cmd.args(["exec", "--process", "/dev/fd/63", &id])
+    cmd.args(["exec", "--process", path, &id])
         .stdin(Stdio::null());
     // SAFETY: between fork and exec the closure only calls dup2, which is async-signal-safe;
     // the copy on fd 63 has no close-on-exec flag, so berth inherits it.
