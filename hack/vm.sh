@@ -141,7 +141,7 @@ esac
 # controllers plus its own cgroup2 tree at /sys/fs/cgroup/unified), with its own tests file.
 name=$guest
 case $guest in
-v2) kvm_timeout=300 tcg_timeout=900 ;;
+v2) kvm_timeout=300 tcg_timeout=1200 ;;
 systemd) kvm_timeout=600 tcg_timeout=1800 ;;
 systemd-v1) kvm_timeout=300 tcg_timeout=900 guest=systemd ;;
 *) die "--guest $guest: must be v2, systemd or systemd-v1" ;;

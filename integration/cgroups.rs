@@ -1139,22 +1139,21 @@ fn create_and_run_refuse_a_cgroup_that_is_already_frozen() {
                 let id = harness::unique_id("frozen");
                 rt.track(&id);
                 let bundle = b.path().to_str().unwrap().to_string();
-                let started = Instant::now();
+                // (Bounded, so that a hang fails the test; no tighter bound on the time: the
+                // refusal before anything is made is proven by its words and by what exists.)
                 let out =
                     berth_within(&rt, &[cmd, "--bundle", &bundle, &id], 20, || user_cg.thaw());
                 let what = format!("{cmd} into {path} ({case}) on {}", root.display());
-                harness::fails_with_one_line(&out, "container's cgroup unexpectedly frozen");
+                // Refused by the check before anything is made ("...frozen (FILE ...)"), not
+                // by the watch while create waits for its processes ("...frozen while it
+                // was being created (...)"), which would mean a setup process had joined.
+                harness::fails_with_one_line(&out, "container's cgroup unexpectedly frozen (");
                 let err = harness::stderr(&out);
                 assert!(
                     err.contains(&format!("{}/", user_cg.dir.display()))
                         && (err.contains(file) || err.contains("cgroup.events says frozen 1")),
                     "{what}: names the file: {}",
                     harness::stderr(&out)
-                );
-                assert!(
-                    started.elapsed() < Duration::from_secs(5),
-                    "{what}: took {:?}",
-                    started.elapsed()
                 );
                 rt.assert_nothing_left(&id);
                 harness::assert_no_process_of(&id);
