@@ -110,13 +110,17 @@ fi
 
 # --- rootfs images, made locally once: get-images.sh only downloads a missing file ---------
 mkdir -p "$cache"
-if [ ! -s "$cache/busybox.tar" ]; then
+if [ ! -s "$cache/busybox-noproc.tar" ]; then
     log "making busybox rootfs from /bin/busybox"
     tmp=$(mktemp -d)
     "$here/hack/make-rootfs.sh" "$tmp/rootfs"
-    tar -C "$tmp/rootfs" -cf "$cache/busybox.tar.part" .
+    # Like the docker-library busybox tarball the suite downloads: no /proc or /sys (the
+    # "prohibit symlink /proc" tests make the symlink with `ln -s`, which puts it inside an
+    # existing directory instead).
+    rmdir "$tmp/rootfs/proc" "$tmp/rootfs/sys"
+    tar -C "$tmp/rootfs" -cf "$cache/busybox-noproc.tar.part" .
     rm -rf "$tmp"
-    mv "$cache/busybox.tar.part" "$cache/busybox.tar"
+    mv "$cache/busybox-noproc.tar.part" "$cache/busybox-noproc.tar"
 fi
 if [ ! -s "$cache/debian.tar" ]; then
     # The suite's Debian tests run bash, stat, findmnt, ionice and chrt.
@@ -148,7 +152,7 @@ ln -s "$runc_src/go.mod" "$work/go.mod" # spec.bats reads the runtime-spec versi
 for d in "$runc_src"/tests/cmd/*/; do ln -s "$d" "$work/tests/cmd/$(basename "$d")"; done
 ln -s "$helpers" "$work/tests/cmd/_bin"
 arch=$(go env GOARCH)
-ln -s "$cache/busybox.tar" "$work/tests/integration/testdata/busybox-$arch.tar.xz"
+ln -s "$cache/busybox-noproc.tar" "$work/tests/integration/testdata/busybox-$arch.tar.xz"
 ln -s "$cache/debian.tar" "$work/tests/integration/testdata/debian-$arch.tar.xz"
 suite=$work/tests/integration
 

@@ -285,6 +285,33 @@ fn other_config_fields_are_named() {
         },
         "config.json: mounts[",
     );
+    // Idmapped mounts are refused by name, not bound with the host's owners.
+    let bind_with = |extra: Value| {
+        move |c: &mut Value| {
+            let mut m = json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind"]});
+            m.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c["mounts"].as_array_mut().unwrap().push(m)
+        }
+    };
+    config_fails(
+        &rt,
+        "idmapopt",
+        t,
+        bind_with(json!({"options": ["rbind", "ridmap"]})),
+        "].options: \"ridmap\": idmapped mounts are not supported by berth yet",
+    );
+    config_fails(
+        &rt,
+        "idmapfield",
+        t,
+        bind_with(
+            json!({"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                         "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}),
+        ),
+        "].uidMappings: idmapped mounts are not supported by berth yet",
+    );
 }
 
 #[test]

@@ -1524,7 +1524,7 @@ fn podman_hooks_dir_prestart_and_poststop() {
         serde_json::from_slice(&fs::read(out_dir.join("prestart.json")).unwrap()).unwrap();
     assert_eq!(state["id"], id.as_str());
     assert_eq!(state["pid"], pid);
-    assert_eq!(state["status"], "created"); // prestart runs at start (config.md)
+    assert_eq!(state["status"], "creating"); // prestart runs during create (config.md 1.1+)
     let bundle = PathBuf::from(state["bundle"].as_str().unwrap());
     let spec: Value =
         serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();

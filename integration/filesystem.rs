@@ -122,6 +122,70 @@ fn bind_file_content_and_recursive_read_only() {
     assert_eq!(stdout(&out), "contentsub-ro\n");
 }
 
+/// The mounts of runc's "mount order" test: a tree of host binds, then binds whose source
+/// and destination are written as host paths inside the rootfs, taken from the tree built
+/// so far; and a source reached through an image's symlink, looked up inside the root.
+fn binds_from_inside_the_rootfs(userns: bool) {
+    let rt = Runtime::new();
+    let src = tempfile::tempdir().unwrap();
+    for sub in ["a/x", "b/y"] {
+        fs::create_dir_all(src.path().join(sub)).unwrap();
+        fs::write(src.path().join(sub).join("file"), sub).unwrap();
+    }
+    let args = [
+        "sh",
+        "-c",
+        "cat /final/x/y/file /final/file; echo; ls /seen",
+    ];
+    let mut b = match userns {
+        true => crate::namespaces::userns_bundle(&args, 100000, 65536),
+        false => Bundle::new(&args),
+    };
+    let rootfs = b.path().join("rootfs");
+    fs::write(src.path().join("a/file"), "a").unwrap();
+    // The image's symlink names a host path; inside the container that path is the image's.
+    let host_dir = src.path().join("host-only");
+    fs::create_dir(&host_dir).unwrap();
+    fs::write(host_dir.join("host-secret"), "").unwrap();
+    let in_image = rootfs.join(host_dir.strip_prefix("/").unwrap());
+    fs::create_dir_all(&in_image).unwrap();
+    fs::write(in_image.join("image-file"), "").unwrap();
+    std::os::unix::fs::symlink(&host_dir, rootfs.join("escape")).unwrap();
+    if userns {
+        let st = Command::new("chown")
+            .args(["-R", "100000:100000"])
+            .arg(&rootfs)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        let bind = |source: &std::path::Path, dest: &std::path::Path| {
+            json!({"destination": dest, "type": "bind", "source": source, "options": ["rbind"]})
+        };
+        m.push(bind(&src.path().join("a"), "/mnt".as_ref()));
+        m.push(bind(&src.path().join("b"), "/mnt/x".as_ref()));
+        m.push(bind(&rootfs.join("mnt"), &rootfs.join("final")));
+        m.push(bind(&rootfs.join("escape"), "/seen".as_ref()));
+    });
+    let out = rt.run(&b, &harness::unique_id("bindorder"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "b/ya\nimage-file\n");
+    // Nothing was made under the host path inside the rootfs.
+    assert!(!rootfs.join(rootfs.strip_prefix("/").unwrap()).exists());
+}
+
+#[test]
+fn binds_from_inside_the_rootfs_see_the_mounts_made_before_them() {
+    binds_from_inside_the_rootfs(false);
+}
+
+#[test]
+fn binds_from_inside_the_rootfs_see_the_mounts_made_before_them_in_a_user_namespace() {
+    binds_from_inside_the_rootfs(true);
+}
+
 #[test]
 fn tmpcopyup_keeps_the_image_content() {
     let rt = Runtime::new();

@@ -90,7 +90,7 @@ fn hooks_run_in_the_bundle_the_rootfs_or_the_processs_cwd_as_runc_runs_them() {
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
         format!(
-            "createRuntime {bundle}\ncreateContainer {}\nprestart {bundle}\npoststart {bundle}\npoststop {bundle}\n",
+            "prestart {bundle}\ncreateRuntime {bundle}\ncreateContainer {}\npoststart {bundle}\npoststop {bundle}\n",
             rootfs.display()
         )
     );
@@ -131,17 +131,18 @@ fn every_kind_runs_at_its_point_in_order_with_the_state() {
         log.iter().map(|(n, _, _)| n.clone()).collect()
     };
     let created = read_log(&log);
-    // prestart belongs to `start` (config.md), not to create as in runc.
-    assert_eq!(names(&created), ["createRuntime", "createContainer"]);
+    // prestart runs during create, before createRuntime (config.md since runtime-spec 1.1,
+    // as runc; 1.0 had it at `start`).
+    assert_eq!(
+        names(&created),
+        ["prestart1", "prestart2", "createRuntime", "createContainer"]
+    );
     assert!(!b_path.join("rootfs/start.log").exists());
 
     let out = rt.berth(&["start", &id]);
     assert!(out.status.success(), "start: {}", stderr(&out));
     let started = read_log(&log);
-    assert_eq!(
-        names(&started)[2..],
-        ["prestart1", "prestart2", "poststart"]
-    );
+    assert_eq!(names(&started)[4..], ["poststart"]);
     let in_container = read_log(&b_path.join("rootfs/start.log"));
     assert_eq!(names(&in_container), ["startContainer"]);
 
@@ -160,7 +161,7 @@ fn every_kind_runs_at_its_point_in_order_with_the_state() {
     let host = host_mnt_ns();
     for (name, ns, state) in all.iter().chain(in_container.iter()) {
         let want_status = match name.as_str() {
-            "startContainer" | "prestart1" | "prestart2" => "created",
+            "startContainer" => "created",
             "poststart" => "running",
             "poststop" => "stopped",
             _ => "creating",
@@ -185,7 +186,7 @@ fn every_kind_runs_at_its_point_in_order_with_the_state() {
 }
 
 #[test]
-fn a_failing_prestart_hook_fails_start_runs_poststop_and_leaves_nothing() {
+fn a_failing_prestart_hook_fails_create_runs_poststop_and_leaves_nothing() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["touch", "/ran"]);
     let log = b.path().join("hooks.log");
@@ -200,15 +201,15 @@ fn a_failing_prestart_hook_fails_start_runs_poststop_and_leaves_nothing() {
         });
     });
     let id = harness::unique_id("prestartfail");
+    // During create (runtime-spec 1.1+, as runc): create fails, and there is nothing to start.
     let out = rt.create(&b, &id, &[]);
-    assert!(out.status.success(), "create: {}", stderr(&out));
-    let out = rt.berth(&["start", &id]);
     harness::fails_with_one_line(
         &out,
         "error running prestart hook #0: hooks.prestart[0] (/bin/sh): exit status 7; stderr: no good",
     );
     // The container is stopped and undone: `state` no longer knows it.
     assert!(!rt.berth(&["state", &id]).status.success());
+    assert!(!rt.berth(&["start", &id]).status.success());
     harness::reap_failed_inits();
     rt.assert_nothing_left(&id);
     harness::assert_no_process_of(&id);

@@ -30,6 +30,26 @@ fn new_namespaces_differ_from_the_host() {
 }
 
 #[test]
+fn an_empty_namespace_path_makes_a_new_namespace_as_in_runc() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            ns["path"] = json!("");
+        }
+    });
+    let id = harness::unique_id("nsempty");
+    let out = rt.create(&b, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = rt.state(&id)["pid"].to_string();
+    for kind in KINDS {
+        assert_ne!(ns_link(&pid, kind), ns_link("self", kind), "{kind}");
+    }
+    rt.delete_force(&id);
+    rt.assert_nothing_left(&id);
+}
+
+#[test]
 fn namespaces_joined_by_path() {
     let rt = Runtime::new();
     let first = Bundle::new(&["sleep", "100"]);

@@ -52,6 +52,25 @@ fn seccomp_is_loaded_without_no_new_privs_too() {
 }
 
 #[test]
+fn a_profile_denying_faccessat2_still_finds_the_program_in_path() {
+    // Without noNewPrivileges the filter is in before the PATH lookup; a profile written
+    // before faccessat2 existed (the runtime-tools suite's) denies it with EPERM. As runc
+    // (Go's LookPath), the mode bits then decide.
+    let rt = Runtime::new();
+    for no_new_privs in [false, true] {
+        let mut b = Bundle::new(&["sh", "-c", "echo found"]);
+        b.edit(|c| {
+            c["process"]["noNewPrivileges"] = json!(no_new_privs);
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["faccessat2"], "action": "SCMP_ACT_ERRNO"}]});
+        });
+        let out = rt.run(&b, &harness::unique_id("faccessat2"));
+        assert!(out.status.success(), "nnp {no_new_privs}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "found\n");
+    }
+}
+
+#[test]
 fn start_container_hooks_run_under_the_filter_with_no_new_privs_or_without() {
     // As runc: with noNewPrivileges the filter goes in before the start gate (not just
     // before execve), so a startContainer hook cannot do what the container cannot.

@@ -28,9 +28,41 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
     let config_path = dir.join("config.json");
     let text = fs::read_to_string(&config_path)
         .with_context(|| format!("config.json: cannot read {}", config_path.display()))?;
-    let spec = parse(&text)?;
+    let mut spec = parse(&text)?;
+    without_empty_namespace_paths(&mut spec);
     let rootfs = validate(&spec, &dir)?;
+    strip_rootfs_from_destinations(&mut spec, &rootfs);
     Ok(Bundle { dir, rootfs, spec })
+}
+
+/// A namespace with `"path": ""` is a new one, as runc takes it (Go's zero value), not a
+/// path to join.
+fn without_empty_namespace_paths(spec: &mut Spec) {
+    let namespaces = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut());
+    for ns in namespaces.into_iter().flatten() {
+        if ns.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            ns.set_path(None);
+        }
+    }
+}
+
+/// A mount destination written as the host's path of a place inside the rootfs
+/// (`/bundle/rootfs/mnt`) means that place (`/mnt`), as runc takes it (it strips the rootfs
+/// lexically): without this it would be made as `/bundle/rootfs/mnt` inside the rootfs.
+fn strip_rootfs_from_destinations(spec: &mut Spec, rootfs: &Path) {
+    if rootfs == Path::new("/") {
+        return;
+    }
+    for m in spec.mounts_mut().iter_mut().flatten() {
+        let clean = crate::rootfs::paths::lexically_clean(m.destination());
+        if let Ok(inside) = clean.strip_prefix(rootfs) {
+            let dest = Path::new("/").join(inside);
+            m.set_destination(dest);
+        }
+    }
 }
 
 /// Parses config.json text; errors carry the JSON path, line and column.
@@ -257,8 +289,29 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
                 m.destination().display().to_string()
             );
         }
+        check_not_idmapped(i, m)?;
     }
     Ok(rootfs)
+}
+
+/// Idmapped mounts (runtime-spec 1.1's `uidMappings`/`gidMappings`, 1.2's `idmap`/`ridmap`)
+/// are refused, never ignored: the kernel would take the option as data a bind ignores,
+/// and the files would show the host's owners (`features` says idmap is not enabled).
+fn check_not_idmapped(i: usize, m: &oci_spec::runtime::Mount) -> Result<()> {
+    let mapped = |maps: &Option<Vec<_>>| maps.as_ref().is_some_and(|v| !v.is_empty());
+    if mapped(m.uid_mappings()) || mapped(m.gid_mappings()) {
+        bail!(
+            "config.json: mounts[{i}].uidMappings: idmapped mounts are not supported by berth yet"
+        );
+    }
+    let options = m.options().iter().flatten();
+    if let Some(opt) = options
+        .into_iter()
+        .find(|o| *o == "idmap" || *o == "ridmap")
+    {
+        bail!("config.json: mounts[{i}].options: {opt:?}: idmapped mounts are not supported by berth yet");
+    }
+    Ok(())
 }
 
 /// `linux.intelRdt` is refused, never ignored: a container would run without the cache or
@@ -304,6 +357,50 @@ mod tests {
             r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
                 "process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}}{extra}}}"#
         )
+    }
+
+    #[test]
+    fn an_empty_namespace_path_is_a_new_namespace() {
+        let mut spec = parse(&minimal(
+            r#","linux":{"namespaces":[{"type":"mount","path":""},{"type":"pid","path":"/proc/1/ns/pid"}]}"#,
+        ))
+        .unwrap();
+        without_empty_namespace_paths(&mut spec);
+        let paths: Vec<_> = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.path().clone())
+            .collect();
+        assert_eq!(paths, [None, Some("/proc/1/ns/pid".into())]);
+    }
+
+    #[test]
+    fn a_destination_naming_the_rootfs_on_the_host_is_taken_inside_it() {
+        let mut spec = parse(&minimal(
+            r#","mounts":[
+                {"destination":"/b/rootfs/mnt/x","type":"bind","source":"/s"},
+                {"destination":"/b/rootfs/../rootfs/./y/","type":"bind","source":"/s"},
+                {"destination":"/b/rootfs","type":"tmpfs","source":"t"},
+                {"destination":"/b/rootfs2/z","type":"tmpfs","source":"t"},
+                {"destination":"/mnt/b/rootfs","type":"tmpfs","source":"t"}]"#,
+        ))
+        .unwrap();
+        strip_rootfs_from_destinations(&mut spec, Path::new("/b/rootfs"));
+        let dests: Vec<_> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().display().to_string())
+            .collect();
+        assert_eq!(
+            dests,
+            ["/mnt/x", "/y", "/", "/b/rootfs2/z", "/mnt/b/rootfs"]
+        );
     }
 
     #[test]

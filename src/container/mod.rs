@@ -161,27 +161,9 @@ impl Container {
                 self.status()
             );
         };
-        // config.md: prestart hooks run after `start` is called, before the user process, in
-        // the runtime's namespaces (runc runs them during create, which the spec calls
-        // contrary to it; createRuntime is that point). A failure stops the container and
-        // undoes it, as for the other create-time hooks.
-        if !hooks::of(self.state.hooks.as_ref(), hooks::Kind::Prestart).is_empty() {
-            let state = hooks::state_json(&self.state, ContainerState::Created, self.state.pid)?;
-            if let Err(e) = hooks::run(
-                self.state.hooks.as_ref(),
-                hooks::Kind::Prestart,
-                &state,
-                Some(&self.state.bundle),
-            ) {
-                if let Err(d) = self.destroy() {
-                    log::warn!("undo container {:?}: {d:#}", self.id());
-                }
-                return Err(e.context(format!("cannot start container {:?}", self.id())));
-            }
-        }
         self.open_fifo_gate(&pidfd)?;
         // runtime-spec 1.3 (runtime.md, lifecycle step 9): a failing poststart hook is an
-        // error that stops the container and continues at its destruction, as for prestart
+        // error that stops the container and continues at its destruction
         // (1.0 had it a warning; runc kills the container too).
         if hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
             return Ok(());

@@ -83,7 +83,7 @@ fn setup(
     };
     let read_only_later = rootfs::prepare(&ctx)?;
     // Hooks see the mounts in place and the host's root still reachable: `create` runs
-    // createRuntime now, then init runs createContainer in the container's namespaces
+    // prestart and createRuntime now, then init runs createContainer in the container's namespaces
     // (runtime-spec: before pivot_root).
     let hook_state = if needs_hook_state(spec.hooks().as_ref()) {
         chan.send(&Message::HooksPoint)?;
@@ -149,7 +149,7 @@ fn enter_pid_namespace(pid_ns: OwnedFd, chan: &Channel) -> Result<()> {
 /// Whether init needs the container state for hooks of its own, or must stop for `create`'s.
 fn needs_hook_state(h: Option<&oci_spec::runtime::Hooks>) -> bool {
     use hooks::Kind::*;
-    [CreateRuntime, CreateContainer, StartContainer]
+    [Prestart, CreateRuntime, CreateContainer, StartContainer]
         .into_iter()
         .any(|k| !hooks::of(h, k).is_empty())
 }

@@ -520,13 +520,11 @@ fn wait_for_ready(
                 pid.as_raw(),
             )?);
             let creating = hooks::state_json(state, ContainerState::Creating, pid.as_raw())?;
-            // (prestart runs at `start`: see Container::start.)
-            hooks::run(
-                state.hooks.as_ref(),
-                hooks::Kind::CreateRuntime,
-                &creating,
-                Some(&state.bundle),
-            )?;
+            // config.md (runtime-spec 1.1+, as runc): the deprecated prestart hooks run here,
+            // during create and before createRuntime, in the runtime's namespaces.
+            for kind in [hooks::Kind::Prestart, hooks::Kind::CreateRuntime] {
+                hooks::run(state.hooks.as_ref(), kind, &creating, Some(&state.bundle))?;
+            }
             let created = hooks::state_json(state, ContainerState::Created, pid.as_raw())?;
             chan.send(&Message::HookState { creating, created })?;
         }
@@ -755,11 +753,14 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
     let ns = &cfg.namespaces;
     // As runc: the bind sources are opened (here, cloned) while still root on the host, so
     // a source the container's mapped root cannot reach is still bound.
-    let bind_sources =
-        match ns.is_listed(LinuxNamespaceType::User) && ns.is_listed(LinuxNamespaceType::Mount) {
-            true => crate::rootfs::clone_bind_sources(&cfg.bundle.spec, &cfg.bundle.dir),
-            false => crate::rootfs::BindSources::default(),
-        };
+    let bind_sources = match ns.is_listed(LinuxNamespaceType::User)
+        && ns.is_listed(LinuxNamespaceType::Mount)
+    {
+        true => {
+            crate::rootfs::clone_bind_sources(&cfg.bundle.spec, &cfg.bundle.dir, &cfg.bundle.rootfs)
+        }
+        false => crate::rootfs::BindSources::default(),
+    };
     // As runc's nsexec: with a user namespace, the namespaces to join that the host's root
     // may join are joined first (one owned by another user namespace cannot be joined from
     // inside the container's), then the user namespace, then the rest (a rootless caller

@@ -281,8 +281,19 @@ pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
     // With the effective ids and capabilities, as execve checks (access(2) takes the real
     // ones and drops the capabilities of a non-root user, so a file only its owner may run
     // would be refused to a user with CAP_DAC_OVERRIDE that execve lets run it).
+    // A seccomp profile loaded by now may deny faccessat2 (EPERM, or ENOSYS): then the mode
+    // bits decide, as Go's LookPath does for runc, and execve says the rest.
     let is_executable = |p: &Path| {
-        p.is_file() && faccessat(None, p, AccessFlags::X_OK, AtFlags::AT_EACCESS).is_ok()
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(p) else {
+            return false;
+        };
+        meta.is_file()
+            && match faccessat(None, p, AccessFlags::X_OK, AtFlags::AT_EACCESS) {
+                Ok(()) => true,
+                Err(Errno::EPERM | Errno::ENOSYS) => meta.permissions().mode() & 0o111 != 0,
+                Err(_) => false,
+            }
     };
     if name.contains('/') {
         let p = PathBuf::from(name);

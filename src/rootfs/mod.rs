@@ -60,7 +60,7 @@ impl BindSources {
 
 /// The bind sources of `spec`'s mounts, cloned now; a source that cannot be is left to the
 /// bind itself, which says why.
-pub fn clone_bind_sources(spec: &Spec, bundle: &Path) -> BindSources {
+pub fn clone_bind_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> BindSources {
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     BindSources(
         mounts
@@ -71,11 +71,25 @@ pub fn clone_bind_sources(spec: &Spec, bundle: &Path) -> BindSources {
                     return None;
                 }
                 let source = bind_source_path(bundle, m.source().as_ref()?);
+                // One inside the rootfs is opened when it is due, with the mounts above it.
+                if inside_rootfs(rootfs, &source).is_some() {
+                    return None;
+                }
                 let fd = File::open(&source).ok()?;
                 sys::clone_mount(&fd, opts.flags.contains(MsFlags::MS_REC)).ok()
             })
             .collect(),
     )
+}
+
+/// Where a host path that lies inside the rootfs is, seen from the container's root (by its
+/// text: the path may not exist before the mounts above it are made).
+fn inside_rootfs(rootfs: &Path, path: &Path) -> Option<PathBuf> {
+    let inner = paths::lexically_clean(path)
+        .strip_prefix(rootfs)
+        .ok()
+        .map(|rest| Path::new("/").join(rest));
+    inner.filter(|_| rootfs != Path::new("/"))
 }
 
 /// A bind source as the host names it: relative ones are the bundle's.
@@ -429,7 +443,17 @@ fn bind_entry(
     let dest = m.destination();
     let source = m.source().as_ref().context("bind mount without a source")?;
     let source = bind_source_path(ctx.bundle, source);
-    let is_dir = match cloned_source {
+    // A source inside the rootfs is what is there now, earlier mounts included (runc opens it
+    // at this point too), and is looked up inside the root: a symlink the image put on the
+    // way stays in the container instead of naming a host path.
+    let in_root = match (cloned_source, inside_rootfs(ctx.rootfs, &source)) {
+        (None, Some(inner)) => Some(
+            paths::open_in_root(root, &inner)
+                .with_context(|| format!("bind source {}", source.display()))?,
+        ),
+        _ => None,
+    };
+    let is_dir = match cloned_source.or(in_root.as_ref()) {
         Some(fd) => {
             let st = nix::sys::stat::fstat(fd.as_raw_fd())
                 .with_context(|| format!("bind source {}", source.display()))?;
@@ -451,8 +475,12 @@ fn bind_entry(
         })?,
         None => {
             let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+            let from = match &in_root {
+                Some(fd) => PathBuf::from(fd_path(fd)),
+                None => source.clone(),
+            };
             mount(
-                Some(&source),
+                Some(&from),
                 fd_path(&target).as_str(),
                 None::<&str>,
                 flags,
