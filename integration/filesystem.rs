@@ -186,6 +186,74 @@ fn binds_from_inside_the_rootfs_see_the_mounts_made_before_them_in_a_user_namesp
     binds_from_inside_the_rootfs(true);
 }
 
+/// A read-only host mount bound into a user-namespaced container with other flags
+/// (`nosuid,nodev`): as in runc it stays read-only, and the container's root, even with
+/// CAP_SYS_ADMIN in its namespace, cannot remount it writable (the kernel's lock on the
+/// host's mounts). Also through a parent the mapped root cannot enter (0700), where the
+/// source comes from the clone made before the user namespace: still read-only.
+#[test]
+fn a_read_only_host_mount_stays_read_only_in_a_user_namespace() {
+    let host = tempfile::tempdir().unwrap();
+    let open_dir = host.path().join("open");
+    let closed = host.path().join("closed");
+    let closed_dir = closed.join("ro");
+    fs::create_dir_all(&open_dir).unwrap();
+    fs::create_dir_all(&closed_dir).unwrap();
+    fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for dir in [&open_dir, &closed_dir] {
+        let sh = format!(
+            "mount -t tmpfs tmpfs {0} && mount --bind -o remount,ro {0}",
+            dir.display()
+        );
+        assert!(Command::new("sh")
+            .args(["-c", &sh])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let rt = Runtime::new();
+    let script = "for m in /open /closed; do \
+        awk -v m=$m '$5 == m { print m, $6 }' /proc/self/mountinfo; \
+        mount -o remount,bind,rw $m 2>/dev/null && touch $m/x && echo $m written; done";
+    let mut b = crate::namespaces::userns_bundle(&["sh", "-c", script], 100000, 65536);
+    b.edit(|c| {
+        for set in c["process"]["capabilities"]
+            .as_object_mut()
+            .unwrap()
+            .values_mut()
+        {
+            set.as_array_mut().unwrap().push(json!("CAP_SYS_ADMIN"));
+        }
+        let m = c["mounts"].as_array_mut().unwrap();
+        for (src, dest) in [(&open_dir, "/open"), (&closed_dir, "/closed")] {
+            m.push(json!({"destination": dest, "type": "bind", "source": src,
+                          "options": ["bind", "nosuid", "nodev"]}));
+        }
+    });
+    let out = rt.run(&b, &harness::unique_id("rolock"));
+    let _ = Command::new("umount").arg(&open_dir).status();
+    let _ = Command::new("umount").arg(&closed_dir).status();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let opts = |m: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{m} ")))
+            .unwrap_or("");
+        line.split([' ', ',']).skip(1).map(str::to_string).collect()
+    };
+    for m in ["/open", "/closed"] {
+        let o = opts(m);
+        assert!(o.iter().any(|f| f == "ro"), "{m}: {text}");
+        assert!(
+            o.iter().any(|f| f == "nosuid") && o.iter().any(|f| f == "nodev"),
+            "{m}: {text}"
+        );
+    }
+    // The lock is the kernel's on the mount bound by path; the clone has none (see README).
+    assert!(!text.contains("/open written"), "{text}");
+}
+
 #[test]
 fn tmpcopyup_keeps_the_image_content() {
     let rt = Runtime::new();

@@ -466,27 +466,38 @@ fn bind_entry(
     let kind = if is_dir { Kind::Dir } else { Kind::File };
     let target = paths::create_in_root(root, dest, kind)?;
     check_proc_destination(root, &target, m, Some(&source))?;
-    match cloned_source {
-        Some(clone) => sys::move_mount_onto(clone, &target).with_context(|| {
-            format!(
-                "bind mount {} (cloned before the user namespace)",
-                source.display()
-            )
-        })?,
-        None => {
-            let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-            let from = match &in_root {
-                Some(fd) => PathBuf::from(fd_path(fd)),
-                None => source.clone(),
-            };
-            mount(
-                Some(&from),
-                fd_path(&target).as_str(),
-                None::<&str>,
-                flags,
-                None::<&str>,
-            )
-            .with_context(|| format!("bind mount {}", source.display()))?;
+    let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+    let bind_path = |from: &Path| {
+        mount(
+            Some(from),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            bind_flags,
+            None::<&str>,
+        )
+    };
+    // With a user namespace, by path first, as runc: a bind made in the container's mount
+    // namespace copies the host's mounts as the kernel locked them there (a read-only host
+    // mount stays read-only for the container's root). The clone, made before the user
+    // namespace, is for a source the mapped root cannot reach; it carries no such lock, so
+    // the flags its source has are kept on it below.
+    let mut from_clone = false;
+    match (cloned_source, &in_root) {
+        (Some(clone), _) => {
+            if bind_path(&source).is_err() {
+                sys::move_mount_onto(clone, &target).with_context(|| {
+                    format!(
+                        "bind mount {} (cloned before the user namespace)",
+                        source.display()
+                    )
+                })?;
+                from_clone = true;
+            }
+        }
+        (None, Some(fd)) => bind_path(Path::new(&fd_path(fd)))
+            .with_context(|| format!("bind mount {}", source.display()))?,
+        (None, None) => {
+            bind_path(&source).with_context(|| format!("bind mount {}", source.display()))?
         }
     }
     if opts.remount_flags().is_empty() {
@@ -495,7 +506,10 @@ fn bind_entry(
     // Reopen: the bind covers the old dentry, the remount must act on the new mount.
     let target = paths::open_in_root(root, dest).context("reopen the bind mount")?;
     let path = fd_path(&target);
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
+    if from_clone {
+        flags |= locked_flags(&path);
+    }
     match change_mount(path.as_str(), flags) {
         // In a user namespace the flags the source had are locked: keep them and retry.
         Err(Errno::EPERM) => change_mount(path.as_str(), flags | locked_flags(&path)),
@@ -724,6 +738,7 @@ fn locked_flags(path: &str) -> MsFlags {
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
