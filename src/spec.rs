@@ -53,14 +53,9 @@ fn without_empty_namespace_paths(spec: &mut Spec) {
 /// (`/bundle/rootfs/mnt`) means that place (`/mnt`), as runc takes it (it strips the rootfs
 /// lexically): without this it would be made as `/bundle/rootfs/mnt` inside the rootfs.
 fn strip_rootfs_from_destinations(spec: &mut Spec, rootfs: &Path) {
-    if rootfs == Path::new("/") {
-        return;
-    }
     for m in spec.mounts_mut().iter_mut().flatten() {
-        let clean = crate::rootfs::paths::lexically_clean(m.destination());
-        if let Ok(inside) = clean.strip_prefix(rootfs) {
-            let dest = Path::new("/").join(inside);
-            m.set_destination(dest);
+        if let Some(inside) = crate::rootfs::paths::inside_rootfs(rootfs, m.destination()) {
+            m.set_destination(inside);
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn clone_bind_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> BindSour
                 }
                 let source = bind_source_path(bundle, m.source().as_ref()?);
                 // One inside the rootfs is opened when it is due, with the mounts above it.
-                if inside_rootfs(rootfs, &source).is_some() {
+                if paths::inside_rootfs(rootfs, &source).is_some() {
                     return None;
                 }
                 let fd = File::open(&source).ok()?;
@@ -80,16 +80,6 @@ pub fn clone_bind_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> BindSour
             })
             .collect(),
     )
-}
-
-/// Where a host path that lies inside the rootfs is, seen from the container's root (by its
-/// text: the path may not exist before the mounts above it are made).
-fn inside_rootfs(rootfs: &Path, path: &Path) -> Option<PathBuf> {
-    let inner = paths::lexically_clean(path)
-        .strip_prefix(rootfs)
-        .ok()
-        .map(|rest| Path::new("/").join(rest));
-    inner.filter(|_| rootfs != Path::new("/"))
 }
 
 /// A bind source as the host names it: relative ones are the bundle's.
@@ -446,7 +436,7 @@ fn bind_entry(
     // A source inside the rootfs is what is there now, earlier mounts included (runc opens it
     // at this point too), and is looked up inside the root: a symlink the image put on the
     // way stays in the container instead of naming a host path.
-    let in_root = match (cloned_source, inside_rootfs(ctx.rootfs, &source)) {
+    let in_root = match (cloned_source, paths::inside_rootfs(ctx.rootfs, &source)) {
         (None, Some(inner)) => Some(
             paths::open_in_root(root, &inner)
                 .with_context(|| format!("bind source {}", source.display()))?,

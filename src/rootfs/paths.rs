@@ -35,6 +35,20 @@ pub fn lexically_clean(path: &Path) -> PathBuf {
     out
 }
 
+/// Where a host path that lies inside `rootfs` is, seen from the container's root, by its
+/// text alone (it may not exist before the mounts above it are made); None outside it, or
+/// when the rootfs is the host's `/`.
+pub fn inside_rootfs(rootfs: &Path, path: &Path) -> Option<PathBuf> {
+    if rootfs == Path::new("/") {
+        return None;
+    }
+    let rest = lexically_clean(path)
+        .strip_prefix(rootfs)
+        .ok()?
+        .to_path_buf();
+    Some(Path::new("/").join(rest))
+}
+
 /// Opens `path` (absolute or relative, always taken inside `root`) as O_PATH.
 pub fn open_in_root(root: &impl AsFd, path: &Path) -> nix::Result<OwnedFd> {
     open_path_in_root(root, path, OFlag::empty())
