@@ -12,22 +12,98 @@ STATIC_ENV := LIBSECCOMP_LINK_TYPE=static \
 	LIBSECCOMP_LIB_PATH=$(shell pkg-config --variable=libdir libseccomp) \
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 
-.PHONY: all build install test unit-test integration-test v2-test systemd-test systemd-v1-test soak lint example clean fuzz fuzz-smoke fuzz-build
+.PHONY: all build docs install deb test unit-test integration-test v2-test systemd-test systemd-v1-test soak lint example clean fuzz fuzz-smoke fuzz-build
 
-all: build
+DOCS_DIR := target/docs
+DEB_DIR := target/deb
+DEB_ROOT := $(DEB_DIR)/root
+# Debian's version syntax sorts a pre-release below its release only when written with "~".
+DEB_VERSION = $(shell sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | tr - '~')
+DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null)
+# As Debian's tools (dch) take it: DEBFULLNAME and DEBEMAIL, when set.
+DEB_MAINTAINER ?= $(or $(DEBFULLNAME),berth maintainers) <$(or $(DEBEMAIL),berth@localhost)>
+# The package's date (its changelog's) and its copyright years: from the git history, for a
+# package made again from the same commit to be the same, or SOURCE_DATE_EPOCH.
+DEB_EPOCH = $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),$(shell date +%s))
+DEB_YEARS = $(shell y0=$$(git log --reverse --format=%cd --date=format:%Y 2>/dev/null | head -n1); \
+	y1=$$(date -u -d @$(DEB_EPOCH) +%Y); [ -z "$$y0" ] || [ "$$y0" = "$$y1" ] || printf "%s-" "$$y0"; echo "$$y1")
+
+all: build docs
 
 build:
 	$(STATIC_ENV) $(CARGO) build --release --target $(HOST_TRIPLE)
 
-install: build
-	install -D -m 0755 $(BERTH_RELEASE) $(DESTDIR)$(PREFIX)/bin/berth
+# Man pages (berth(8), berth-SUBCOMMAND(8)) and bash, zsh and fish completions, generated from
+# the clap definitions by a cargo example (examples/gen-docs.rs): the shipped binary carries
+# no generator. Made afresh each time, so a removed subcommand leaves no page behind.
+docs:
+	rm -rf $(DOCS_DIR)
+	$(CARGO) run --quiet --example gen-docs -- $(DOCS_DIR)
+
+# $(call install-files,DIR): the binary, man pages and completions under DIR (a prefix).
+define install-files
+	install -D -m 0755 $(BERTH_RELEASE) $(1)/bin/berth
+	install -d $(1)/share/man/man8
+	install -m 0644 $(DOCS_DIR)/man/*.8 $(1)/share/man/man8/
+	install -D -m 0644 $(DOCS_DIR)/completions/berth.bash $(1)/share/bash-completion/completions/berth
+	install -D -m 0644 $(DOCS_DIR)/completions/_berth $(1)/share/zsh/vendor-completions/_berth
+	install -D -m 0644 $(DOCS_DIR)/completions/berth.fish $(1)/share/fish/vendor_completions.d/berth.fish
+endef
+
+install: build docs
+	$(call install-files,$(DESTDIR)$(PREFIX))
+
+# A Debian package of what `make install` puts under /usr (man pages gzipped, as Debian
+# ships them): target/deb/berth_VERSION_ARCH.deb, made with dpkg-deb alone (owner root
+# without fakeroot). No Depends: the binary is static, which this checks; Built-Using names
+# the source packages of the glibc and libseccomp linked into it, as Debian policy asks of
+# static linking.
+deb: build docs
+	@if ldd $(BERTH_RELEASE) >/dev/null 2>&1; then \
+		echo "make deb: $(BERTH_RELEASE) is dynamically linked; the package declares no Depends" >&2; \
+		exit 1; fi
+	rm -rf $(DEB_DIR)
+	$(call install-files,$(DEB_ROOT)/usr)
+	@# Stripped as Debian policy asks (about a sixth smaller) unless DEB_BUILD_OPTIONS has nostrip.
+	case "$$DEB_BUILD_OPTIONS" in *nostrip*) ;; \
+		*) strip --remove-section=.comment --remove-section=.note $(DEB_ROOT)/usr/bin/berth ;; esac
+	gzip -9n $(DEB_ROOT)/usr/share/man/man8/*.8
+	install -d $(DEB_ROOT)/usr/share/doc/berth $(DEB_ROOT)/DEBIAN
+	printf '%s\n' \
+		'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' \
+		'Upstream-Name: berth' '' 'Files: *' 'Copyright: $(DEB_YEARS) the berth authors' \
+		'License: Apache-2.0' \
+		' On Debian systems the full text of the Apache License 2.0 is in' \
+		' /usr/share/common-licenses/Apache-2.0.' >$(DEB_ROOT)/usr/share/doc/berth/copyright
+	printf 'berth (%s) unstable; urgency=medium\n\n  * Built from the source tree by make deb.\n\n -- %s  %s\n' \
+		'$(DEB_VERSION)' '$(DEB_MAINTAINER)' "$$(date -R -u -d @$(DEB_EPOCH))" \
+		| gzip -9n >$(DEB_ROOT)/usr/share/doc/berth/changelog.gz
+	@# Static on purpose (see build), which lintian flags unless told.
+	install -d $(DEB_ROOT)/usr/share/lintian/overrides
+	echo 'berth: statically-linked-binary [usr/bin/berth]' >$(DEB_ROOT)/usr/share/lintian/overrides/berth
+	chmod -R u=rwX,go=rX $(DEB_ROOT)
+	cd $(DEB_ROOT) && find usr -type f -exec md5sum {} + | sort -k2 >DEBIAN/md5sums
+	printf '%s\n' 'Package: berth' 'Version: $(DEB_VERSION)' 'Architecture: $(DEB_ARCH)' \
+		'Maintainer: $(DEB_MAINTAINER)' \
+		"Installed-Size: $$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)" \
+		"Built-Using: $$(dpkg-query -W -f='$${source:Package} (= $${source:Version})' libc6-dev), $$(dpkg-query -W -f='$${source:Package} (= $${source:Version})' libseccomp-dev)" \
+		'Section: admin' 'Priority: optional' \
+		'Description: runc-compatible OCI container runtime' \
+		' berth creates and runs containers from OCI bundles with the command line' \
+		' of runc, so that containerd, podman and docker can use it in place of runc.' \
+		' .' \
+		' The binary is statically linked (glibc, libseccomp and libdbus built in).' \
+		>$(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_DIR)/berth_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 # Everything: unit tests (any user), integration tests (root: namespaces, mounts, cgroups),
 # the example container with the static release binary, then the tests again on hosts of
 # another shape, in VMs (hack/vm.sh): a pure cgroup v2 host, and Debian 12 with systemd as
 # PID 1 (the systemd cgroup driver). With KVM when it is usable, else with qemu's software
 # emulation (slower); when neither can run, `make test` fails rather than skip them.
-test: lint
+# build and docs first: the install tests (integration/install.rs) then find the release
+# binary and the pages made, instead of building them while the other tests run.
+test: lint build docs
 	$(CARGO) test --all-targets
 	$(MAKE) --no-print-directory fuzz-smoke
 	@# The shipped binary is the static release build: it must run a container too.
