@@ -273,19 +273,7 @@ fn other_config_fields_are_named() {
         |c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}),
         "linux.sysctl: \"vm.swappiness\" is not namespaced",
     );
-    config_fails(
-        &rt,
-        "relmount",
-        t,
-        |c| {
-            c["mounts"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"destination": "rel", "type": "tmpfs", "source": "tmpfs"}))
-        },
-        "config.json: mounts[",
-    );
-    // Idmapped mounts are refused by name, not bound with the host's owners.
+    // Idmapped mounts: what runc refuses, and id maps the kernel would refuse, by field.
     let bind_with = |extra: Value| {
         move |c: &mut Value| {
             let mut m = json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind"]});
@@ -295,22 +283,67 @@ fn other_config_fields_are_named() {
             c["mounts"].as_array_mut().unwrap().push(m)
         }
     };
+    let one = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
     config_fails(
         &rt,
-        "idmapopt",
+        "idmapnons",
         t,
         bind_with(json!({"options": ["rbind", "ridmap"]})),
-        "].options: \"ridmap\": idmapped mounts are not supported by berth yet",
+        "]: an idmapped mount without uidMappings and gidMappings of its own takes the container's user namespace's, and there is none",
     );
     config_fails(
         &rt,
-        "idmapfield",
+        "idmaphalf",
+        t,
+        bind_with(json!({"uidMappings": one})),
+        "].gidMappings: must be set with uidMappings",
+    );
+    config_fails(
+        &rt,
+        "idmaptmpfs",
+        t,
+        |c| {
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": "/mnt", "type": "tmpfs",
+                "source": "tmpfs", "uidMappings": one, "gidMappings": one}))
+        },
+        "]: idmapped mounts are only supported for bind mounts",
+    );
+    let overlapping = json!([{"containerID": 0, "hostID": 1000, "size": 10},
+                             {"containerID": 5, "hostID": 5000, "size": 10}]);
+    config_fails(
+        &rt,
+        "idmapoverlap",
+        t,
+        bind_with(json!({"uidMappings": overlapping, "gidMappings": one})),
+        "].uidMappings[1]: its containerID range overlaps",
+    );
+    config_fails(
+        &rt,
+        "idmapzero",
         t,
         bind_with(
-            json!({"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
-                         "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}),
+            json!({"uidMappings": one, "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 0}]}),
         ),
-        "].uidMappings: idmapped mounts are not supported by berth yet",
+        "].gidMappings[0].size: must not be 0",
+    );
+    config_fails(
+        &rt,
+        "usernsoverlap",
+        t,
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536},
+                                               {"containerID": 70000, "hostID": 165000, "size": 10}]);
+            c["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        },
+        "config.json: linux.uidMappings[1]: its hostID range overlaps linux.uidMappings[0]'s",
     );
 }
 

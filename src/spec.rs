@@ -30,6 +30,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         .with_context(|| format!("config.json: cannot read {}", config_path.display()))?;
     let mut spec = parse(&text)?;
     without_empty_namespace_paths(&mut spec);
+    relative_destinations_from_root(&mut spec);
     let rootfs = validate(&spec, &dir)?;
     strip_rootfs_from_destinations(&mut spec, &rootfs);
     Ok(Bundle { dir, rootfs, spec })
@@ -45,6 +46,20 @@ fn without_empty_namespace_paths(spec: &mut Spec) {
     for ns in namespaces.into_iter().flatten() {
         if ns.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             ns.set_path(None);
+        }
+    }
+}
+
+/// A relative mount destination is taken from `/` (runtime-spec 1.1+: deprecated, and MUST
+/// be so interpreted), with runc's warning.
+fn relative_destinations_from_root(spec: &mut Spec) {
+    for m in spec.mounts_mut().iter_mut().flatten() {
+        if !m.destination().is_absolute() {
+            log::warn!(
+                "mount destination {} is not absolute. Support for non-absolute mount destinations will be removed in a future release.",
+                m.destination().display()
+            );
+            m.set_destination(Path::new("/").join(m.destination()));
         }
     }
 }
@@ -272,41 +287,27 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
     if has_mappings && !new_userns {
         bail!("config.json: linux.uidMappings: set, but no new user namespace is created");
     }
+    if let Some(l) = linux {
+        let maps = [
+            ("uidMappings", l.uid_mappings()),
+            ("gidMappings", l.gid_mappings()),
+        ];
+        for (name, m) in maps {
+            crate::namespaces::check_id_maps(
+                &format!("linux.{name}"),
+                m.as_deref().unwrap_or(&[]),
+            )?;
+        }
+    }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         && !seen.contains(&LinuxNamespaceType::Uts)
     {
         bail!("config.json: hostname: cannot be set without a UTS namespace in linux.namespaces");
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if !m.destination().is_absolute() {
-            bail!(
-                "config.json: mounts[{i}].destination: {:?} is not absolute",
-                m.destination().display().to_string()
-            );
-        }
-        check_not_idmapped(i, m)?;
+        crate::rootfs::idmap::validate(spec, i, m)?;
     }
     Ok(rootfs)
-}
-
-/// Idmapped mounts (runtime-spec 1.1's `uidMappings`/`gidMappings`, 1.2's `idmap`/`ridmap`)
-/// are refused, never ignored: the kernel would take the option as data a bind ignores,
-/// and the files would show the host's owners (`features` says idmap is not enabled).
-fn check_not_idmapped(i: usize, m: &oci_spec::runtime::Mount) -> Result<()> {
-    let mapped = |maps: &Option<Vec<_>>| maps.as_ref().is_some_and(|v| !v.is_empty());
-    if mapped(m.uid_mappings()) || mapped(m.gid_mappings()) {
-        bail!(
-            "config.json: mounts[{i}].uidMappings: idmapped mounts are not supported by berth yet"
-        );
-    }
-    let options = m.options().iter().flatten();
-    if let Some(opt) = options
-        .into_iter()
-        .find(|o| *o == "idmap" || *o == "ridmap")
-    {
-        bail!("config.json: mounts[{i}].options: {opt:?}: idmapped mounts are not supported by berth yet");
-    }
-    Ok(())
 }
 
 /// `linux.intelRdt` is refused, never ignored: a container would run without the cache or
@@ -606,11 +607,11 @@ mod tests {
     }
 
     #[test]
-    fn relative_mount_destination() {
-        let m = r#","mounts":[{"destination":"tmp","type":"tmpfs","source":"tmpfs"}]"#;
-        assert_eq!(
-            err_of(&minimal(m)),
-            "config.json: mounts[0].destination: \"tmp\" is not absolute"
-        );
+    fn relative_mount_destination_is_taken_from_the_root() {
+        let m = r#","mounts":[{"destination":"tmp/x","type":"tmpfs","source":"tmpfs"}]"#;
+        let dir = bundle_with(&minimal(m));
+        let b = load_bundle(dir.path()).unwrap();
+        let dest = b.spec.mounts().as_ref().unwrap()[0].destination().clone();
+        assert_eq!(dest, Path::new("/tmp/x"));
     }
 }

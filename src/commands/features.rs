@@ -53,7 +53,8 @@ pub fn build() -> Features {
     let mut rdt = IntelRdt::default();
     rdt.set_enabled(Some(false));
     let mut idmap = IDMap::default();
-    idmap.set_enabled(Some(false));
+    // Idmapped bind mounts: containerd offers Kubernetes' `hostUsers: false` only with this.
+    idmap.set_enabled(Some(crate::rootfs::idmap::supported()));
     let mut mount_ext = MountExtensions::default();
     mount_ext.set_idmap(Some(idmap));
     let mut net_devices = NetDevices::default();
@@ -174,7 +175,12 @@ mod tests {
         ] {
             assert!(linux.get(key).is_some(), "no linux.{key}");
         }
-        assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(
+            linux["mountExtensions"]["idmap"]["enabled"],
+            crate::sys::has_mount_setattr()
+        );
+        let options = v["mountOptions"].as_array().unwrap();
+        assert!(options.iter().any(|o| o == "idmap") && options.iter().any(|o| o == "ridmap"));
         assert_eq!(
             linux["memoryPolicy"]["modes"].as_array().map(Vec::len),
             Some(crate::memory_policy::MODES.len())

@@ -34,6 +34,12 @@ pub enum Message {
     SeccompNotifyFd,
     /// Parent → init: the notify fd has reached the listener.
     SeccompNotifyFdSent,
+    /// Init → parent, with init's mount namespace attached: clone the source of
+    /// `mounts[i]` there, as root on the host, and send it (see `rootfs::idmap`).
+    MountSourceWanted(usize),
+    /// Parent → init (and the parent's cloning process → parent), with the detached mount
+    /// attached: the source asked for.
+    MountSource,
     /// Init → parent: the mounts are in place, before pivot_root: run the prestart and
     /// createRuntime hooks.
     HooksPoint,

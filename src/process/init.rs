@@ -18,18 +18,13 @@ use super::channel::{Channel, Message};
 use super::setup::{self, Prepared, ProcessContext};
 use super::SetupConfig;
 use crate::hooks;
-use crate::rootfs::{self, BindSources, RootfsContext};
+use crate::rootfs::{self, RootfsContext};
 use crate::sys;
 
 /// Sets the container up, reports to `create`, waits at the start gate and execs the user
 /// process. Errors before the report travel to `create`; later ones go to stderr.
-pub fn run(
-    cfg: &SetupConfig,
-    chan: Channel,
-    late_pid_ns: Option<OwnedFd>,
-    bind_sources: &BindSources,
-) -> ! {
-    let (prepared, start_hook_state) = match setup(cfg, &chan, late_pid_ns, bind_sources) {
+pub fn run(cfg: &SetupConfig, chan: Channel, late_pid_ns: Option<OwnedFd>) -> ! {
+    let (prepared, start_hook_state) = match setup(cfg, &chan, late_pid_ns) {
         Ok(p) => p,
         Err(e) => super::fail(&chan, e),
     };
@@ -55,7 +50,6 @@ fn setup(
     cfg: &SetupConfig,
     chan: &Channel,
     late_pid_ns: Option<OwnedFd>,
-    bind_sources: &BindSources,
 ) -> Result<(Prepared, Option<String>)> {
     let spec = &cfg.bundle.spec;
     let process = spec.process().as_ref().context("process: must be set")?;
@@ -79,7 +73,7 @@ fn setup(
         new_mount_ns: cfg.namespaces.is_listed(LinuxNamespaceType::Mount),
         no_pivot: cfg.no_pivot,
         pid_ns: late_pid_ns.as_ref().map(|ns| ns.as_fd()),
-        bind_sources,
+        clone_source: &|i| ask_for_mount_source(chan, i),
     };
     let read_only_later = rootfs::prepare(&ctx)?;
     // Hooks see the mounts in place and the host's root still reachable: `create` runs
@@ -133,6 +127,21 @@ fn setup(
         own_binary: cfg.own_binary,
     };
     Ok((setup::prepare(&ctx, chan)?, hook_state))
+}
+
+/// Asks `create` for a clone of `mounts[i]`'s source made in this mount namespace.
+fn ask_for_mount_source(chan: &Channel, i: usize) -> Result<OwnedFd> {
+    let mount_ns =
+        std::fs::File::open("/proc/thread-self/ns/mnt").context("open /proc/thread-self/ns/mnt")?;
+    chan.send_fd(&Message::MountSourceWanted(i), mount_ns.as_fd())?;
+    match chan.recv_with_fd()? {
+        Some((Message::MountSource, Some(fd))) => Ok(fd),
+        Some((Message::Error(e), _)) => bail!(e),
+        Some((m, _)) => bail!("sync channel: expected the source of mounts[{i}], got {m:?}"),
+        None => {
+            bail!("sync channel: create exited while init waited for the source of mounts[{i}]")
+        }
+    }
 }
 
 /// Joins the container's PID namespace now that the rootfs is the container's, and forks

@@ -470,6 +470,7 @@ fn wait_for_ready(
     // InitPid: then it waits here for the pid the agent must be told.
     let mut notify_fd = None;
     let mut watch = cgroups::freezer::Watch::new(cfg.cgroup.as_ref());
+    let mut usernses = crate::rootfs::idmap::UserNamespaces::default();
     loop {
         watch.wait_readable(chan, &[Some(child), init_pid])?;
         match chan.recv_with_fd()? {
@@ -489,6 +490,12 @@ fn wait_for_ready(
                     // In its network namespace by now; before any hook, as runc.
                     None => crate::net_devices::move_into(&cfg.bundle.spec, Pid::from_raw(p))?,
                 }
+            }
+            Some((Message::MountSourceWanted(i), mount_ns)) => {
+                let mount_ns = mount_ns
+                    .context("sync channel: a source asked for without the mount namespace")?;
+                let source = clone_mount_source(cfg, i, &mount_ns, &mut usernses)?;
+                chan.send_fd(&Message::MountSource, source.as_fd())?;
             }
             Some((Message::SeccompNotifyFd, fd)) => {
                 notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
@@ -535,6 +542,54 @@ fn wait_for_ready(
         }
         if let (Some(pid), true) = (init_pid, ready) {
             return Ok(pid);
+        }
+    }
+}
+
+/// The source of `mounts[index]`, cloned (and idmapped, when the entry asks) as root on the
+/// host in the container's mount namespace, open at `mount_ns`, for init to mount: by a
+/// process forked for it, since joining a mount namespace changes the joiner's root and cwd.
+fn clone_mount_source(
+    cfg: &SetupConfig,
+    index: usize,
+    mount_ns: &OwnedFd,
+    usernses: &mut crate::rootfs::idmap::UserNamespaces,
+) -> Result<OwnedFd> {
+    use crate::rootfs::idmap;
+    let bundle = &cfg.bundle;
+    let destination = bundle
+        .spec
+        .mounts()
+        .as_deref()
+        .and_then(|ms| ms.get(index))
+        .map(|m| m.destination().display().to_string())
+        .unwrap_or_default();
+    let context = || format!("mounts[{index}] ({destination})");
+    let order = idmap::clone_order(&bundle.spec, &bundle.dir, &bundle.rootfs, index, usernses)
+        .with_context(context)?;
+    let (ours, theirs) = channel::pair()?;
+    // SAFETY: berth is single-threaded, so the child may run any code after fork; it ends
+    // with _exit.
+    match unsafe { fork() }.context("fork to clone a mount source")? {
+        ForkResult::Child => {
+            drop(ours);
+            let sent = match idmap::clone_in(mount_ns.as_fd(), &order) {
+                Ok(clone) => theirs.send_fd(&Message::MountSource, clone.as_fd()),
+                Err(e) => theirs.send(&Message::Error(format!("{e:#}"))),
+            };
+            // SAFETY: ends the forked child at once, running nothing of the parent's.
+            unsafe { libc::_exit(i32::from(sent.is_err())) }
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            let reply = ours.recv_with_fd();
+            let _ = waitpid(child, None);
+            match reply? {
+                Some((Message::MountSource, Some(fd))) => Ok(fd),
+                Some((Message::Error(e), _)) => Err(anyhow!(e)).with_context(context),
+                _ => Err(anyhow!("the process cloning it exited without a word"))
+                    .with_context(context),
+            }
         }
     }
 }
@@ -653,10 +708,7 @@ fn fork_setup_process(cgroup: Option<&cgroups::Placement>) -> Result<(ForkResult
 /// The setup process: cgroup, user namespace (mapped by the parent), the other namespaces,
 /// then init. Returns the exit code when it has forked init.
 fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i32 {
-    let Entered {
-        late_pid_ns,
-        bind_sources,
-    } = match enter_namespaces(cfg, &chan, born_in) {
+    let late_pid_ns = match enter_namespaces(cfg, &chan, born_in) {
         Ok(entered) => entered,
         Err(e) => fail(&chan, e),
     };
@@ -664,7 +716,7 @@ fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i3
         if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
             fail(&chan, e);
         }
-        init::run(cfg, chan, None, &bind_sources)
+        init::run(cfg, chan, None)
     }
     if late_pid_ns.is_some() {
         // Init builds the container and then hands over to the one it forks into the PID
@@ -672,12 +724,12 @@ fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i3
         if let Err(e) = hand_over(&chan) {
             fail(&chan, e.context("fork the container's init"));
         }
-        init::run(cfg, chan, late_pid_ns, &bind_sources)
+        init::run(cfg, chan, late_pid_ns)
     }
     // SAFETY: single-threaded, as above. When this process borrows `create`'s memory, init
     // gets a copy of it, as fork makes one.
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => init::run(cfg, chan, None, &bind_sources),
+        Ok(ForkResult::Child) => init::run(cfg, chan, None),
         Ok(ForkResult::Parent { child }) => {
             i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err())
         }
@@ -711,14 +763,11 @@ fn hand_over(chan: &Channel) -> Result<()> {
 
 /// Joins and creates the container's namespaces. Returns the PID namespace that init is to
 /// join later, once the rootfs is the container's (see `init::enter_pid_namespace`).
-/// What the setup process brings from the host into the container's namespaces.
-struct Entered {
-    /// A PID namespace to join only once the rootfs is built (see `enter_namespaces`).
-    late_pid_ns: Option<OwnedFd>,
-    bind_sources: crate::rootfs::BindSources,
-}
-
-fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -> Result<Entered> {
+fn enter_namespaces(
+    cfg: &SetupConfig,
+    chan: &Channel,
+    born_in: Option<usize>,
+) -> Result<Option<OwnedFd>> {
     // `run` blocks signals to relay them; the container starts with none blocked.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("reset the signal mask")?;
@@ -751,16 +800,6 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
     // Init gets every CPU of its cpuset, not berth's own affinity (runc does the same).
     crate::cpu_affinity::reset();
     let ns = &cfg.namespaces;
-    // As runc: the bind sources are opened (here, cloned) while still root on the host, so
-    // a source the container's mapped root cannot reach is still bound.
-    let bind_sources = match ns.is_listed(LinuxNamespaceType::User)
-        && ns.is_listed(LinuxNamespaceType::Mount)
-    {
-        true => {
-            crate::rootfs::clone_bind_sources(&cfg.bundle.spec, &cfg.bundle.dir, &cfg.bundle.rootfs)
-        }
-        false => crate::rootfs::BindSources::default(),
-    };
     // As runc's nsexec: with a user namespace, the namespaces to join that the host's root
     // may join are joined first (one owned by another user namespace cannot be joined from
     // inside the container's), then the user namespace, then the rest (a rootless caller
@@ -821,10 +860,7 @@ fn enter_namespaces(cfg: &SetupConfig, chan: &Channel, born_in: Option<usize>) -
             namespaces::write_time_offsets(&cfg.bundle.spec, "self")?;
         }
     }
-    Ok(Entered {
-        late_pid_ns,
-        bind_sources,
-    })
+    Ok(late_pid_ns)
 }
 
 /// Reports `err` to the parent and exits; used by every setup process.
@@ -835,32 +871,17 @@ fn fail(chan: &Channel, err: anyhow::Error) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn format_maps(maps: &[LinuxIdMapping]) -> String {
-    maps.iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect()
-}
-
 fn write_id_maps(child: Pid, bundle: &Bundle) -> Result<()> {
     let linux = bundle.spec.linux().as_ref();
-    let proc = PathBuf::from(format!("/proc/{child}"));
-    if let Some(maps) = linux
-        .and_then(|l| l.uid_mappings().as_ref())
-        .filter(|m| !m.is_empty())
-    {
-        sys::write_file(&proc.join("uid_map"), &format_maps(maps)).context("linux.uidMappings")?;
-    }
-    if let Some(maps) = linux
-        .and_then(|l| l.gid_mappings().as_ref())
-        .filter(|m| !m.is_empty())
-    {
-        if !nix::unistd::geteuid().is_root() {
-            // An unprivileged writer may only map gids once setgroups is denied.
-            sys::write_file(&proc.join("setgroups"), "deny")?;
-        }
-        sys::write_file(&proc.join("gid_map"), &format_maps(maps)).context("linux.gidMappings")?;
-    }
-    Ok(())
+    namespaces::write_id_maps(
+        child,
+        linux
+            .and_then(|l| l.uid_mappings().as_deref())
+            .unwrap_or(&[]),
+        linux
+            .and_then(|l| l.gid_mappings().as_deref())
+            .unwrap_or(&[]),
+    )
 }
 
 /// The host uid and gid that container root maps to (0 without a user namespace).

@@ -3,6 +3,7 @@
 
 mod copy;
 pub mod devices;
+pub mod idmap;
 pub mod options;
 pub mod paths;
 
@@ -40,46 +41,10 @@ pub struct RootfsContext<'a> {
     /// The PID namespace that `proc` mounts show, when it is not this process's own: a
     /// container joining one enters it only after the rootfs is built.
     pub pid_ns: Option<BorrowedFd<'a>>,
-    /// Bind sources cloned before the user namespace was entered (`clone_bind_sources`),
-    /// by mount index.
-    pub bind_sources: &'a BindSources,
-}
-
-/// Detached copies of the bind mounts' sources, made while berth is still root on the host
-/// (open_tree with OPEN_TREE_CLONE), by the index of their `mounts` entry. In a user
-/// namespace the container's root is the mapped uid, which may not reach a source (a 0700
-/// directory of the host's root) that runc, opening it before entering the namespace, binds.
-#[derive(Default)]
-pub struct BindSources(Vec<Option<OwnedFd>>);
-
-impl BindSources {
-    fn get(&self, i: usize) -> Option<&OwnedFd> {
-        self.0.get(i).and_then(Option::as_ref)
-    }
-}
-
-/// The bind sources of `spec`'s mounts, cloned now; a source that cannot be is left to the
-/// bind itself, which says why.
-pub fn clone_bind_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> BindSources {
-    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
-    BindSources(
-        mounts
-            .iter()
-            .map(|m| {
-                let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
-                if !(opts.is_bind() || m.typ().as_deref() == Some("bind")) {
-                    return None;
-                }
-                let source = bind_source_path(bundle, m.source().as_ref()?);
-                // One inside the rootfs is opened when it is due, with the mounts above it.
-                if paths::inside_rootfs(rootfs, &source).is_some() {
-                    return None;
-                }
-                let fd = File::open(&source).ok()?;
-                sys::clone_mount(&fd, opts.flags.contains(MsFlags::MS_REC)).ok()
-            })
-            .collect(),
-    )
+    /// Asks `create` for a clone of `mounts[i]`'s source, made as root on the host in this
+    /// mount namespace (idmapped when the entry asks; see `idmap.rs`): for idmapped mounts,
+    /// and for a bind source the user namespace's root cannot reach.
+    pub clone_source: &'a dyn Fn(usize) -> Result<OwnedFd>,
 }
 
 /// A bind source as the host names it: relative ones are the bundle's.
@@ -130,7 +95,7 @@ pub fn prepare(ctx: &RootfsContext) -> Result<ReadOnlyLater> {
     let mounts = ctx.spec.mounts().clone().unwrap_or_default();
     let mut read_only_later = ReadOnlyLater::default();
     for (i, m) in mounts.iter().enumerate() {
-        mount_entry(ctx, &root, m, ctx.bind_sources.get(i), &mut read_only_later)
+        mount_entry(ctx, &root, i, m, &mut read_only_later)
             .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
     }
     let dev_is_host_bind = mounts.iter().any(|m| {
@@ -288,8 +253,8 @@ pub fn finalize(spec: &Spec, read_only_later: ReadOnlyLater) -> Result<()> {
 fn mount_entry(
     ctx: &RootfsContext,
     root: &File,
+    index: usize,
     m: &Mount,
-    cloned_source: Option<&OwnedFd>,
     read_only_later: &mut ReadOnlyLater,
 ) -> Result<()> {
     let mut opts = options::parse(m.options().as_deref().unwrap_or(&[]));
@@ -299,7 +264,7 @@ fn mount_entry(
         return mount_cgroup(ctx, root, dest, &opts);
     }
     if opts.is_bind() || fstype == "bind" {
-        bind_entry(ctx, root, m, cloned_source, &opts)?;
+        bind_entry(ctx, root, index, m, &opts)?;
     } else {
         let read_only = opts.flags.contains(MsFlags::MS_RDONLY)
             && (fstype == "tmpfs" || dest.components().eq(Path::new("/dev").components()));
@@ -421,43 +386,60 @@ fn mount_proc_of(
     sys::move_mount_onto(&proc, target).context("mount proc: move_mount")
 }
 
-/// A bind of `m`'s source, or of `cloned_source` (the same source, cloned before the user
-/// namespace was entered) when there is one.
+/// Where a bind comes from.
+enum BindFrom {
+    /// The source's host path, bound in this mount namespace: with a user namespace the
+    /// kernel has locked the host's mounts here, so a read-only one stays read-only.
+    Path,
+    /// A source inside the rootfs, opened inside the root when its turn comes: it holds the
+    /// mounts made before it, and an image's symlink on the way stays in the container.
+    InRoot(OwnedFd),
+    /// A clone `create` made (`RootfsContext::clone_source`).
+    Clone(OwnedFd),
+}
+
+/// A bind of `mounts[index]`'s source.
 fn bind_entry(
     ctx: &RootfsContext,
     root: &File,
+    index: usize,
     m: &Mount,
-    cloned_source: Option<&OwnedFd>,
     opts: &options::MountOptions,
 ) -> Result<()> {
     let dest = m.destination();
     let source = m.source().as_ref().context("bind mount without a source")?;
     let source = bind_source_path(ctx.bundle, source);
-    // A source inside the rootfs is what is there now, earlier mounts included (runc opens it
-    // at this point too), and is looked up inside the root: a symlink the image put on the
-    // way stays in the container instead of naming a host path.
-    let in_root = match (cloned_source, paths::inside_rootfs(ctx.rootfs, &source)) {
-        (None, Some(inner)) => Some(
-            paths::open_in_root(root, &inner)
-                .with_context(|| format!("bind source {}", source.display()))?,
-        ),
-        _ => None,
+    let describe = || format!("bind source {}", source.display());
+    let stat_dir = |fd: &OwnedFd| -> Result<bool> {
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).with_context(describe)?;
+        Ok(SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR)
     };
-    let is_dir = match cloned_source.or(in_root.as_ref()) {
-        Some(fd) => {
-            let st = nix::sys::stat::fstat(fd.as_raw_fd())
-                .with_context(|| format!("bind source {}", source.display()))?;
-            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+    let (mut from, is_dir) = if idmap::requested(m) {
+        let clone = (ctx.clone_source)(index)?;
+        let is_dir = stat_dir(&clone)?;
+        (BindFrom::Clone(clone), is_dir)
+    } else if let Some(inner) = paths::inside_rootfs(ctx.rootfs, &source) {
+        let fd = paths::open_in_root(root, &inner).with_context(describe)?;
+        let is_dir = stat_dir(&fd)?;
+        (BindFrom::InRoot(fd), is_dir)
+    } else {
+        match std::fs::metadata(&source) {
+            Ok(md) => (BindFrom::Path, md.is_dir()),
+            // A source the user namespace's root may not reach (runc opens it as the
+            // host's root): `create` clones it.
+            Err(e) if ctx.in_userns && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let clone = (ctx.clone_source)(index)?;
+                let is_dir = stat_dir(&clone)?;
+                (BindFrom::Clone(clone), is_dir)
+            }
+            Err(e) => return Err(e).with_context(describe),
         }
-        None => std::fs::metadata(&source)
-            .with_context(|| format!("bind source {}", source.display()))?
-            .is_dir(),
     };
     let kind = if is_dir { Kind::Dir } else { Kind::File };
     let target = paths::create_in_root(root, dest, kind)?;
     check_proc_destination(root, &target, m, Some(&source))?;
     let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-    let bind_path = |from: &Path| {
+    let bind_path = |from: &str| {
         mount(
             Some(from),
             fd_path(&target).as_str(),
@@ -466,46 +448,68 @@ fn bind_entry(
             None::<&str>,
         )
     };
-    // With a user namespace, by path first, as runc: a bind made in the container's mount
-    // namespace copies the host's mounts as the kernel locked them there (a read-only host
-    // mount stays read-only for the container's root). The clone, made before the user
-    // namespace, is for a source the mapped root cannot reach; it carries no such lock, so
-    // the flags its source has are kept on it below.
-    let mut from_clone = false;
-    match (cloned_source, &in_root) {
-        (Some(clone), _) => {
-            if bind_path(&source).is_err() {
-                sys::move_mount_onto(clone, &target).with_context(|| {
-                    format!(
-                        "bind mount {} (cloned before the user namespace)",
-                        source.display()
-                    )
-                })?;
-                from_clone = true;
+    if let BindFrom::Path = from {
+        match bind_path(&source.to_string_lossy()) {
+            Ok(()) => {}
+            // Reachable by stat but not bindable by the mapped root (EACCES on the way).
+            Err(Errno::EACCES | Errno::EPERM) if ctx.in_userns => {
+                from = BindFrom::Clone((ctx.clone_source)(index)?);
             }
-        }
-        (None, Some(fd)) => bind_path(Path::new(&fd_path(fd)))
-            .with_context(|| format!("bind mount {}", source.display()))?,
-        (None, None) => {
-            bind_path(&source).with_context(|| format!("bind mount {}", source.display()))?
+            Err(e) => return Err(e).with_context(|| format!("bind mount {}", source.display())),
         }
     }
-    if opts.remount_flags().is_empty() {
+    match &from {
+        BindFrom::Path => {}
+        BindFrom::InRoot(fd) => {
+            bind_path(&fd_path(fd)).with_context(|| format!("bind mount {}", source.display()))?
+        }
+        BindFrom::Clone(clone) => sys::move_mount_onto(clone, &target)
+            .with_context(|| format!("bind mount {} (cloned by create)", source.display()))?,
+    }
+    if opts.remount_flags().is_empty() && opts.cleared.is_empty() {
         return Ok(());
     }
     // Reopen: the bind covers the old dentry, the remount must act on the new mount.
     let target = paths::open_in_root(root, dest).context("reopen the bind mount")?;
-    let path = fd_path(&target);
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
-    if from_clone {
-        flags |= locked_flags(&path);
+    remount_bind(&fd_path(&target), opts).context("set the mount options on the bind mount")
+}
+
+/// The flags a mount can have locked (MNT_LOCK_* when a user namespace's mount namespace
+/// copied it), as runc counts them; and the atime ones among them.
+const ATIME_FLAGS: MsFlags = MsFlags::MS_NOATIME
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME)
+    .union(MsFlags::MS_NODIRATIME);
+const LOCKABLE_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(MsFlags::MS_NOSUID)
+    .union(ATIME_FLAGS);
+
+/// A bind's options, as runc: first what `mount --bind -o` means, only the flags asked for
+/// (the others cleared, atime kept); where that fails (flags the kernel locked in a user
+/// namespace), the source's lockable flags with the request on top, unless the request
+/// clears or changes one of them, which is an error rather than a mount unlike the request.
+fn remount_bind(path: &str, opts: &options::MountOptions) -> Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.remount_flags();
+    let Err(first) = change_mount(path, flags) else {
+        return Ok(());
+    };
+    let source = locked_flags(path);
+    let cannot_clear = source & opts.cleared & LOCKABLE_FLAGS;
+    if !cannot_clear.is_empty() {
+        let names = options::names(cannot_clear);
+        bail!("cannot clear locked flags {names}: {first}");
     }
-    match change_mount(path.as_str(), flags) {
-        // In a user namespace the flags the source had are locked: keep them and retry.
-        Err(Errno::EPERM) => change_mount(path.as_str(), flags | locked_flags(&path)),
-        r => r,
+    let atime = flags & ATIME_FLAGS;
+    if !atime.is_empty() && atime != source & ATIME_FLAGS {
+        let names = options::names(source & ATIME_FLAGS);
+        bail!("cannot change locked atime flags {names}: {first}");
     }
-    .with_context(|| format!("remount bind with {:?}", opts.remount_flags()))
+    change_mount(path, flags | (source & LOCKABLE_FLAGS)).with_context(|| {
+        let names = options::names(source & LOCKABLE_FLAGS);
+        format!("remount with locked flags {names} re-applied")
+    })
 }
 
 /// The destination of a `proc` or `sysfs` mount: a directory that is no symlink (made if
@@ -720,7 +724,8 @@ fn bind_cgroup_dir_flags(root: &File, source: &Path, dest: &Path, flags: MsFlags
         .with_context(|| format!("remount cgroup {}", source.display()))
 }
 
-/// Flags a bind remount must keep: in a user namespace the kernel refuses to drop them.
+/// The flags of the mount at `path` that a bind remount must keep where the kernel locked
+/// them (in a user namespace), as statfs shows them: strictatime where no other atime is.
 fn locked_flags(path: &str) -> MsFlags {
     let Ok(st) = statvfs(path) else {
         return MsFlags::empty();
@@ -739,6 +744,10 @@ fn locked_flags(path: &str) -> MsFlags {
         if f.contains(fs) {
             out |= ms;
         }
+    }
+    // MS_STRICTATIME is no flag of the mount's: it is what neither noatime nor relatime is.
+    if !out.intersects(MsFlags::MS_NOATIME | MsFlags::MS_RELATIME) {
+        out |= MsFlags::MS_STRICTATIME;
     }
     out
 }

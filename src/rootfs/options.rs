@@ -7,15 +7,30 @@ use nix::mount::MsFlags;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOptions {
     pub flags: MsFlags,
+    /// Flags an option clears (`rw`, `dev`, `atime`, ...): a bind is remounted without them
+    /// even when no flag is set, as runc.
+    pub cleared: MsFlags,
     /// Propagation changes, applied one by one after the mount.
     pub propagation: Vec<MsFlags>,
     /// The recursive (`rro`, `rnosuid`, ...) attributes, applied with mount_setattr.
     pub recursive: RecursiveAttrs,
     /// `tmpcopyup`: a tmpfs starts with a copy of what was at its destination.
     pub tmpcopyup: bool,
+    /// `idmap` or `ridmap` (the last one given): an idmapped bind (see `idmap.rs`).
+    pub idmap: Option<Idmap>,
     /// Filesystem-specific options, comma-joined.
     pub data: String,
 }
+
+/// Which mounts of an idmapped bind get the id maps: its top mount (`idmap`), or every mount
+/// of its tree (`ridmap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idmap {
+    Top,
+    Recursive,
+}
+
+const IDMAP: [(&str, Idmap); 2] = [("idmap", Idmap::Top), ("ridmap", Idmap::Recursive)];
 
 /// MOUNT_ATTR_* bits to set and to clear on a whole mount tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,6 +156,17 @@ const FLAGS: &[(&str, bool, MsFlags)] = &[
     ("rbind", false, MsFlags::MS_BIND.union(MsFlags::MS_REC)),
 ];
 
+/// `flags` by their option names (`ro,nodev`), for messages.
+pub fn names(flags: MsFlags) -> String {
+    let names: Vec<&str> = FLAGS
+        .iter()
+        .filter(|(_, clear, f)| !clear && !f.is_empty() && flags.contains(*f))
+        .filter(|(n, _, _)| !["bind", "rbind", "remount"].contains(n))
+        .map(|(n, _, _)| *n)
+        .collect();
+    names.join(",")
+}
+
 /// berth's own option (not a mount(2) flag): a tmpfs starts with a copy of its destination.
 const TMPCOPYUP: &str = "tmpcopyup";
 
@@ -151,6 +177,7 @@ pub fn known() -> Vec<&'static str> {
     names.extend(PROPAGATION.iter().map(|(n, _)| *n));
     names.extend(RECURSIVE.iter().map(|(n, _, _)| *n));
     names.push(TMPCOPYUP);
+    names.extend(IDMAP.iter().map(|(n, _)| *n));
     names
 }
 
@@ -158,9 +185,11 @@ pub fn known() -> Vec<&'static str> {
 pub fn parse(options: &[String]) -> MountOptions {
     let mut out = MountOptions {
         flags: MsFlags::empty(),
+        cleared: MsFlags::empty(),
         propagation: Vec::new(),
         recursive: RecursiveAttrs::default(),
         tmpcopyup: false,
+        idmap: None,
         data: String::new(),
     };
     let mut data = Vec::new();
@@ -168,11 +197,15 @@ pub fn parse(options: &[String]) -> MountOptions {
         if let Some(&(_, clear, flag)) = FLAGS.iter().find(|(n, _, _)| n == opt) {
             if clear {
                 out.flags.remove(flag);
+                out.cleared.insert(flag);
             } else {
                 out.flags.insert(flag);
+                out.cleared.remove(flag);
             }
         } else if opt == TMPCOPYUP {
             out.tmpcopyup = true;
+        } else if let Some(&(_, idmap)) = IDMAP.iter().find(|(n, _)| n == opt) {
+            out.idmap = Some(idmap);
         } else if let Some(p) = propagation(opt) {
             out.propagation.push(p);
         } else if let Some(r) = recursive(opt) {
@@ -273,6 +306,7 @@ mod tests {
                 || !o.propagation.is_empty()
                 || !o.recursive.is_empty()
                 || o.tmpcopyup
+                || o.idmap.is_some()
                 // options that clear a flag (and "defaults") show after one that sets it
                 || p(&["ro", "nosuid", "nodev", "noexec", "sync", "mand", "noatime", "nodiratime",
                        "relatime", "strictatime", "nosymfollow", name]).flags
@@ -288,6 +322,34 @@ mod tests {
         assert!(
             known.contains(&"rro") && known.contains(&"rslave") && known.contains(&"tmpcopyup")
         );
+    }
+
+    #[test]
+    fn idmap_and_ridmap_the_last_one_wins() {
+        assert_eq!(p(&["rbind", "idmap"]).idmap, Some(Idmap::Top));
+        assert_eq!(p(&["idmap", "ridmap"]).idmap, Some(Idmap::Recursive));
+        assert_eq!(p(&["ridmap", "idmap"]).idmap, Some(Idmap::Top));
+        assert_eq!(p(&["bind"]).idmap, None);
+        assert_eq!(p(&["bind", "idmap"]).data, "");
+    }
+
+    #[test]
+    fn flags_are_named_as_options() {
+        let f = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_RELATIME;
+        assert_eq!(names(f), "ro,nodev,relatime");
+        assert_eq!(names(MsFlags::empty()), "");
+    }
+
+    #[test]
+    fn cleared_flags_are_kept_apart() {
+        let o = p(&["bind", "dev", "suid", "exec", "atime"]);
+        assert_eq!(o.remount_flags(), MsFlags::empty());
+        assert_eq!(
+            o.cleared,
+            MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME
+        );
+        // A later setting option takes its flag back out of the cleared ones.
+        assert_eq!(p(&["rw", "ro"]).cleared, MsFlags::empty());
     }
 
     #[test]

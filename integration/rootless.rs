@@ -1,0 +1,276 @@
+//! Rootless berth: berth run by an unprivileged user (root is needed to make that user: the
+//! tests add a system user of their own, `berth-rootless`, with subordinate id ranges in
+//! /etc/subuid and /etc/subgid, then run berth as it with setpriv). Multi-range id maps go
+//! through newuidmap/newgidmap (Debian's uidmap); the lifecycle, and the owners on the host
+//! of what the container makes; bad maps refused by their field with nothing left.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use crate::harness::{self, stderr, stdout, Bundle};
+
+const USER: &str = "berth-rootless";
+/// The user's subordinate ids (uids and gids alike).
+const SUB_START: u32 = 400_000;
+const SUB_SIZE: u32 = 65_536;
+
+/// The test user's uid and gid, made (once) if missing, with its subordinate ranges.
+fn test_user() -> (u32, u32) {
+    static MADE: Mutex<Option<(u32, u32)>> = Mutex::new(None);
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(ids) = *made {
+        return ids;
+    }
+    harness::require_root();
+    if !Path::new("/usr/bin/newuidmap").exists() {
+        // The tests below are about it: without it they cannot show anything.
+        panic!("newuidmap is missing (apt-get install uidmap): the rootless tests need it");
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, USER]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let st = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--shell", "/usr/sbin/nologin", USER])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {USER}");
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+            let line = format!("{USER}:{SUB_START}:{SUB_SIZE}\n");
+            fs::write(file, text + &line).unwrap();
+        }
+    }
+    let ids = (id("-u").unwrap(), id("-g").unwrap());
+    *made = Some(ids);
+    ids
+}
+
+/// A bundle and state root owned by the test user, with a config from `berth spec
+/// --rootless` (made as that user) running `args`, edited by `edit`.
+struct RootlessBundle {
+    bundle: Bundle,
+    state: tempfile::TempDir,
+    uid: u32,
+    gid: u32,
+}
+
+impl RootlessBundle {
+    fn new(args: &[&str], edit: impl FnOnce(&mut Value, u32, u32)) -> RootlessBundle {
+        let (uid, gid) = test_user();
+        let bundle = Bundle::new(&["true"]);
+        let state = tempfile::Builder::new()
+            .prefix("berth-rootless-")
+            .tempdir()
+            .unwrap();
+        fs::remove_file(bundle.path().join("config.json")).unwrap();
+        for dir in [bundle.path(), state.path()] {
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{gid}"))
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let b = RootlessBundle {
+            bundle,
+            state,
+            uid,
+            gid,
+        };
+        let out = b.berth(&["spec", "--rootless"], &[]);
+        assert!(out.status.success(), "spec --rootless: {}", stderr(&out));
+        let path = b.bundle.path().join("config.json");
+        let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        // runc's spec has a read-only root; these containers write to it.
+        config["root"]["readonly"] = json!(false);
+        edit(&mut config, uid, gid);
+        fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+        b
+    }
+
+    /// berth as the test user, in the bundle directory, with `env` added; bounded. Its
+    /// output goes through files: after `create` the container's init holds its stdio.
+    fn berth(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let (out, err) = (
+            self.bundle.path().join("out"),
+            self.bundle.path().join("err"),
+        );
+        let child = Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid",
+                &self.uid.to_string(),
+                "--regid",
+                &self.gid.to_string(),
+            ])
+            .args(["--clear-groups", "--"])
+            .arg(harness::BERTH)
+            .arg("--root")
+            .arg(self.state.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(self.bundle.path())
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let status = harness::wait_within(child, std::time::Duration::from_secs(60))
+            .unwrap_or_else(|pid| panic!("berth {args:?} (pid {pid}) did not end in 60 s"));
+        Output {
+            status,
+            stdout: fs::read(&out).unwrap(),
+            stderr: fs::read(&err).unwrap(),
+        }
+    }
+
+    fn rootfs(&self) -> std::path::PathBuf {
+        self.bundle.path().join("rootfs")
+    }
+
+    /// Nothing of `id` left: no state, no process.
+    fn assert_nothing_left(&self, id: &str) {
+        let left: Vec<_> = fs::read_dir(self.state.path()).unwrap().collect();
+        assert!(left.is_empty(), "state left behind: {left:?}");
+        harness::assert_no_process_of(id);
+    }
+}
+
+/// The maps rootless podman gives: the user's own id as the container's root, and its
+/// subordinate range from 1 up.
+fn multi_range(c: &mut Value, uid: u32, gid: u32) {
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1},
+                                      {"containerID": 1, "hostID": SUB_START, "size": SUB_SIZE}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1},
+                                      {"containerID": 1, "hostID": SUB_START, "size": SUB_SIZE}]);
+}
+
+/// create, start, exec, kill and delete as the unprivileged user, with maps only newuidmap
+/// and newgidmap may write: the container sees both ranges, and what it makes is owned on
+/// the host by the user (the container's root) and by the subordinate ids (its uid 1000).
+#[test]
+fn rootless_lifecycle_with_subordinate_ranges_through_newuidmap() {
+    let with_chown = |c: &mut Value, uid: u32, gid: u32| {
+        multi_range(c, uid, gid);
+        for set in ["bounding", "effective", "permitted"] {
+            let caps = c["process"]["capabilities"][set].as_array_mut().unwrap();
+            caps.push(json!("CAP_CHOWN"));
+        }
+    };
+    let b = RootlessBundle::new(&["sleep", "1000"], with_chown);
+    let id = harness::unique_id("rootless");
+    let out = b.berth(&["create", &id], &[]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = b.berth(&["start", &id], &[]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
+                  touch /tmp/by-root && touch /tmp/by-1000 && chown 1000:1001 /tmp/by-1000 && echo made";
+    let out = b.berth(&["exec", &id, "sh", "-c", script], &[]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "exec: {} {text}", stderr(&out));
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    let uid_row = vec!["0".to_string(), b.uid.to_string(), "1".to_string()];
+    let sub_row = vec!["1".to_string(), SUB_START.to_string(), SUB_SIZE.to_string()];
+    assert!(rows.contains(&uid_row) && rows.contains(&sub_row), "{text}");
+    assert!(
+        text.lines().any(|l| l == "0") && text.contains("made"),
+        "{text}"
+    );
+    let owner = |name: &str| {
+        let md = fs::metadata(b.rootfs().join("tmp").join(name)).unwrap();
+        (md.uid(), md.gid())
+    };
+    assert_eq!(owner("by-root"), (b.uid, b.gid));
+    assert_eq!(owner("by-1000"), (SUB_START + 999, SUB_START + 1000));
+    let out = b.berth(&["kill", &id, "KILL"], &[]);
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = b.berth(&["state", &id], &[]);
+        let state: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if state["status"] == "stopped" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not stopped after kill: {state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = b.berth(&["delete", &id], &[]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    b.assert_nothing_left(&id);
+}
+
+/// `run` of the same maps, the container's output on stdout.
+#[test]
+fn rootless_run_with_subordinate_ranges() {
+    let b = RootlessBundle::new(&["sh", "-c", "id -u; stat -c %u /bin/busybox"], multi_range);
+    let id = harness::unique_id("rootlessrun");
+    let out = b.berth(&["run", &id], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The rootfs is the user's: its files are the container root's.
+    assert_eq!(
+        stdout(&out).split_whitespace().collect::<Vec<_>>(),
+        ["0", "0"]
+    );
+    b.assert_nothing_left(&id);
+}
+
+/// A range the user was not given is refused, in newuidmap's words under the field's name;
+/// so is a map that needs newuidmap where it cannot be found; nothing is left either way.
+#[test]
+fn rootless_maps_the_user_may_not_write_are_refused_by_field() {
+    let outside = |c: &mut Value, uid: u32, gid: u32| {
+        multi_range(c, uid, gid);
+        c["linux"]["uidMappings"][1]["hostID"] = json!(SUB_START + SUB_SIZE + 1000);
+    };
+    let b = RootlessBundle::new(&["true"], outside);
+    let id = harness::unique_id("rootlessbad");
+    let out = b.berth(&["run", &id], &[]);
+    harness::fails_with_one_line(&out, "config.json: linux.uidMappings: newuidmap ");
+    assert!(stderr(&out).contains("not allowed"), "{}", stderr(&out));
+    b.assert_nothing_left(&id);
+
+    let b = RootlessBundle::new(&["true"], multi_range);
+    let id = harness::unique_id("rootlessnotool");
+    let out = b.berth(&["run", &id], &[("PATH", "/nonexistent")]);
+    harness::fails_with_one_line(
+        &out,
+        "config.json: linux.uidMappings: mapping more than your own uid needs newuidmap",
+    );
+    b.assert_nothing_left(&id);
+}
+
+/// Idmapped mounts are refused for a rootless container, as in runc, by the mount's name.
+#[test]
+fn rootless_idmapped_mounts_are_refused_by_name() {
+    let with_idmap = |c: &mut Value, uid: u32, gid: u32| {
+        multi_range(c, uid, gid);
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}));
+    };
+    let b = RootlessBundle::new(&["true"], with_idmap);
+    let id = harness::unique_id("rootlessidmap");
+    let out = b.berth(&["run", &id], &[]);
+    harness::fails_with_one_line(
+        &out,
+        "]: idmapped mounts are not supported for rootless containers",
+    );
+    b.assert_nothing_left(&id);
+}
