@@ -172,6 +172,22 @@ fn process_user_cwd_env_and_rlimits() {
     );
 }
 
+/// A variable set twice in process.env reaches the process once, with its last value (at
+/// the place of that last setting), as runc and Go's os/exec dedupe it.
+#[test]
+fn a_variable_set_twice_reaches_the_process_once_with_its_last_value() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["env"]);
+    b.edit(|c| {
+        c["process"]["env"] = serde_json::json!(["ONE=two", "PATH=/usr/bin:/bin", "ONE=three"]);
+    });
+    let out = rt.run(&b, &harness::unique_id("envonce"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["PATH=/usr/bin:/bin", "ONE=three", "HOME=/root"]);
+}
+
 #[test]
 fn a_cwd_only_root_can_enter_is_entered_before_the_user_switch() {
     // As runc: process.cwd is entered while berth is still root, so a user who could not

@@ -1,6 +1,8 @@
 //! berth's integration tests. They need root (namespaces, mounts, cgroups), run the real
 //! binary on real busybox bundles and check the effects from the host.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod harness;
 
 mod bad_input;

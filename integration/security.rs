@@ -819,7 +819,87 @@ fn scheduler_io_priority_and_personality() {
     assert_eq!(stdout(&ionice).trim(), "idle");
     let personality = std::fs::read_to_string(format!("/proc/{pid}/personality")).unwrap();
     assert_eq!(personality.trim(), "00000008", "PER_LINUX32");
+    // `exec -p` with the runtime-spec's flag names (as runc's scheduler test sends them).
+    let process = b.path().join("sched-process.json");
+    let proc_json = json!({"terminal": false, "args": ["sleep", "100"], "cwd": "/",
+        "scheduler": {"policy": "SCHED_BATCH", "nice": 3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}});
+    std::fs::write(&process, proc_json.to_string()).unwrap();
+    let pid_file = b.path().join("exec.pid");
+    // (Its stdio to /dev/null: the detached process would hold output pipes open.)
+    let st = rt
+        .cmd()
+        .args(["exec", "-d", "--pid-file"])
+        .arg(&pid_file)
+        .arg("-p")
+        .arg(&process)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "exec -p with the runtime-spec's scheduler flags failed"
+    );
+    let exec_pid = std::fs::read_to_string(&pid_file).unwrap();
+    let chrt = std::process::Command::new("chrt")
+        .args(["-p", exec_pid.trim()])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&chrt).contains("SCHED_BATCH|SCHED_RESET_ON_FORK"),
+        "{}",
+        stdout(&chrt)
+    );
+    // The detached process is the test's (the subreaper's) to reap once killed; until it is,
+    // init's exit waits for it in the PID namespace.
+    let exec_pid: i32 = exec_pid.trim().parse().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    harness::reap(exec_pid);
     rt.delete_force(&id);
+}
+
+/// SCHED_DEADLINE needs an affinity spanning every CPU: with `linux.resources.cpu.cpus` the
+/// kernel refuses it, said in runc's words; a scheduler field runc refuses is refused by name;
+/// nothing is left either way.
+#[test]
+fn scheduler_with_a_cpuset_and_bad_scheduler_fields_are_refused() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        harness::skip_or_fail("one CPU: the cpuset would span every CPU");
+        return;
+    }
+    let rt = Runtime::new();
+    let deadline = json!({"policy": "SCHED_DEADLINE", "nice": 19, "runtime": 42000,
+                          "deadline": 1000000, "period": 1000000});
+    for (cpus, scheduler, want) in [
+        (
+            Some("0"),
+            deadline,
+            "process scheduler can't be used together with AllowedCPUs",
+        ),
+        (
+            None,
+            json!({"policy": "SCHED_BATCH", "priority": 3}),
+            "config.json: process.scheduler.priority: can only be given for SCHED_FIFO or SCHED_RR",
+        ),
+    ] {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| {
+            c["process"]["scheduler"] = scheduler.clone();
+            if let Some(cpus) = cpus {
+                c["linux"]["resources"]["cpu"] = json!({"cpus": cpus});
+            }
+        });
+        let id = harness::unique_id("schedcpus");
+        let out = rt.create(&b, &id, &[]);
+        harness::fails_with_one_line(&out, want);
+        rt.assert_nothing_left(&id);
+        harness::assert_no_process_of(&id);
+    }
 }
 
 #[test]
@@ -1194,8 +1274,8 @@ fn exec_attacked(copy: BerthCopy, seal: Seal) {
     // connect blocks until the test accepts one.
     let sock = b.path().join("agent.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    // SAFETY: listen(2) on our own listening socket, changing only its backlog.
     assert_eq!(
+        // SAFETY: listen(2) on our own listening socket, changing only its backlog.
         unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) },
         0
     );

@@ -1,6 +1,8 @@
 //! berth as a library: one module per area of the OCI runtime spec. The `berth` binary
 //! (main.rs) parses the command line and dispatches here; the fuzz targets call the parsers.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod capabilities;
 pub mod cgroups;
 pub mod cli;
@@ -10,6 +12,7 @@ pub mod cpu_affinity;
 pub mod cpu_list;
 pub mod foreground;
 pub mod hooks;
+pub mod intel_rdt;
 pub mod logging;
 pub mod memory_policy;
 pub mod namespaces;

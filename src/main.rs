@@ -1,5 +1,7 @@
 //! berth: parse the command line, set up logging, dispatch. Nothing else.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::path::PathBuf;
 
 use clap::Parser;

@@ -49,7 +49,30 @@ fn flag(f: &LinuxSchedulerFlag) -> u64 {
     }
 }
 
-pub fn set_scheduler(s: &Scheduler) -> Result<()> {
+/// runc's checks of `process.scheduler`, by field, before anything is made.
+pub fn validate_scheduler(s: &Scheduler) -> Result<()> {
+    use LinuxSchedulerPolicy::*;
+    let policy = *s.policy();
+    let nice = s.nice().unwrap_or(0);
+    if matches!(policy, SchedOther | SchedBatch) && !(-20..=19).contains(&nice) {
+        bail!("config.json: process.scheduler.nice: {nice} is not in -20..19 for {policy:?}");
+    }
+    if s.priority().unwrap_or(0) != 0 && !matches!(policy, SchedFifo | SchedRr) {
+        bail!(
+            "config.json: process.scheduler.priority: can only be given for SCHED_FIFO or SCHED_RR"
+        );
+    }
+    let deadline_params = [s.runtime(), s.deadline(), s.period()];
+    if policy != SchedDeadline && deadline_params.iter().any(|v| v.unwrap_or(0) != 0) {
+        bail!("config.json: process.scheduler: runtime, deadline and period can only be given for SCHED_DEADLINE");
+    }
+    Ok(())
+}
+
+/// sched_setattr(2) of `s` for this process. `cpuset_limited`: the container's cgroup has
+/// `linux.resources.cpu.cpus`, with which the kernel refuses some policies (EPERM: the
+/// affinity does not span every CPU), said as runc says it.
+pub fn set_scheduler(s: &Scheduler, cpuset_limited: bool) -> Result<()> {
     let mut attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         policy: policy(*s.policy()),
@@ -63,9 +86,13 @@ pub fn set_scheduler(s: &Scheduler) -> Result<()> {
     };
     // SAFETY: sched_setattr reads `attr`, whose size field matches the struct we pass.
     let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &mut attr as *mut SchedAttr, 0) };
-    Errno::result(r)
-        .map(drop)
-        .context("process.scheduler: sched_setattr")
+    match Errno::result(r) {
+        Ok(_) => Ok(()),
+        Err(Errno::EPERM) if cpuset_limited => bail!(
+            "process.scheduler: process scheduler can't be used together with AllowedCPUs (linux.resources.cpu.cpus)"
+        ),
+        Err(e) => Err(e).context("process.scheduler: sched_setattr"),
+    }
 }
 
 pub fn set_io_priority(p: &LinuxIOPriority) -> Result<()> {
@@ -160,4 +187,31 @@ pub fn selinux_exec_label(label: &str) -> Result<()> {
     crate::procfs::Procfs::open()
         .and_then(|proc| proc.write("self/attr/exec", label))
         .context("process.selinuxLabel")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduler(json: &str) -> Scheduler {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn scheduler_fields_are_checked_as_runc_does() {
+        let ok = [
+            r#"{"policy":"SCHED_BATCH","nice":19}"#,
+            r#"{"policy":"SCHED_FIFO","priority":10}"#,
+            r#"{"policy":"SCHED_DEADLINE","runtime":42000,"deadline":100000,"period":1000000}"#,
+        ];
+        for s in ok {
+            validate_scheduler(&scheduler(s)).unwrap();
+        }
+        let err = |s: &str| validate_scheduler(&scheduler(s)).unwrap_err().to_string();
+        assert!(err(r#"{"policy":"SCHED_OTHER","nice":20}"#).contains("process.scheduler.nice"));
+        assert!(
+            err(r#"{"policy":"SCHED_BATCH","priority":1}"#).contains("process.scheduler.priority")
+        );
+        assert!(err(r#"{"policy":"SCHED_RR","runtime":1}"#).contains("SCHED_DEADLINE"));
+    }
 }

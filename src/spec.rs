@@ -108,7 +108,9 @@ pub fn parse(text: &str) -> Result<Spec> {
 /// config is bad for another reason.
 fn leniently(text: &str) -> Option<Spec> {
     let mut config: serde_json::Value = serde_json::from_str(text).ok()?;
-    let renamed = with_spec_scheduler_flags(&mut config);
+    let renamed = config
+        .get_mut("process")
+        .is_some_and(with_spec_scheduler_flags);
     let unknown = without_unknown_capabilities(&mut config);
     let emptied = config
         .get_mut("process")
@@ -126,14 +128,15 @@ fn leniently(text: &str) -> Option<Spec> {
     Some(spec)
 }
 
-/// Renames the runtime-spec's scheduler flags to oci-spec's; whether there were any.
-fn with_spec_scheduler_flags(config: &mut serde_json::Value) -> bool {
+/// Renames the runtime-spec's scheduler flags to oci-spec's in a `process` object (of
+/// config.json, or `exec -p`); whether there were any.
+pub fn with_spec_scheduler_flags(process: &mut serde_json::Value) -> bool {
     const RENAMES: [(&str, &str); 2] = [
         ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
         ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
     ];
-    let Some(flags) = config
-        .pointer_mut("/process/scheduler/flags")
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
         .and_then(|f| f.as_array_mut())
     else {
         return false;
@@ -218,14 +221,13 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         .as_ref()
         .context("config.json: process: must be set")?;
     check_process(process)?;
+    if let Some(s) = process.scheduler() {
+        crate::process_attrs::validate_scheduler(s)?;
+    }
     crate::memory_policy::of(spec)?;
     crate::net_devices::check(spec)?;
-    if spec
-        .linux()
-        .as_ref()
-        .is_some_and(|l| l.intel_rdt().is_some())
-    {
-        check_intel_rdt(Path::new("/sys/fs/resctrl"))?;
+    if let Some(rdt) = spec.linux().as_ref().and_then(|l| l.intel_rdt().as_ref()) {
+        crate::intel_rdt::validate(rdt, crate::intel_rdt::root().as_deref())?;
     }
     crate::cpu_affinity::of(process).map_err(|e| anyhow::anyhow!("config.json: {e}"))?;
 
@@ -308,19 +310,6 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         crate::rootfs::idmap::validate(spec, i, m)?;
     }
     Ok(rootfs)
-}
-
-/// `linux.intelRdt` is refused, never ignored: a container would run without the cache or
-/// memory-bandwidth limits it asked for. Without resctrl, in runc's words; with it, because
-/// berth does not place containers in resctrl groups yet.
-fn check_intel_rdt(resctrl: &Path) -> Result<()> {
-    if !resctrl.join("info").is_dir() {
-        bail!(
-            "config.json: linux.intelRdt: intelRdt is specified in config, but Intel RDT is not enabled (no resctrl filesystem at {})",
-            resctrl.display()
-        );
-    }
-    bail!("config.json: linux.intelRdt: not supported by berth yet (resctrl groups are not made)")
 }
 
 fn check_version(version: &str) -> Result<()> {

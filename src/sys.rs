@@ -506,11 +506,13 @@ pub fn read_virtual(path: impl AsRef<Path>) -> std::io::Result<String> {
 }
 
 /// What /proc/PID/stat says about a process that berth needs: its state letter and the start
-/// time (clock ticks since boot), which together with the pid identifies it across pid reuse.
+/// time (clock ticks since boot), which together with the pid identifies it across pid reuse;
+/// and its number of threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
     pub state: char,
     pub start_time: u64,
+    pub threads: u32,
 }
 
 /// Reads /proc/PID/stat; `None` when the process does not exist.
@@ -523,11 +525,24 @@ pub fn proc_stat(pid: i32) -> Option<ProcStat> {
 pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After "(comm) " the state is field 3 and starttime is field 22 of stat(5).
+    // After "(comm) " the state is field 3, num_threads field 20 and starttime field 22 of
+    // stat(5).
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
         start_time: fields.get(19)?.parse().ok()?,
+        threads: fields.get(17)?.parse().ok()?,
     })
+}
+
+/// How many threads this process runs (num_threads of /proc/self/stat); `None` when /proc
+/// cannot be read. berth is single-threaded, and its forks rely on it: a forked child gets
+/// only the calling thread (a lock another thread held would stay taken there), and a
+/// `vfork_into_cgroup` child runs on memory another thread could change under it. Its
+/// callers check that with `debug_assert_eq!(sys::thread_count(), Some(1))`, which release
+/// builds leave out.
+pub fn thread_count() -> Option<u32> {
+    let text = read_virtual("/proc/self/stat").ok()?;
+    parse_proc_stat(&text).map(|st| st.threads)
 }
 
 /// kill(2) by number, for what nix's `Signal` cannot name: real-time signals and 0 (which
@@ -831,7 +846,8 @@ mod tests {
             parse_proc_stat(line),
             Some(ProcStat {
                 state: 'S',
-                start_time: 987654
+                start_time: 987654,
+                threads: 1,
             })
         );
     }
@@ -842,5 +858,22 @@ mod tests {
         let a = proc_stat(me).unwrap();
         assert_eq!(proc_stat(me).unwrap().start_time, a.start_time);
         assert!(proc_stat(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn thread_count_counts_the_threads_alive() {
+        // Other tests' threads come and go meanwhile, so only a lower bound is certain: this
+        // thread and the four parked below.
+        let parked = std::sync::Barrier::new(5);
+        let seen = std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| parked.wait());
+            }
+            let seen = thread_count();
+            parked.wait();
+            seen
+        });
+        assert!(seen.unwrap() >= 5, "{seen:?}");
+        assert!(thread_count().unwrap() >= 1);
     }
 }

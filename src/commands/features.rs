@@ -51,7 +51,8 @@ pub fn build() -> Features {
     let mut selinux = Selinux::default();
     selinux.set_enabled(Some(process_attrs::selinux_enabled()));
     let mut rdt = IntelRdt::default();
-    rdt.set_enabled(Some(false));
+    // (As runc: enabled where resctrl is mounted; berth then places containers in it.)
+    rdt.set_enabled(Some(crate::intel_rdt::root().is_some()));
     let mut idmap = IDMap::default();
     // Idmapped bind mounts: containerd offers Kubernetes' `hostUsers: false` only with this.
     idmap.set_enabled(Some(crate::rootfs::idmap::supported()));

@@ -385,6 +385,9 @@ impl Container {
         if let Some(cgroup) = &self.state.cgroup {
             cgroup.release()?;
         }
+        if let Some(group) = &self.state.intel_rdt {
+            group.remove()?;
+        }
         if let Some(before) = self.state.host_rootfs_mounts {
             crate::rootfs::unmount_from_host(&self.state.rootfs, before)?;
         }

@@ -72,6 +72,9 @@ pub struct State {
     /// Whether init is PID 1 of its own PID namespace (then its death ends every process).
     #[serde(default)]
     pub own_pid_namespace: bool,
+    /// The container's resctrl groups (`linux.intelRdt`), as made at create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::intel_rdt::Group>,
     /// config.json's hooks as at create: `start` runs poststart, destroying runs poststop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
@@ -184,6 +187,7 @@ mod tests {
             own_pid_namespace: true,
             host_rootfs_mounts: None,
             resources: None,
+            intel_rdt: None,
             hooks: None,
         }
     }

@@ -81,8 +81,9 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl std::os::fd::FromRawFd for Channel {
     unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> Self {
-        // SAFETY: the caller hands over an open fd of one end of a channel pair.
         Channel {
+            // SAFETY: the caller hands over an open fd of one end of a channel pair, which
+            // this Channel now owns alone.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         }
     }

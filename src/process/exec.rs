@@ -186,7 +186,15 @@ fn wait_for_exec(
         };
         match msg {
             None => break,
-            Some((Message::InitPid(p), _)) => child = Some(Pid::from_raw(p)),
+            Some((Message::InitPid(p), _)) => {
+                // As runc: each exec'd process joins the container's resctrl groups.
+                if let Some(group) = &c.state.intel_rdt {
+                    if let Err(e) = group.add(p) {
+                        error.get_or_insert(e);
+                    }
+                }
+                child = Some(Pid::from_raw(p));
+            }
             Some((Message::Error(e), _)) => {
                 error.get_or_insert(anyhow!(e));
                 // The joiner exits after reporting the pid (or its own error): then no
@@ -597,6 +605,7 @@ fn read_process_file(path: &Path) -> Result<Process> {
             .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
     }
     crate::cpu_affinity::without_empty_lists(&mut value);
+    crate::spec::with_spec_scheduler_flags(&mut value);
     let p: Process = serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         match field.as_str() {

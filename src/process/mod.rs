@@ -167,7 +167,13 @@ pub fn create(
             };
             cgroups::placement_for(Some(&unit.cgroup()), id, driver)?
         }
-        None => cgroups::placement_for(cgroups_path.as_deref(), id, cgroups::Driver::Cgroupfs)?,
+        None => cgroups::placement_for(cgroups_path.as_deref(), id, cgroups::Driver::Cgroupfs)
+            .map_err(|e| match root.join(id).exists() {
+                // Another create of this id got there meanwhile (its init in the cgroup):
+                // the id in use is what is wrong, as the check above would have said.
+                true => anyhow!("container {id:?} already exists"),
+                false => e,
+            })?,
     };
     if let Some(unified) = bundle
         .spec
@@ -216,6 +222,7 @@ pub fn create(
         cgroup: systemd.is_none().then(|| cgroup.clone()),
         pids: vec![],
         host_rootfs_mounts: None,
+        intel_rdt: None,
         poststop: None,
         hooks: bundle.spec.hooks().clone(),
         bundle: bundle.dir.clone(),
@@ -243,6 +250,7 @@ pub fn create(
         cgroup: systemd.is_none().then(|| cgroup.clone()),
         own_pid_namespace: namespaces.is_new(LinuxNamespaceType::Pid),
         host_rootfs_mounts: None,
+        intel_rdt: None,
         hooks: bundle.spec.hooks().clone(),
         resources: bundle
             .spec
@@ -282,6 +290,18 @@ pub fn create(
     }
     if let (Some(cgroup), None) = (&state.cgroup, &systemd) {
         cgroup.apply_resources(&bundle.spec, is_rootless(opts))?;
+    }
+    if let Some(rdt) = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.intel_rdt().as_ref())
+    {
+        let root = crate::intel_rdt::root().context("linux.intelRdt: resctrl is not mounted")?;
+        let group = crate::intel_rdt::Group::make(rdt, &root, id)?;
+        guard.intel_rdt = Some(group.clone());
+        state.intel_rdt = Some(group);
+        state.save(&dir)?;
     }
     let channel_gate = gate == Gate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
     let exec_fifo = match channel_gate {
@@ -483,6 +503,11 @@ fn wait_for_ready(
                 chan.send(&Message::TimeOffsetsWritten)?;
             }
             Some((Message::InitPid(p), _)) => {
+                // Each init in turn (one handed over to forks the next): its threads and
+                // children follow it into the group.
+                if let Some(group) = &state.intel_rdt {
+                    group.add(p)?;
+                }
                 // A later pid is the process the earlier one handed over to (and reaped
                 // once create is done).
                 match init_pid.replace(Pid::from_raw(p)) {
@@ -624,6 +649,13 @@ fn start_setup_process(
     child_end: Channel,
     lock: RawFd,
 ) -> Result<Pid> {
+    // Both ways below need it: no other thread may change the memory a vfork child borrows,
+    // or hold a lock a forked child would inherit taken.
+    debug_assert_eq!(
+        sys::thread_count(),
+        Some(1),
+        "berth starts the setup process from a single thread"
+    );
     // A setup process that forks init and never waits for `create` (which a new user
     // namespace's id maps need) can borrow berth's memory instead of copying it.
     let ns = &cfg.namespaces;
@@ -650,6 +682,24 @@ fn start_setup_process(
         // The dumpable flag belongs to the address space: the setup process clears it for
         // itself and init, and `create` gets its own back.
         let dumpable = nix::sys::prctl::get_dumpable().context("prctl(PR_GET_DUMPABLE)")?;
+        // What the setup process relies on from `create`'s memory, which it runs on (heap,
+        // statics, this frame) while `create` is suspended, until it exits:
+        // - it reads, by shared reference, `cfg` (bundle and spec, namespaces, cgroup
+        //   placement) and the fd numbers and `born_in` captured from this frame, all alive
+        //   until `create` resumes; it takes no ownership of any of them: `chan` is a new
+        //   Channel made from `child_end`'s number, and the fds it closes are closed in its
+        //   own fd table (no CLONE_FILES), so no OwnedFd or Channel of `create`'s is dropped;
+        // - it allocates and frees its own temporaries (paths, errors, encoded messages, log
+        //   lines) through the shared allocator and logger, consistent because `create` is
+        //   suspended and has no other thread (asserted above); what it still holds at
+        //   `_exit` stays allocated in `create`, a few small blocks;
+        // - it changes nothing `create` uses afterwards, except what belongs to the address
+        //   space and not the task: the dumpable flag, restored just below (the signal mask
+        //   and dispositions, namespaces, cgroups, CPU affinity and oom_score_adj it changes
+        //   are its own);
+        // - it never returns into `create`'s frames and runs no exit handler: `setup` ends
+        //   in `vfork_entry`'s `_exit`, or `fail`'s; init and `hand_over`'s child are forked
+        //   from it, copies that run on memory of their own.
         let spawned = sys::vfork_into_cgroup(cgroup, &mut setup);
         nix::sys::prctl::set_dumpable(dumpable).context("prctl(PR_SET_DUMPABLE)")?;
         match spawned {
@@ -693,6 +743,11 @@ fn open_v2_dir(cgroup: &cgroups::Placement) -> Option<(usize, fs::File)> {
 /// one, or where the kernel lacks clone3, it is a plain fork and the child joins them all.
 /// Returns the index of the directory the child was born in, if any.
 fn fork_setup_process(cgroup: Option<&cgroups::Placement>) -> Result<(ForkResult, Option<usize>)> {
+    debug_assert_eq!(
+        sys::thread_count(),
+        Some(1),
+        "berth forks a setup process from a single thread"
+    );
     if let Some((i, dir)) = cgroup.and_then(open_v2_dir) {
         match sys::fork_into_cgroup(&dir) {
             Ok(forked) => return Ok((forked, Some(i))),
@@ -961,6 +1016,8 @@ struct Cleanup {
     pids: Vec<Pid>,
     /// Rootfs and mount count before create, when mounting on the host's namespace.
     host_rootfs_mounts: Option<(PathBuf, usize)>,
+    /// The resctrl groups made for `linux.intelRdt`.
+    intel_rdt: Option<crate::intel_rdt::Group>,
     /// The poststop hooks and their state, once the create-time hooks have begun.
     poststop: Option<String>,
     hooks: Option<oci_spec::runtime::Hooks>,
@@ -992,6 +1049,9 @@ impl Drop for Cleanup {
             if let Err(e) = crate::rootfs::unmount_from_host(rootfs, *before) {
                 log::warn!("cleanup after failed create: {e:#}");
             }
+        }
+        if let Err(e) = self.intel_rdt.as_ref().map_or(Ok(()), |g| g.remove()) {
+            log::warn!("cleanup after failed create: {e:#}");
         }
         let _ = fs::remove_dir_all(&self.dir);
         if let Some(state) = &self.poststop {
@@ -1052,6 +1112,7 @@ mod tests {
             cgroup: None,
             pids: Vec::new(),
             host_rootfs_mounts: None,
+            intel_rdt: None,
             poststop: None,
             hooks: None,
             bundle: "/nonexistent".into(),

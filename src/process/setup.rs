@@ -56,7 +56,14 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
     crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     // While still privileged: real-time policies need CAP_SYS_NICE.
     if let Some(s) = process.scheduler() {
-        crate::process_attrs::set_scheduler(s)?;
+        let cpuset_limited = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.cpu().as_ref())
+            .and_then(|c| c.cpus().as_deref())
+            .is_some_and(|cpus| !cpus.is_empty());
+        crate::process_attrs::set_scheduler(s, cpuset_limited)?;
     }
     if let Some(p) = process.io_priority() {
         crate::process_attrs::set_io_priority(p)?;
@@ -125,7 +132,7 @@ pub fn prepare(ctx: &ProcessContext, chan: &Channel) -> Result<Prepared> {
         }
     }
 
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    let mut env = last_of_each_name(process.env().as_deref().unwrap_or_default());
     // As runc: a HOME that is unset or empty (the last one counts) becomes the user's home
     // from the container's /etc/passwd.
     let last_home = env.iter().rev().find_map(|e| e.strip_prefix("HOME="));
@@ -277,6 +284,21 @@ fn switch_user(process: &Process) -> Result<()> {
 }
 
 /// Finds `name` as execvp would, using PATH from the container's environment.
+/// `env` with each variable once, at the place of its last setting, which wins, as runc
+/// (and Go's os/exec) dedupes it: `ONE=two ONE=` gives the process `ONE=` only.
+fn last_of_each_name(env: &[String]) -> Vec<String> {
+    let name = |e: &str| e.split_once('=').map_or(e, |(n, _)| n).to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = env
+        .iter()
+        .rev()
+        .filter(|e| seen.insert(name(e)))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
+}
+
 pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
     // With the effective ids and capabilities, as execve checks (access(2) takes the real
     // ones and drops the capabilities of a non-root user, so a file only its owner may run
@@ -399,6 +421,17 @@ pub fn own_binary() -> Result<OwnBinary> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_variable_once_with_its_last_value_where_that_was_set() {
+        let env: Vec<String> = ["ONE=two", "PATH=/bin", "ONE=", "TWO=2", "PATH=/usr/bin"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            super::last_of_each_name(&env),
+            ["ONE=", "TWO=2", "PATH=/usr/bin"]
+        );
+    }
+
     #[test]
     fn home_comes_from_the_users_passwd_line() {
         let passwd = "root:x:0:0:root:/root:/bin/sh\nbad line\nu:x:1000:1000::/home/u:/bin/sh\nnohome:x:7:7:::/bin/sh\n";
