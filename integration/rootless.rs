@@ -274,3 +274,97 @@ fn rootless_idmapped_mounts_are_refused_by_name() {
     );
     b.assert_nothing_left(&id);
 }
+
+/// Rootless podman with berth as its runtime, run by the test user with storage of its own
+/// (vfs, cgroupfs, no network): podman makes the user namespace (through newuidmap) and runs
+/// berth in it as that namespace's root, which berth takes as rootless, as runc does. `run`,
+/// `run -d` + `exec` + `stop` + `rm`, a volume (written as the user on the host), and
+/// `--userns=keep-id`; nothing of berth's left in its state root afterwards.
+#[test]
+fn rootless_podman_drives_berth() {
+    crate::engines::require_binaries!("podman", "conmon");
+    let (uid, gid) = test_user();
+    let top = tempfile::Builder::new()
+        .prefix("berth-rootless-podman-")
+        .tempdir()
+        .unwrap();
+    let (home, run, volume) = (
+        top.path().join("home"),
+        top.path().join("run"),
+        top.path().join("vol"),
+    );
+    for dir in [&home, &run, &volume] {
+        fs::create_dir(dir).unwrap();
+    }
+    fs::copy(crate::engines::image_tar(), top.path().join("image.tar")).unwrap();
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(top.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let image = crate::engines::IMAGE;
+    let script = format!(
+        r#"set -e
+P="podman --root {home}/storage --runroot {run}/storage --storage-driver vfs --cgroup-manager cgroupfs --events-backend file --runtime {berth}"
+$P load -i {top}/image.tar >/dev/null
+echo "run: $($P run --rm --net none {image} sh -c 'id -u; cat /proc/self/uid_map' | tr '\n' ' ')"
+$P run -d --net none --name c1 {image} sleep 100 >/dev/null
+echo "exec: $($P exec c1 sh -c 'echo hello from exec')"
+$P stop -t 1 c1 >/dev/null
+$P rm c1 >/dev/null
+$P run --rm --net none -v {volume}:/data {image} sh -c 'echo x > /data/made-inside'
+echo "keep-id: $($P run --rm --net none --userns=keep-id {image} id -u)"
+ls {run}/berth 2>/dev/null | sed 's/^/left: /'
+"#,
+        home = home.display(),
+        run = run.display(),
+        top = top.path().display(),
+        volume = volume.display(),
+        berth = harness::BERTH,
+    );
+    let out = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &gid.to_string(),
+            "--clear-groups",
+        ])
+        .args(["--", "sh", "-c", &script])
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &run)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .current_dir(top.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // podman's pause process holds the user namespace: ended, and the storage (files of the
+    // subordinate ids) removed by root with the temp dir.
+    if let Ok(pid) = fs::read_to_string(run.join("libpod/tmp/pause.pid")) {
+        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+    }
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    let uid_row = format!("0 {uid} 1");
+    assert!(
+        text.contains("run: 0 ")
+            && text
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(&uid_row),
+        "{text}"
+    );
+    assert!(text.contains("exec: hello from exec"), "{text}");
+    assert!(text.contains(&format!("keep-id: {uid}")), "{text}");
+    let made = fs::metadata(volume.join("made-inside")).unwrap();
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (uid, gid),
+        "the container's root is the user"
+    );
+    assert!(!text.contains("left: "), "berth state left behind: {text}");
+}

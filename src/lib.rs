@@ -5,6 +5,7 @@
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod channel;
 pub mod cli;
 pub mod commands;
 pub mod container;

@@ -73,12 +73,17 @@ fn main() {
     }
 }
 
-/// `--root`, else /run/berth for root, else $XDG_RUNTIME_DIR/berth.
+/// `--root`, else /run/berth for root, else $XDG_RUNTIME_DIR/berth. As runc, "root" is the
+/// host's: uid 0 in a user namespace (rootless podman runs berth so) uses $XDG_RUNTIME_DIR
+/// too, unless $USER says root.
 fn state_root(flag: Option<PathBuf>) -> PathBuf {
     if let Some(root) = flag {
         return root;
     }
-    if !nix::unistd::geteuid().is_root() {
+    let host_root = nix::unistd::geteuid().is_root()
+        && (!berth::namespaces::in_user_namespace()
+            || std::env::var("USER").is_ok_and(|u| u == "root"));
+    if !host_root {
         if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
             return PathBuf::from(xdg).join("berth");
         }

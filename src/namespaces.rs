@@ -199,6 +199,17 @@ pub fn write_time_offsets(spec: &Spec, pid: &str) -> Result<()> {
         .context("linux.timeOffsets")
 }
 
+/// Whether this process runs in a user namespace other than the host's: its uid_map is not
+/// the initial namespace's identity map of every id (as runc's userns.RunningInUserNS).
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_initial_uid_map(&m))
+}
+
+fn is_initial_uid_map(map: &str) -> bool {
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields == ["0", "0", "4294967295"]
+}
+
 /// The text of a uid_map or gid_map file for `maps`.
 pub fn format_id_maps(maps: &[LinuxIdMapping]) -> String {
     maps.iter()
@@ -411,6 +422,14 @@ mod tests {
         check_id_maps("m", &id_maps(touching)).unwrap();
         let past = r#"[{"containerID":4294967295,"hostID":0,"size":2}]"#;
         assert!(err(past).contains("past the last 32-bit id"));
+    }
+
+    #[test]
+    fn the_initial_user_namespace_maps_every_id_to_itself() {
+        assert!(is_initial_uid_map("         0          0 4294967295\n"));
+        assert!(!is_initial_uid_map("         0       1000          1\n"));
+        assert!(!is_initial_uid_map("0 1000 1\n1 100000 65536\n"));
+        assert!(!is_initial_uid_map(""));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path};
 
-use berth::process::exec::{parse_sub_cgroups, SubCgroups};
+use berth::cgroups::exec_cgroup::{parse_sub_cgroups, SubCgroups};
 use libfuzzer_sys::fuzz_target;
 
 fn below(rel: &Path) -> bool {

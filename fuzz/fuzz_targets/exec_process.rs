@@ -9,8 +9,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 
 use berth::capabilities::CapabilitySets;
+use berth::cgroups::exec_cgroup::parse_sub_cgroups;
 use berth::cli::ExecArgs;
-use berth::process::exec::{exec_process, parse_sub_cgroups};
+use berth::process::exec_process::exec_process;
 use berth::{process_attrs, spec};
 use berth_fuzz::scratch;
 use clap::{Args, FromArgMatches};

@@ -5,7 +5,7 @@
 
 use std::os::fd::AsRawFd;
 
-use berth::process::channel::{self, decode};
+use berth::channel::{self, decode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,6 +9,7 @@ use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
 pub mod devices;
+pub mod exec_cgroup;
 pub mod freezer;
 pub mod placement;
 pub mod resources;

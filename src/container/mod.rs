@@ -15,6 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 
+use crate::channel::{Channel, Message};
 use crate::{cgroups, hooks, sys};
 use oci_spec::runtime::ContainerState;
 use state::{State, Status};
@@ -27,7 +28,7 @@ pub struct Container {
     pub state: State,
     /// The sync channel to init, when it (not the exec fifo) is the start gate: only in the
     /// `run` that created the container (see `process::Gate`).
-    pub start_channel: Option<crate::process::channel::Channel>,
+    pub start_channel: Option<Channel>,
 }
 
 /// Takes the exclusive lock of a state dir; released when the file is dropped.
@@ -185,8 +186,7 @@ impl Container {
 
     /// Sends init `Start`; returns once its end of the channel has closed at execve, or with
     /// the error it sent instead.
-    fn open_channel_gate(&self, chan: &crate::process::channel::Channel) -> Result<()> {
-        use crate::process::channel::Message;
+    fn open_channel_gate(&self, chan: &Channel) -> Result<()> {
         let gone = || {
             anyhow::anyhow!(
                 "cannot start container {:?}: its init process exited before start",

@@ -14,9 +14,9 @@ use nix::sys::stat::{umask, Mode};
 use nix::unistd::setsid;
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::channel::{Channel, Message};
 use super::setup::{self, Prepared, ProcessContext};
 use super::SetupConfig;
+use crate::channel::{Channel, Message};
 use crate::hooks;
 use crate::rootfs::{self, RootfsContext};
 use crate::sys;
@@ -69,7 +69,7 @@ fn setup(
         rootfs: &cfg.bundle.rootfs,
         bundle: &cfg.bundle.dir,
         cgroup: cfg.cgroup.as_ref(),
-        in_userns: cfg.namespaces.is_listed(LinuxNamespaceType::User),
+        in_userns: cfg.namespaces.is_listed(LinuxNamespaceType::User) || cfg.in_user_namespace,
         new_mount_ns: cfg.namespaces.is_listed(LinuxNamespaceType::Mount),
         no_pivot: cfg.no_pivot,
         pid_ns: late_pid_ns.as_ref().map(|ns| ns.as_fd()),

@@ -22,8 +22,8 @@
 //! `run` without hooks keeps the channel as the start gate instead of an exec fifo: `start`
 //! sends `Start`, and init's end closing at execve says the user process runs.
 
-pub mod channel;
 pub mod exec;
+pub mod exec_process;
 mod init;
 mod setup;
 
@@ -39,13 +39,13 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
 use oci_spec::runtime::{ContainerState, LinuxIdMapping, LinuxNamespaceType};
 
+use crate::channel::{self, Channel, Message};
 use crate::cli::CreateOpts;
 use crate::container::state::{write_atomic, State, Status};
 use crate::container::{self, Container, EXEC_FIFO};
 use crate::namespaces::{self, Namespaces};
 use crate::spec::{self, Bundle};
 use crate::{cgroups, hooks, notify_socket, sys};
-use channel::{Channel, Message};
 
 /// Everything the child and init need, resolved by the parent before the fork.
 pub struct SetupConfig {
@@ -68,6 +68,9 @@ pub struct SetupConfig {
     /// The systemd driver: the setup process waits for `CgroupPlaced` (systemd moving it into
     /// the scope) before joining `cgroup`, whose directories do not exist when it is forked.
     pub cgroup_placed_by_parent: bool,
+    /// berth runs in a user namespace other than the host's (rootless podman's): devices are
+    /// bound, not made, as in a user namespace of the container's own.
+    pub in_user_namespace: bool,
 }
 
 /// Checks the id and options of a `create` and loads its bundle, before anything exists.
@@ -82,7 +85,7 @@ pub fn load(id: &str, opts: &CreateOpts) -> Result<Bundle> {
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     if opts.systemd_cgroup {
-        if is_rootless(opts) {
+        if is_rootless(opts, namespaces::in_user_namespace) {
             bail!("--systemd-cgroup: rootless containers under the user's systemd instance are not supported yet; run without --systemd-cgroup");
         }
         cgroups::systemd::Unit::from_cgroups_path(cgroups_path.as_deref(), id, false)?;
@@ -137,6 +140,10 @@ pub fn create(
     }
     crate::process_attrs::check_lsm(&bundle.spec)?;
     let namespaces = Namespaces::from_spec(&bundle.spec);
+    // berth itself in a user namespace (rootless podman runs it as uid 0 of its own): what
+    // it cannot do there is done as in a rootless container.
+    let in_user_namespace = namespaces::in_user_namespace();
+    let rootless = is_rootless(opts, || in_user_namespace);
     if let Some(sysctls) = bundle
         .spec
         .linux()
@@ -270,7 +277,7 @@ pub fn create(
     } else if let Err(e) = cgroup.create() {
         // Rootless, like runc: no writable cgroup tree is fine as long as nothing asks for
         // a limit; then the container simply has no cgroup of its own.
-        if !is_rootless(opts) || !cgroups::is_permission_denied(&e) {
+        if !rootless || !cgroups::is_permission_denied(&e) {
             return Err(e);
         }
         let _ = cgroup.remove_if_empty();
@@ -289,7 +296,7 @@ pub fn create(
         state.save(&dir)?;
     }
     if let (Some(cgroup), None) = (&state.cgroup, &systemd) {
-        cgroup.apply_resources(&bundle.spec, is_rootless(opts))?;
+        cgroup.apply_resources(&bundle.spec, rootless)?;
     }
     if let Some(rdt) = bundle
         .spec
@@ -324,6 +331,7 @@ pub fn create(
         own_binary: setup::own_binary()?,
         console_socket,
         cgroup_placed_by_parent: systemd.is_some(),
+        in_user_namespace,
     };
     let (parent_end, child_end) = channel::pair()?;
     let child = start_setup_process(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
@@ -449,12 +457,17 @@ fn make_state_root(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `--rootless`: as runc, `auto` (the default) means running as a non-root user.
-fn is_rootless(opts: &CreateOpts) -> bool {
+/// `--rootless`: as runc, `auto` (the default) means running as a non-root user, or as uid 0
+/// of a user namespace (rootless podman runs berth so) with the cgroupfs driver; with
+/// systemd's there, runc asks the user's bus who owns it and takes root on failure, as
+/// berth does without asking.
+fn is_rootless(opts: &CreateOpts, in_user_namespace: impl FnOnce() -> bool) -> bool {
     match opts.rootless {
         Some(crate::cli::Rootless::True) => true,
         Some(crate::cli::Rootless::False) => false,
-        Some(crate::cli::Rootless::Auto) | None => !nix::unistd::geteuid().is_root(),
+        Some(crate::cli::Rootless::Auto) | None => {
+            !nix::unistd::geteuid().is_root() || (!opts.systemd_cgroup && in_user_namespace())
+        }
     }
 }
 
@@ -1083,6 +1096,7 @@ mod tests {
             own_binary: setup::OwnBinary::default(),
             console_socket: None,
             cgroup_placed_by_parent: false,
+            in_user_namespace: false,
         }
     }
 

@@ -12,8 +12,8 @@ use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chdir, execve, faccessat, setresgid, setresuid, AccessFlags, Gid, Uid};
 use oci_spec::runtime::{Process, Spec};
 
-use super::channel::{Channel, Message};
 use crate::capabilities::CapabilitySets;
+use crate::channel::{Channel, Message};
 use crate::sys;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
