@@ -201,15 +201,7 @@ fn a_read_only_host_mount_stays_read_only_in_a_user_namespace() {
     fs::create_dir_all(&closed_dir).unwrap();
     fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     for dir in [&open_dir, &closed_dir] {
-        let sh = format!(
-            "mount -t tmpfs tmpfs {0} && mount --bind -o remount,ro {0}",
-            dir.display()
-        );
-        assert!(Command::new("sh")
-            .args(["-c", &sh])
-            .status()
-            .unwrap()
-            .success());
+        host_tmpfs_with_flags(dir, "ro");
     }
     let rt = Runtime::new();
     let script = "for m in /open /closed; do \
@@ -257,6 +249,20 @@ fn a_read_only_host_mount_stays_read_only_in_a_user_namespace() {
     assert!(!text.contains("/closed written"), "{text}");
 }
 
+/// Mounts a tmpfs on the host at `dir` and sets the mount's `flags` (a bind remount, so that
+/// they are the mount's, not the superblock's: a bind of it may clear them).
+fn host_tmpfs_with_flags(dir: &Path, flags: &str) {
+    let sh = format!(
+        "mount -t tmpfs tmpfs {0} && mount --bind -o remount,{flags} {0}",
+        dir.display()
+    );
+    assert!(Command::new("sh")
+        .args(["-c", &sh])
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// runc's bind options: the options given are the bind's flags (`mount --bind -o` as it
 /// should be: `bind,dev` clears the source's `ro` and `noexec` too, atime kept); with none
 /// beyond `bind` the source's stay. In a user namespace, where the kernel locked the source's
@@ -267,15 +273,7 @@ fn bind_options_replace_the_sources_flags_and_locked_ones_cannot_be_cleared() {
     let host = tempfile::tempdir().unwrap();
     let dir = host.path().join("src");
     fs::create_dir(&dir).unwrap();
-    let sh = format!(
-        "mount -t tmpfs tmpfs {0} && mount --bind -o remount,ro,noexec,nodiratime {0}",
-        dir.display()
-    );
-    assert!(Command::new("sh")
-        .args(["-c", &sh])
-        .status()
-        .unwrap()
-        .success());
+    host_tmpfs_with_flags(&dir, "ro,noexec,nodiratime");
     let rt = Runtime::new();
     let flags_of = |userns: bool, options: &[&str]| {
         let args = [

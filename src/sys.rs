@@ -81,19 +81,7 @@ pub fn mount_setattr(fd: &impl AsRawFd, set: u64, clear: u64, recursive: bool) -
         propagation: 0,
         userns_fd: 0,
     };
-    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: the path is an empty C string, `attr` is a valid mount_attr whose size we pass.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    Errno::result(r).map(drop)
+    mount_setattr_with(fd, &attr, recursive)
 }
 
 /// mount_setattr(2) with MOUNT_ATTR_IDMAP on the detached mount at `fd` (the top mount only,
@@ -110,15 +98,23 @@ pub fn mount_setattr_idmap(
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
+    mount_setattr_with(fd, &attr, recursive)
+}
+
+fn mount_setattr_with(
+    fd: &impl AsRawFd,
+    attr: &libc::mount_attr,
+    recursive: bool,
+) -> nix::Result<()> {
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: as in mount_setattr: an empty C string and a valid mount_attr of the size passed.
+    // SAFETY: the path is an empty C string, `attr` is a valid mount_attr whose size we pass.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const libc::mount_attr,
+            attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
     };
