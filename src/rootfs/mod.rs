@@ -439,7 +439,7 @@ fn bind_entry(
     let target = paths::create_in_root(root, dest, kind)?;
     check_proc_destination(root, &target, m, Some(&source))?;
     let bind_flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-    let bind_path = |from: &str| {
+    let bind_path = |from: &Path| {
         mount(
             Some(from),
             fd_path(&target).as_str(),
@@ -449,7 +449,7 @@ fn bind_entry(
         )
     };
     if let BindFrom::Path = from {
-        match bind_path(&source.to_string_lossy()) {
+        match bind_path(&source) {
             Ok(()) => {}
             // Reachable by stat but not bindable by the mapped root (EACCES on the way).
             Err(Errno::EACCES | Errno::EPERM) if ctx.in_userns => {
@@ -460,9 +460,8 @@ fn bind_entry(
     }
     match &from {
         BindFrom::Path => {}
-        BindFrom::InRoot(fd) => {
-            bind_path(&fd_path(fd)).with_context(|| format!("bind mount {}", source.display()))?
-        }
+        BindFrom::InRoot(fd) => bind_path(Path::new(&fd_path(fd)))
+            .with_context(|| format!("bind mount {}", source.display()))?,
         BindFrom::Clone(clone) => sys::move_mount_onto(clone, &target)
             .with_context(|| format!("bind mount {} (cloned by create)", source.display()))?,
     }
