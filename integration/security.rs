@@ -803,15 +803,16 @@ fn scheduler_io_priority_and_personality() {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
     assert_eq!((fields[16], fields[38]), ("7", "3"), "nice and SCHED_BATCH");
-    let chrt = std::process::Command::new("chrt")
-        .args(["-p", &pid.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&chrt).contains("SCHED_BATCH|SCHED_RESET_ON_FORK"),
-        "{}",
-        stdout(&chrt)
-    );
+    // Policy and flags as chrt(1) reads them from the host.
+    let assert_batch_reset_on_fork = |pid: &str| {
+        let chrt = std::process::Command::new("chrt")
+            .args(["-p", pid])
+            .output()
+            .unwrap();
+        let said = stdout(&chrt);
+        assert!(said.contains("SCHED_BATCH|SCHED_RESET_ON_FORK"), "{said}");
+    };
+    assert_batch_reset_on_fork(&pid.to_string());
     let ionice = std::process::Command::new("ionice")
         .args(["-p", &pid.to_string()])
         .output()
@@ -843,15 +844,7 @@ fn scheduler_io_priority_and_personality() {
         "exec -p with the runtime-spec's scheduler flags failed"
     );
     let exec_pid = std::fs::read_to_string(&pid_file).unwrap();
-    let chrt = std::process::Command::new("chrt")
-        .args(["-p", exec_pid.trim()])
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&chrt).contains("SCHED_BATCH|SCHED_RESET_ON_FORK"),
-        "{}",
-        stdout(&chrt)
-    );
+    assert_batch_reset_on_fork(exec_pid.trim());
     // The detached process is the test's (the subreaper's) to reap once killed; until it is,
     // init's exit waits for it in the PID namespace.
     let exec_pid: i32 = exec_pid.trim().parse().unwrap();
