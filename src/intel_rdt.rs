@@ -83,33 +83,39 @@ impl Group {
             monitoring: None,
             made,
         };
-        let made_so_far = group.clone();
-        let mut finish = || -> Result<()> {
-            if !lines.is_empty() {
-                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-                write(root, &group.path.join("schemata"), &text)
-                    .context("linux.intelRdt: write the schemata")?;
-            }
-            if wants_monitoring(rdt) {
-                let mon = group.path.join("mon_groups").join(id);
-                match std::fs::create_dir(&mon) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => {
-                        return Err(with_status(root, e.into())).with_context(|| {
-                            format!("linux.intelRdt.enableMonitoring: mkdir {}", mon.display())
-                        })
-                    }
-                }
-                group.monitoring = Some(mon);
-            }
-            Ok(())
-        };
-        if let Err(e) = finish() {
-            let _ = made_so_far.remove();
+        if let Err(e) = group.configure(rdt, root, id, &lines) {
+            // Undone as delete would: what berth made so far.
+            let _ = group.remove();
             return Err(e);
         }
         Ok(group)
+    }
+
+    /// Writes the schemata (`lines`) and makes the monitoring group, if asked for.
+    fn configure(
+        &mut self,
+        rdt: &LinuxIntelRdt,
+        root: &Path,
+        id: &str,
+        lines: &[&str],
+    ) -> Result<()> {
+        if !lines.is_empty() {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            write(root, &self.path.join("schemata"), &text)
+                .context("linux.intelRdt: write the schemata")?;
+        }
+        if wants_monitoring(rdt) {
+            let mon = self.path.join("mon_groups").join(id);
+            match std::fs::create_dir(&mon) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(with_status(root, e.into())).with_context(|| {
+                        format!("linux.intelRdt.enableMonitoring: mkdir {}", mon.display())
+                    })
+                }
+                _ => self.monitoring = Some(mon),
+            }
+        }
+        Ok(())
     }
 
     /// Puts process `pid` (with the threads and children it makes from now on) in the

@@ -287,7 +287,16 @@ pub(crate) fn assert_engine_left_nothing(root: &Path, id: &str) {
         left.is_empty(),
         "berth's root {root:?} still holds {left:?}"
     );
-    let cg = container_cgroups(id);
+    assert_no_trace_of(id, &[]);
+}
+
+/// No cgroup of container `id` (berth's, or one an engine named `engine_cgroups`), no systemd
+/// unit, mount or process of it.
+pub(crate) fn assert_no_trace_of(id: &str, engine_cgroups: &[String]) {
+    let mut cg = container_cgroups(id);
+    for name in engine_cgroups {
+        cg.extend(cgroup_dirs_named(name));
+    }
     assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
     let units = systemd_units_of(id);
     assert!(units.is_empty(), "systemd units of {id} left: {units:?}");

@@ -148,15 +148,7 @@ impl Podman {
             !Path::new("/run/berth").join(id).exists(),
             "berth state /run/berth/{id} left"
         );
-        let mut cg = cgroup_dirs_named(&format!("libpod-{id}"));
-        cg.extend(container_cgroups(id));
-        assert!(cg.is_empty(), "cgroups of {id} left: {cg:?}");
-        let units = systemd_units_of(id);
-        assert!(units.is_empty(), "systemd units of {id} left: {units:?}");
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let m: Vec<&str> = mounts.lines().filter(|l| l.contains(id)).collect();
-        assert!(m.is_empty(), "mounts of {id} left: {m:?}");
-        assert_no_process_of(id);
+        super::assert_no_trace_of(id, &[format!("libpod-{id}")]);
     }
 
     fn rm(&self, name: &str) {
