@@ -792,3 +792,48 @@ fn a_configured_dev_ptmx_stays_the_link_to_the_containers_devpts() {
     assert_eq!(m.rdev(), libc::makedev(5, 2));
     rt.delete_force(&id);
 }
+
+/// The `mnt_id` of fd `fd` of process `pid`, from its fdinfo.
+fn fd_mount_id(pid: &str, fd: u32) -> u64 {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap()
+}
+
+/// As runc: stdio that is the host's /dev/null (what an engine gives a detached container)
+/// is reopened inside as the container's own /dev/null, so the container holds no file of a
+/// mount outside its namespace (CRIU refuses to checkpoint one: "Can't lookup mount").
+#[test]
+fn stdio_that_is_the_hosts_dev_null_becomes_the_containers() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = harness::unique_id("devnull");
+    rt.track_bundle(&id, b.path());
+    let status = rt
+        .cmd()
+        .args(["run", "-d", "--bundle"])
+        .arg(b.path())
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap().to_string();
+    let host_null = fs::File::open("/dev/null").unwrap();
+    let host_dev = fd_mount_id("self", std::os::fd::AsRawFd::as_raw_fd(&host_null) as u32);
+    for fd in 0..3 {
+        let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert_eq!(link, Path::new("/dev/null"), "fd {fd}");
+        assert_ne!(
+            fd_mount_id(&pid, fd),
+            host_dev,
+            "fd {fd} of init is still the host's /dev/null"
+        );
+    }
+    rt.delete_force(&id);
+    rt.assert_nothing_left(&id);
+}

@@ -197,6 +197,42 @@ pub fn open_null(root: &impl std::os::fd::AsFd) -> Result<OwnedFd> {
     Ok(null)
 }
 
+/// As runc, once inside the new root: stdio that is the host's /dev/null (an engine's
+/// detached container gets it) is replaced by the container's /dev/null, so the container
+/// holds no file of a mount outside its namespace (which CRIU cannot checkpoint). Nothing is
+/// done where the container has no null device at /dev/null.
+pub fn reopen_dev_null() -> Result<()> {
+    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+    let is_null = |st: &nix::sys::stat::FileStat| {
+        SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR
+            && st.st_rdev == makedev(1, 3)
+    };
+    // (Non-blocking and no symlink: whatever the image put there cannot hold this up.)
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let Ok(raw) = open("/dev/null", flags, Mode::empty()) else {
+        return Ok(());
+    };
+    // SAFETY: open just returned this fd, owned by nothing else.
+    let null = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let ours = nix::sys::stat::fstat(null.as_raw_fd()).context("stat the container's /dev/null")?;
+    if !is_null(&ours) {
+        return Ok(());
+    }
+    fcntl(null.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_RDWR))
+        .context("/dev/null: clear O_NONBLOCK")?;
+    for fd in 0..3 {
+        match nix::sys::stat::fstat(fd) {
+            // (Even the same device file bound from the host: its fd is of the host's mount.)
+            Ok(st) if is_null(&st) => {
+                nix::unistd::dup2(null.as_raw_fd(), fd)
+                    .with_context(|| format!("reopen fd {fd} as the container's /dev/null"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,7 +130,7 @@ pub fn enter(ctx: &RootfsContext) -> Result<()> {
         change_mount("/", flags)
             .with_context(|| format!("linux.rootfsPropagation: make / {name}"))?;
     }
-    Ok(())
+    devices::reopen_dev_null()
 }
 
 /// `linux.rootfsPropagation` as mount flags, with its name for messages.
