@@ -1047,3 +1047,59 @@ fn skip_or_fail_fails_in_ci_and_skips_elsewhere() {
         );
     }
 }
+
+/// A console socket in a temp dir, as a shim makes one.
+pub struct ConsoleSocket {
+    dir: tempfile::TempDir,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    pub fn new() -> ConsoleSocket {
+        let dir = tempfile::tempdir().unwrap();
+        let listener =
+            std::os::unix::net::UnixListener::bind(dir.path().join("console.sock")).unwrap();
+        ConsoleSocket { dir, listener }
+    }
+
+    pub fn path(&self) -> String {
+        self.dir
+            .path()
+            .join("console.sock")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Accepts the runtime's connection and receives the master: (name payload, master).
+    pub fn receive(&self) -> (String, File) {
+        let (conn, _) = self.listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let (n, master) = recv_with_fd(&conn, &mut buf);
+        (
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            File::from(master),
+        )
+    }
+}
+
+/// Reads the master until `want` has appeared (or EOF/EIO, or 10 s); returns all read.
+pub fn read_until(master: &mut File, want: &str) -> String {
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !text.contains(want) && std::time::Instant::now() < deadline {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(master),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap() == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match std::io::Read::read(master, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    text
+}

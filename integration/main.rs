@@ -7,6 +7,7 @@ mod harness;
 
 mod bad_input;
 mod cgroups;
+mod checkpoint;
 mod docker;
 mod engines;
 mod escapes;

@@ -3,70 +3,15 @@
 //! a foreground `run` that relays the terminal itself.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, LocalFlags, Termios};
 use serde_json::json;
 
-use crate::harness::{self, stderr, stdout, Bundle, Runtime};
-
-/// A console socket in a temp dir, as a shim makes one.
-struct ConsoleSocket {
-    dir: tempfile::TempDir,
-    listener: UnixListener,
-}
-
-impl ConsoleSocket {
-    fn new() -> ConsoleSocket {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = UnixListener::bind(dir.path().join("console.sock")).unwrap();
-        ConsoleSocket { dir, listener }
-    }
-
-    fn path(&self) -> String {
-        self.dir
-            .path()
-            .join("console.sock")
-            .to_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// Accepts the runtime's connection and receives the master: (name payload, master).
-    fn receive(&self) -> (String, File) {
-        let (conn, _) = self.listener.accept().unwrap();
-        let mut buf = [0u8; 256];
-        let (n, master) = harness::recv_with_fd(&conn, &mut buf);
-        (
-            String::from_utf8_lossy(&buf[..n]).into_owned(),
-            File::from(master),
-        )
-    }
-}
-
-/// Reads the master until `want` has appeared (or EOF/EIO, or 10 s); returns all read.
-fn read_until(master: &mut File, want: &str) -> String {
-    let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !text.contains(want) && Instant::now() < deadline {
-        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(100u16)).unwrap() == 0 {
-            continue;
-        }
-        let mut buf = [0u8; 4096];
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    text
-}
+use crate::harness::{self, read_until, stderr, stdout, Bundle, ConsoleSocket, Runtime};
 
 const SCRIPT: &str = "tty; stty size; stat -c 'console %t,%T' /dev/console; stat -Lc 'console %t,%T' $(tty); echo ready; read line; echo got:$line";
 

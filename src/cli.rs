@@ -74,11 +74,15 @@ impl Cli {
     /// Hands the global flags that shape `create` to the create options of create and run.
     pub fn with_globals_in_create_opts(mut self) -> Cli {
         let (systemd, rootless) = (self.global.systemd_cgroup, self.global.rootless);
-        if let Some(
-            Command::Create(Deferred(CreateArgs { opts, .. }))
-            | Command::Run(Deferred(RunArgs { opts, .. })),
-        ) = &mut self.command
-        {
+        let opts = match &mut self.command {
+            Some(
+                Command::Create(Deferred(CreateArgs { opts, .. }))
+                | Command::Run(Deferred(RunArgs { opts, .. })),
+            ) => Some(opts),
+            Some(Command::Restore(Deferred(args))) => Some(&mut args.opts),
+            _ => None,
+        };
+        if let Some(opts) = opts {
             opts.systemd_cgroup = systemd;
             opts.rootless = rootless;
         }
@@ -118,6 +122,10 @@ pub enum Command {
     Features,
     /// Run a new process in a running (or created) container.
     Exec(Deferred<Box<ExecArgs>>),
+    /// Save a running container to disk with CRIU (and stop it, unless --leave-running).
+    Checkpoint(Deferred<CheckpointArgs>),
+    /// Bring a checkpointed container back from its CRIU images.
+    Restore(Deferred<Box<RestoreArgs>>),
 }
 
 /// A subcommand's arguments, added to clap's command tree only when that subcommand is the
@@ -369,6 +377,95 @@ pub struct RunArgs {
     /// Keep the container's state after it exits.
     #[arg(long)]
     pub keep: bool,
+    /// The container ID.
+    pub id: String,
+}
+
+/// The CRIU options `checkpoint` and `restore` share (runc's flags).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CriuArgs {
+    /// Directory of the CRIU image files (default: ./checkpoint).
+    #[arg(long = "image-path", value_name = "DIR")]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's work files and log (default: the image directory).
+    #[arg(long = "work-path", value_name = "DIR")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a process whose terminal is berth's caller's).
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// What CRIU does with cgroups: soft, full, strict or ignore (default: soft).
+    #[arg(long = "manage-cgroups-mode", value_name = "MODE")]
+    pub manage_cgroups_mode: Option<String>,
+    /// Create this namespace but do not restore its properties (only "network"; the
+    /// network namespace is always restored empty, as runc does).
+    #[arg(long = "empty-ns", value_name = "NS")]
+    pub empty_ns: Vec<String>,
+    /// Deduplicate memory images as they are used.
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// Restore memory pages lazily, with userfaultfd.
+    #[arg(long = "lazy-pages")]
+    pub lazy_pages: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Images of a previous pre-dump, relative to --image-path.
+    #[arg(long = "parent-path", value_name = "DIR")]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the container running after the checkpoint.
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Skip in-flight TCP connections.
+    #[arg(long = "tcp-skip-in-flight")]
+    pub tcp_skip_in_flight: bool,
+    /// Link unlinked files back where possible.
+    #[arg(long = "link-remap")]
+    pub link_remap: bool,
+    /// Dump only the memory (for a later dump with --parent-path); the container keeps
+    /// running.
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+    /// With --lazy-pages: CRIU writes a \0 to this fd once the page server is ready.
+    #[arg(long = "status-fd", value_name = "FD", default_value_t = -1, allow_hyphen_values = true)]
+    pub status_fd: i32,
+    /// ADDRESS:PORT of a CRIU page server to send the memory to.
+    #[arg(long = "page-server", value_name = "ADDRESS:PORT")]
+    pub page_server: Option<String>,
+    /// The container ID.
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// Return once the container is restored instead of waiting for it.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Do not become the subreaper of the restored process (go-runc sends it as
+    /// `-no-subreaper`, which is taken too).
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+    /// An LSM profile for the restored process (TYPE:NAME).
+    #[arg(long = "lsm-profile", value_name = "PROFILE")]
+    pub lsm_profile: Option<String>,
+    /// An LSM mount context for the restored mounts.
+    #[arg(long = "lsm-mount-context", value_name = "CONTEXT")]
+    pub lsm_mount_context: Option<String>,
     /// The container ID.
     pub id: String,
 }

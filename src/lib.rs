@@ -6,11 +6,13 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod channel;
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod container;
 pub mod cpu_affinity;
 pub mod cpu_list;
+pub mod criu;
 pub mod foreground;
 pub mod hooks;
 pub mod intel_rdt;

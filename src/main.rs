@@ -10,7 +10,12 @@ use berth::cli::{Cli, Command, DEFAULT_ROOT};
 use berth::{commands, logging, SPEC_VERSION};
 
 fn main() {
-    let cli = Cli::parse().with_globals_in_create_opts();
+    // go-runc passes `restore -no-subreaper` with one dash, as Go's flag packages take it.
+    let args = std::env::args_os().map(|a| match a.to_str() {
+        Some("-no-subreaper") => "--no-subreaper".into(),
+        _ => a,
+    });
+    let cli = Cli::parse_from(args).with_globals_in_create_opts();
     if cli.global.version {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
         println!(
@@ -53,6 +58,8 @@ fn main() {
         Command::Events(a) => commands::events(&root, a),
         Command::Features => commands::features(),
         Command::Exec(a) => commands::exec(&root, a),
+        Command::Checkpoint(a) => commands::checkpoint(&root, a),
+        Command::Restore(a) => commands::restore(&root, a),
     };
     match result {
         Ok(code) => std::process::exit(code),

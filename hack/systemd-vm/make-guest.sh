@@ -2,7 +2,7 @@
 # Builds the systemd test guest of hack/vm.sh: a Debian 12 system from Debian's packages
 # (mmdebstrap; apt's own sources, no other network) with systemd as PID 1, dbus, cgroup2 alone
 # at /sys/fs/cgroup (systemd 252's default), Debian's kernel and initramfs, and the engines
-# berth must serve there: containerd (+ runc shim), docker.io, podman + conmon.
+# berth must serve there: containerd (+ runc shim), docker.io, podman + conmon, and CRIU.
 #
 # Usage: hack/systemd-vm/make-guest.sh OUTDIR
 # Makes OUTDIR/{vmlinuz,initrd.img,root.img} (root.img: ext4, made with mkfs.ext4 -d, no loop
@@ -22,6 +22,9 @@ pkgs=(
     busybox-static strace
     # hack/bench.sh --systemd-cgroup in the guest (hack/vm.sh --bench).
     hyperfine jq time
+    # checkpoint/restore (berth checkpoint/restore, podman container checkpoint, ctr task
+    # checkpoint): Debian 12's CRIU works with Debian 12's kernel.
+    criu
     # AppArmor on, as Debian and Ubuntu ship it: dockerd then loads its docker-default
     # profile (apparmor_parser) and passes it to the runtime.
     apparmor

@@ -536,3 +536,109 @@ fn containerd_tty_exec_and_run() {
     assert!(text.contains("hello\r"), "{}", out_text(&out));
     ctd.assert_nothing_left(&id);
 }
+
+/// A shell counter in the container's memory, written out to /tmp/n every 50 ms.
+const COUNTER: &str =
+    "i=0; while :; do i=$((i+1)); echo $i >/tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.05; done";
+
+/// The counter `COUNTER` shows in task `id`, through `ctr task exec`.
+fn ctr_count(c: &Containerd, id: &str) -> u64 {
+    let out = c.exec(&["--exec-id", &unique_id("cat")], id, &["cat", "/tmp/n"]);
+    stdout(&out).trim().parse().unwrap_or(0)
+}
+
+/// `ctr task checkpoint --exit`: the shim's runc checkpoint, the task gone with its berth
+/// state; the CRIU images where `--image-path` said.
+#[test]
+#[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
+fn containerd_task_checkpoint_exit_writes_the_image_and_stops_the_task() {
+    let c = Containerd::start();
+    let id = unique_id("ctr-cr");
+    c.run_detached(&[], &id, COUNTER);
+    wait_for("the counter", Duration::from_secs(60), || {
+        ctr_count(&c, &id) >= 5
+    });
+    let image = c.dir.path().join("checkpoint");
+    let out = c.ctr(&[
+        "task",
+        "checkpoint",
+        "--exit",
+        "--image-path",
+        image.to_str().unwrap(),
+        &id,
+    ]);
+    assert_ok(&out, "ctr task checkpoint --exit");
+    assert!(
+        image.join("inventory.img").exists(),
+        "no CRIU image in {image:?}"
+    );
+    assert!(
+        !c.berth_root().join(&id).exists(),
+        "berth's state of the checkpointed task is still there"
+    );
+    c.delete(&id);
+    c.assert_nothing_left(&id);
+}
+
+/// The whole round trip through containerd: `ctr containers checkpoint --task` into a
+/// checkpoint image (the task keeps running), then the container removed and brought back
+/// with `ctr containers restore --live`, which has the shim run `berth restore`.
+#[test]
+#[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
+fn containerd_checkpoint_image_restores_the_task_live() {
+    let c = Containerd::start();
+    let id = unique_id("ctr-live");
+    c.run_detached(&[], &id, COUNTER);
+    wait_for("the counter", Duration::from_secs(60), || {
+        ctr_count(&c, &id) >= 5
+    });
+    let reference = format!("berth.test/checkpoint/{id}:1");
+    let before = ctr_count(&c, &id);
+    let out = c.ctr(&[
+        "containers",
+        "checkpoint",
+        "--task",
+        "--rw",
+        &id,
+        &reference,
+    ]);
+    assert_ok(&out, "ctr containers checkpoint --task");
+    assert_ok(
+        &c.ctr(&["task", "kill", "-s", "KILL", &id]),
+        "ctr task kill",
+    );
+    c.delete(&id);
+    // (Foreground: ctr waits for the restored task; killed below.)
+    let argv = c.ctr_argv(&["containers", "restore", "--live", "--rw", &id, &reference]);
+    let restore = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the restored task", Duration::from_secs(120), || {
+        c.task_status(&id) == "RUNNING"
+    });
+    // It counts on from the dump: never from 1 again.
+    let first = ctr_count(&c, &id);
+    assert!(
+        first >= before,
+        "restored at {first}, was at {before} before the checkpoint"
+    );
+    wait_for("the counter to go on", Duration::from_secs(60), || {
+        ctr_count(&c, &id) > first
+    });
+    assert_ok(
+        &c.ctr(&["task", "kill", "-s", "KILL", &id]),
+        "ctr task kill",
+    );
+    let out = output_within(restore, COMMAND_LIMIT);
+    assert!(
+        !stderr(&out).contains("failed"),
+        "ctr containers restore: {}",
+        stderr(&out)
+    );
+    c.delete(&id);
+    c.assert_nothing_left(&id);
+}

@@ -334,6 +334,13 @@ impl Placement {
         Ok(())
     }
 
+    /// Moves process `pid`, with all its threads, into every directory (CRIU, for it to
+    /// restore the container's processes there).
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        self.paths()
+            .try_for_each(|d| crate::sys::write_file(&d.join("cgroup.procs"), &pid.to_string()))
+    }
+
     /// Host pids of every process in the container's cgroup and its sub-cgroups, on every
     /// hierarchy (on v1 a process may have been moved on one hierarchy only).
     pub fn pids(&self) -> Result<Vec<i32>> {

@@ -89,6 +89,13 @@ pub fn build() -> Features {
         "berth.commit".to_string(),
         option_env!("BERTH_COMMIT").unwrap_or("unknown").to_string(),
     );
+    // runc's key (engines read runc's features): checkpoint/restore work where CRIU does.
+    if crate::criu::installed() {
+        annotations.insert(
+            "org.opencontainers.runc.checkpoint.enabled".to_string(),
+            "true".to_string(),
+        );
+    }
     if let Ok(v) = libseccomp::ScmpVersion::current() {
         annotations.insert(
             "io.github.seccomp.libseccomp.version".to_string(),

@@ -36,6 +36,7 @@ pub fn close_callers_fds(command: &crate::cli::Command) -> Result<()> {
         Command::Create(a) => crate::sys::first_fd_past(process::listen_fds(), a.opts.preserve_fds),
         Command::Run(a) => crate::sys::first_fd_past(process::listen_fds(), a.opts.preserve_fds),
         Command::Exec(a) => crate::sys::first_fd_past(0, a.preserve_fds),
+        Command::Restore(_) => Ok(3),
         _ => return Ok(()),
     };
     // A count past any fd number is refused by the command itself, naming the flag.
@@ -80,6 +81,15 @@ pub fn seal_if_joining_a_pid_namespace(bundle: &crate::spec::Bundle) -> Result<(
         true => crate::sealed_exe::ensure(),
         false => Ok(()),
     }
+}
+
+pub fn checkpoint(root: &Path, args: &crate::cli::CheckpointArgs) -> Result<i32> {
+    crate::checkpoint::checkpoint(root, args)?;
+    Ok(0)
+}
+
+pub fn restore(root: &Path, args: &crate::cli::RestoreArgs) -> Result<i32> {
+    process::restore::restore(root, args)
 }
 
 pub fn start(root: &Path, id: &str) -> Result<i32> {

@@ -25,6 +25,7 @@
 pub mod exec;
 pub mod exec_process;
 mod init;
+pub mod restore;
 mod setup;
 
 use std::fs;
@@ -122,6 +123,131 @@ pub fn create(
     console: Option<OwnedFd>,
     gate: Gate,
 ) -> Result<Container> {
+    let Made {
+        dir,
+        lock,
+        mut guard,
+        mut state,
+        namespaces,
+        in_user_namespace,
+        cgroup,
+        systemd,
+        console_socket,
+        pidfd_socket,
+    } = make_container(root, id, opts, &mut bundle, console)?;
+    let channel_gate = gate == Gate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
+    let exec_fifo = match channel_gate {
+        true => None,
+        false => Some(make_exec_fifo(&dir, &bundle)?),
+    };
+
+    let cfg = SetupConfig {
+        bundle,
+        namespaces,
+        cgroup: match systemd {
+            Some(_) => Some(cgroup),
+            None => state.cgroup.clone(),
+        },
+        exec_fifo,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+        listen_fds: listen_fds(),
+        own_binary: setup::own_binary()?,
+        console_socket,
+        cgroup_placed_by_parent: systemd.is_some(),
+        in_user_namespace,
+    };
+    let (parent_end, child_end) = channel::pair()?;
+    let child = start_setup_process(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
+    log::debug!("create {id}: setup process {child} started");
+    guard.pids.push(child);
+    if let Some((systemd, unit)) = &systemd {
+        let cgroup = cfg.cgroup.as_ref().context("the systemd driver's cgroup")?;
+        place_in_systemd_scope(systemd, unit, child, &cfg.bundle.spec, cgroup, &mut guard)?;
+        state.cgroup = cfg.cgroup.clone();
+        state.save(&dir)?;
+        parent_end.send(&Message::CgroupPlaced)?;
+    }
+
+    let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
+    // The setup process, and any process that handed over to init: reaped.
+    for &pid in guard.pids.iter().filter(|&&pid| pid != init_pid) {
+        // (ECHILD: wait_for_ready reaped it already.)
+        match waitpid(pid, None) {
+            Ok(_) | Err(nix::errno::Errno::ECHILD) => {}
+            Err(e) => return Err(e).context("reap the container's setup process"),
+        }
+    }
+    // (Reaped pids could be anyone's by now.)
+    guard.pids = vec![init_pid];
+    if let Some(cgroup) = &cfg.cgroup {
+        if let (Some((systemd, unit)), Some(pids)) =
+            (&systemd, cgroups::pids_only(&cfg.bundle.spec))
+        {
+            let props = cgroups::systemd::resource_properties(&pids, cgroup.is_v2())?;
+            systemd
+                .set_properties(&unit.name, props)
+                .context("--systemd-cgroup: linux.resources.pids")?;
+        }
+        cgroup.apply_pids_limit(&cfg.bundle.spec)?;
+    }
+    let stat = sys::proc_stat(init_pid.as_raw()).context("container init exited during create")?;
+    state.pid = init_pid.as_raw();
+    state.init_start_time = stat.start_time;
+    if !channel_gate {
+        // (Unreadable when berth is not root, as init is not dumpable: then the fifo alone
+        // tells.)
+        use std::os::unix::fs::MetadataExt;
+        state.init_gate_exe = fs::metadata(format!("/proc/{init_pid}/exe"))
+            .ok()
+            .map(|exe| (exe.dev(), exe.ino()));
+    }
+    state.status = Status::Created;
+    state.save(&dir)?;
+    log::debug!("create {id}: init {init_pid} waits at the start gate");
+    if let Some(socket) = pidfd_socket {
+        crate::pidfd_socket::send(socket, init_pid, crate::pidfd_socket::Of::Init)?;
+    }
+    if let Some(pid_file) = &opts.pid_file {
+        write_atomic(pid_file, init_pid.to_string().as_bytes())?;
+    }
+    parent_end.send(&Message::StateSaved)?;
+    guard.armed = false;
+    drop(lock);
+    Ok(Container {
+        dir,
+        state,
+        start_channel: channel_gate.then_some(parent_end),
+    })
+}
+
+/// What `create` and `restore` have made before any process of the container exists: the
+/// locked state dir with state.json (creating), the cgroup with its limits, the resctrl
+/// group. Dropping `guard` (armed) undoes it all.
+pub(crate) struct Made {
+    pub dir: PathBuf,
+    pub lock: nix::fcntl::Flock<fs::File>,
+    pub guard: Cleanup,
+    pub state: State,
+    pub namespaces: Namespaces,
+    pub in_user_namespace: bool,
+    /// Where the container's cgroup goes (with systemd: the unit's, not made yet).
+    pub cgroup: cgroups::Placement,
+    pub systemd: Option<(cgroups::systemd::Systemd, cgroups::systemd::Unit)>,
+    pub console_socket: Option<OwnedFd>,
+    pub pidfd_socket: Option<OwnedFd>,
+}
+
+/// The first half of `create` (and of `restore`): checks what can be checked before anything
+/// exists, then makes the state dir, the cgroup and the resctrl group.
+pub(crate) fn make_container(
+    root: &Path,
+    id: &str,
+    opts: &CreateOpts,
+    bundle: &mut Bundle,
+    console: Option<OwnedFd>,
+) -> Result<Made> {
     let terminal = bundle
         .spec
         .process()
@@ -310,89 +436,17 @@ pub fn create(
         state.intel_rdt = Some(group);
         state.save(&dir)?;
     }
-    let channel_gate = gate == Gate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
-    let exec_fifo = match channel_gate {
-        true => None,
-        false => Some(make_exec_fifo(&dir, &bundle)?),
-    };
-
-    let cfg = SetupConfig {
-        bundle,
-        namespaces,
-        cgroup: match systemd {
-            Some(_) => Some(cgroup),
-            None => state.cgroup.clone(),
-        },
-        exec_fifo,
-        no_pivot: opts.no_pivot,
-        no_new_keyring: opts.no_new_keyring,
-        preserve_fds: opts.preserve_fds,
-        listen_fds: listen_fds(),
-        own_binary: setup::own_binary()?,
-        console_socket,
-        cgroup_placed_by_parent: systemd.is_some(),
-        in_user_namespace,
-    };
-    let (parent_end, child_end) = channel::pair()?;
-    let child = start_setup_process(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
-    log::debug!("create {id}: setup process {child} started");
-    guard.pids.push(child);
-    if let Some((systemd, unit)) = &systemd {
-        place_in_systemd_scope(systemd, unit, child, &cfg, &mut guard)?;
-        state.cgroup = cfg.cgroup.clone();
-        state.save(&dir)?;
-        parent_end.send(&Message::CgroupPlaced)?;
-    }
-
-    let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
-    // The setup process, and any process that handed over to init: reaped.
-    for &pid in guard.pids.iter().filter(|&&pid| pid != init_pid) {
-        // (ECHILD: wait_for_ready reaped it already.)
-        match waitpid(pid, None) {
-            Ok(_) | Err(nix::errno::Errno::ECHILD) => {}
-            Err(e) => return Err(e).context("reap the container's setup process"),
-        }
-    }
-    // (Reaped pids could be anyone's by now.)
-    guard.pids = vec![init_pid];
-    if let Some(cgroup) = &cfg.cgroup {
-        if let (Some((systemd, unit)), Some(pids)) =
-            (&systemd, cgroups::pids_only(&cfg.bundle.spec))
-        {
-            let props = cgroups::systemd::resource_properties(&pids, cgroup.is_v2())?;
-            systemd
-                .set_properties(&unit.name, props)
-                .context("--systemd-cgroup: linux.resources.pids")?;
-        }
-        cgroup.apply_pids_limit(&cfg.bundle.spec)?;
-    }
-    let stat = sys::proc_stat(init_pid.as_raw()).context("container init exited during create")?;
-    state.pid = init_pid.as_raw();
-    state.init_start_time = stat.start_time;
-    if !channel_gate {
-        // (Unreadable when berth is not root, as init is not dumpable: then the fifo alone
-        // tells.)
-        use std::os::unix::fs::MetadataExt;
-        state.init_gate_exe = fs::metadata(format!("/proc/{init_pid}/exe"))
-            .ok()
-            .map(|exe| (exe.dev(), exe.ino()));
-    }
-    state.status = Status::Created;
-    state.save(&dir)?;
-    log::debug!("create {id}: init {init_pid} waits at the start gate");
-    if let Some(socket) = pidfd_socket {
-        crate::pidfd_socket::send(socket, init_pid, crate::pidfd_socket::Of::Init)?;
-    }
-    if let Some(pid_file) = &opts.pid_file {
-        write_atomic(pid_file, init_pid.to_string().as_bytes())?;
-    }
-    parent_end.send(&Message::StateSaved)?;
-    guard.armed = false;
-    drop(lock);
-    Ok(Container {
+    Ok(Made {
         dir,
+        lock,
+        guard,
         state,
-        start_channel: channel_gate.then_some(parent_end),
+        namespaces,
+        in_user_namespace,
+        cgroup,
+        systemd,
+        console_socket,
+        pidfd_socket,
     })
 }
 
@@ -404,11 +458,10 @@ fn place_in_systemd_scope(
     systemd: &cgroups::systemd::Systemd,
     unit: &cgroups::systemd::Unit,
     setup_pid: Pid,
-    cfg: &SetupConfig,
+    spec: &oci_spec::runtime::Spec,
+    cgroup: &cgroups::Placement,
     guard: &mut Cleanup,
 ) -> Result<()> {
-    let spec = &cfg.bundle.spec;
-    let cgroup = cfg.cgroup.as_ref().context("the systemd driver's cgroup")?;
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     // (TasksMax comes once init is at the gate: see `Placement::apply_pids_limit`.)
     let mut props = match resources {
@@ -1021,7 +1074,7 @@ fn owner_name() -> String {
 }
 
 /// Undoes a failed create: kills what was forked, removes the cgroup and the state dir.
-struct Cleanup {
+pub(crate) struct Cleanup {
     dir: PathBuf,
     /// The container's cgroup, once it is this create's to undo (with systemd: once the
     /// unit started).
