@@ -595,3 +595,89 @@ fn features_report_checkpoint_where_criu_is_installed() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["annotations"][key], "true", "{v}");
 }
+
+/// As runc: the prestart and createRuntime hooks run on restore too, once CRIU has made the
+/// namespaces, with the restored init's pid; poststop runs when it is deleted.
+#[test]
+#[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
+fn restore_runs_the_create_time_hooks_with_the_restored_pid() {
+    let rt = Runtime::new();
+    let mut b = counter_bundle("/tmp/n");
+    let out_dir = tempfile::tempdir().unwrap();
+    let hook = |name: &str| {
+        let file = out_dir.path().join(name);
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat >{}", file.display())]})
+    };
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststop": [hook("poststop")],
+        })
+    });
+    let id = unique_id("cr-hooks");
+    let count = b.path().join("rootfs/tmp/n");
+    let _io = run_detached(&rt, &b, &id);
+    wait_count(&count, 3);
+    let pid = pid_of(&rt, &id);
+    let (_tmp, image) = image_dir("image");
+    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
+    assert_checkpointed_away(&rt, &id, pid);
+    for name in ["prestart", "createRuntime", "poststop"] {
+        fs::remove_file(out_dir.path().join(name)).unwrap();
+    }
+    let _io = restore_detached(&rt, &b, &id, &image, &[]);
+    let restored = pid_of(&rt, &id);
+    for name in ["prestart", "createRuntime"] {
+        let state: serde_json::Value =
+            serde_json::from_slice(&fs::read(out_dir.path().join(name)).unwrap()).unwrap();
+        assert_eq!(state["pid"], restored, "{name}: {state}");
+        assert_eq!(state["id"], id.as_str(), "{name}: {state}");
+    }
+    kill_and_delete(&rt, &id);
+    assert!(
+        out_dir.path().join("poststop").exists(),
+        "poststop did not run on delete"
+    );
+}
+
+/// A restore in the foreground waits for the restored process, exits with its status and
+/// deletes the container, as `run` does.
+#[test]
+#[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
+fn a_foreground_restore_exits_with_the_restored_process_status() {
+    let rt = Runtime::new();
+    let mut b = counter_bundle("/tmp/n");
+    b.edit(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i >/tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.05; done; exit 7"
+        ])
+    });
+    let id = unique_id("cr-fg");
+    let count = b.path().join("rootfs/tmp/n");
+    let _io = run_detached(&rt, &b, &id);
+    wait_count(&count, 3);
+    let pid = pid_of(&rt, &id);
+    let (_tmp, image) = image_dir("image");
+    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
+    assert_checkpointed_away(&rt, &id, pid);
+    let bundle = b.path().to_str().unwrap();
+    let (_io, status, err) = berth_with_pipes(
+        &rt,
+        &[
+            "restore",
+            "--bundle",
+            bundle,
+            "--image-path",
+            image.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert_eq!(status.code(), Some(7), "restore: {err}");
+    assert_eq!(read_count(&count), 60);
+    rt.assert_nothing_left(&id);
+}
