@@ -681,3 +681,83 @@ fn a_foreground_restore_exits_with_the_restored_process_status() {
     assert_eq!(read_count(&count), 60);
     rt.assert_nothing_left(&id);
 }
+
+/// A checkpoint with a bind mount: the container, checkpointed, and the host directory it
+/// writes to through `/data/deep`.
+fn checkpointed_with_a_bind_mount(
+    rt: &Runtime,
+    id: &str,
+) -> (Bundle, tempfile::TempDir, PathBuf, tempfile::TempDir) {
+    let mut b = counter_bundle("/data/deep/n");
+    let host_dir = tempfile::tempdir().unwrap();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data/deep",
+            "type": "bind",
+            "source": host_dir.path(),
+            "options": ["rbind", "rw"]
+        }))
+    });
+    let count = host_dir.path().join("n");
+    let _io = run_detached(rt, &b, id);
+    wait_count(&count, 3);
+    let pid = pid_of(rt, id);
+    let (tmp, image) = image_dir("image");
+    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), id]);
+    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
+    assert_checkpointed_away(rt, id, pid);
+    (b, host_dir, image, tmp)
+}
+
+/// As runc: restore makes the bind mounts' mount points that the rootfs lacks (a copy of it
+/// made elsewhere, say) before CRIU mounts on them.
+#[test]
+#[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
+fn restore_makes_the_mount_points_the_rootfs_lacks() {
+    let rt = Runtime::new();
+    let id = unique_id("cr-mountpoint");
+    let (b, host_dir, image, _tmp) = checkpointed_with_a_bind_mount(&rt, &id);
+    let count = host_dir.path().join("n");
+    fs::remove_dir_all(b.path().join("rootfs/data")).unwrap();
+    let at_dump = read_count(&count);
+    let _io = restore_detached(&rt, &b, &id, &image, &[]);
+    wait_count(&count, at_dump + 3);
+    assert!(b.path().join("rootfs/data/deep").is_dir());
+    kill_and_delete(&rt, &id);
+}
+
+/// An image restored into another container's bundle (here: one without the image's bind
+/// mount) fails with CRIU's words and leaves nothing of the new container.
+#[test]
+#[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
+fn an_image_of_another_container_is_refused_and_leaves_nothing() {
+    let rt = Runtime::new();
+    let id = unique_id("cr-other");
+    let (_b, _host_dir, image, _tmp) = checkpointed_with_a_bind_mount(&rt, &id);
+    let other = counter_bundle("/tmp/n");
+    let other_id = unique_id("cr-other-b");
+    rt.track_bundle(&other_id, other.path());
+    let bundle = other.path().to_str().unwrap();
+    let (_io, status, err) = berth_with_pipes(
+        &rt,
+        &[
+            "restore",
+            "-d",
+            "--bundle",
+            bundle,
+            "--image-path",
+            image.to_str().unwrap(),
+            &other_id,
+        ],
+    );
+    assert!(
+        !status.success(),
+        "restored into another container's bundle"
+    );
+    assert!(
+        err.contains(&format!("restore {other_id}: CRIU restore failed: ")),
+        "{err}"
+    );
+    rt.assert_nothing_left(&other_id);
+    harness::assert_no_process_of(&other_id);
+}

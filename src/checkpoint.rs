@@ -482,6 +482,40 @@ pub fn restore_mounts(spec: &Spec, bundle_dir: &Path) -> Vec<ExtMountMap> {
     out
 }
 
+/// As runc before a restore: the bind mounts' mount points are made in the rootfs as
+/// `create` would make them (CRIU mounts on them but does not make them), for an image
+/// restored into a copy of the rootfs without them. Those under a tmpfs of the container's
+/// are left to CRIU, which restores the tmpfs with its content.
+pub fn make_mount_points(bundle: &crate::spec::Bundle) -> Result<()> {
+    use crate::rootfs::paths::{self, Kind};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mounts = bundle.spec.mounts().as_deref().unwrap_or_default();
+    let tmpfs: Vec<PathBuf> = mounts
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| PathBuf::from(clean_destination(m.destination())))
+        .collect();
+    let root = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(&bundle.rootfs)
+        .with_context(|| format!("open the rootfs {}", bundle.rootfs.display()))?;
+    for m in mounts.iter().filter(|m| is_bind(m)) {
+        let dest = PathBuf::from(clean_destination(m.destination()));
+        if tmpfs.iter().any(|t| dest.starts_with(t) && &dest != t) {
+            continue;
+        }
+        let source = bundle.dir.join(m.source().clone().unwrap_or_default());
+        let kind = match fs::metadata(&source) {
+            Ok(meta) if !meta.is_dir() => Kind::File,
+            _ => Kind::Dir,
+        };
+        paths::create_in_root(&root, &dest, kind)
+            .with_context(|| format!("mounts: make the mount point {}", dest.display()))?;
+    }
+    Ok(())
+}
+
 fn masked_paths(spec: &Spec) -> Vec<String> {
     spec.linux()
         .as_ref()

@@ -82,6 +82,7 @@ pub fn restore(root: &Path, args: &RestoreArgs) -> Result<i32> {
         console_socket,
         ..
     } = make_container(root, &args.id, &args.opts, &mut bundle, None)?;
+    checkpoint::make_mount_points(&bundle)?;
     // CRIU's root must be a mount point whose parent is not overmounted: the rootfs, bound
     // in the state dir for the time of the restore.
     let criu_root = RootBind::new(&bundle.rootfs, dir.join("criu-root"))?;
