@@ -158,8 +158,10 @@ example: build
 clean:
 	$(CARGO) clean
 
-# Side-by-side benchmark with crun and runc (root; not part of `make test`); systemd-bench:
-# the same with --systemd-cgroup for each, in the systemd guest (VM_ARGS=--tcg without KVM).
+# Side-by-side benchmark with crun and runc, directly and through containerd, podman and
+# docker (root; not part of `make test`; RUNS, ROUNDS, SCALE and ENGINES as hack/bench.sh
+# says); systemd-bench: the same with --systemd-cgroup for each (no engine rows), in the
+# systemd guest (VM_ARGS=--tcg without KVM).
 .PHONY: bench systemd-bench
 bench: build
 	hack/bench.sh $(BERTH_RELEASE)
