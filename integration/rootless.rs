@@ -275,6 +275,95 @@ fn rootless_idmapped_mounts_are_refused_by_name() {
     b.assert_nothing_left(&id);
 }
 
+/// A shell script run as the test user with podman's storage of its own under a temp dir:
+/// `$P` in the script is podman with berth as its runtime and `MANAGER` as its cgroup
+/// manager; `{image}`, `{volume}` and `{run}` are filled in. `env`: added to the user's.
+struct RootlessPodman {
+    top: tempfile::TempDir,
+    uid: u32,
+    gid: u32,
+}
+
+impl RootlessPodman {
+    fn new() -> RootlessPodman {
+        let (uid, gid) = test_user();
+        let top = tempfile::Builder::new()
+            .prefix("berth-rootless-podman-")
+            .tempdir()
+            .unwrap();
+        for dir in ["home", "run", "vol"] {
+            fs::create_dir(top.path().join(dir)).unwrap();
+        }
+        fs::copy(crate::engines::image_tar(), top.path().join("image.tar")).unwrap();
+        let st = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(top.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        fs::set_permissions(
+            top.path().join("run"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        RootlessPodman { top, uid, gid }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.top.path().join(name)
+    }
+
+    fn run(&self, manager: &str, script: &str, env: &[(&str, String)]) -> Output {
+        let (home, run) = (self.path("home"), self.path("run"));
+        let script = format!(
+            "set -e\nP=\"podman --root {home}/storage --runroot {run}/storage --storage-driver vfs --cgroup-manager {manager} --events-backend file --runtime {berth}\"\n$P load -i {top}/image.tar >/dev/null\n{script}",
+            home = home.display(),
+            run = run.display(),
+            top = self.top.path().display(),
+            berth = harness::BERTH,
+        )
+        .replace("{image}", crate::engines::IMAGE)
+        .replace("{volume}", &self.path("vol").display().to_string())
+        .replace("{run}", &run.display().to_string());
+        let out = Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid",
+                &self.uid.to_string(),
+                "--regid",
+                &self.gid.to_string(),
+                "--clear-groups",
+            ])
+            .args(["--", "sh", "-c", &script])
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.top.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        // podman's pause process holds the user namespace: ended, and the storage (files of
+        // the subordinate ids) removed by root with the temp dir.
+        for dir in [
+            &run,
+            &std::path::PathBuf::from(env_value(env, "XDG_RUNTIME_DIR")),
+        ] {
+            if let Ok(pid) = fs::read_to_string(dir.join("libpod/tmp/pause.pid")) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+        }
+        out
+    }
+}
+
+fn env_value(env: &[(&str, String)], key: &str) -> String {
+    env.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 /// Rootless podman with berth as its runtime, run by the test user with storage of its own
 /// (vfs, cgroupfs, no network): podman makes the user namespace (through newuidmap) and runs
 /// berth in it as that namespace's root, which berth takes as rootless, as runc does. `run`,
@@ -283,33 +372,9 @@ fn rootless_idmapped_mounts_are_refused_by_name() {
 #[test]
 fn rootless_podman_drives_berth() {
     crate::engines::require_binaries!("podman", "conmon");
-    let (uid, gid) = test_user();
-    let top = tempfile::Builder::new()
-        .prefix("berth-rootless-podman-")
-        .tempdir()
-        .unwrap();
-    let (home, run, volume) = (
-        top.path().join("home"),
-        top.path().join("run"),
-        top.path().join("vol"),
-    );
-    for dir in [&home, &run, &volume] {
-        fs::create_dir(dir).unwrap();
-    }
-    fs::copy(crate::engines::image_tar(), top.path().join("image.tar")).unwrap();
-    let st = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(top.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let image = crate::engines::IMAGE;
-    let script = format!(
-        r#"set -e
-P="podman --root {home}/storage --runroot {run}/storage --storage-driver vfs --cgroup-manager cgroupfs --events-backend file --runtime {berth}"
-$P load -i {top}/image.tar >/dev/null
+    let p = RootlessPodman::new();
+    let (uid, gid) = (p.uid, p.gid);
+    let script = r#"
 echo "run: $($P run --rm --net none {image} sh -c 'id -u; cat /proc/self/uid_map' | tr '\n' ' ')"
 $P run -d --net none --name c1 {image} sleep 100 >/dev/null
 echo "exec: $($P exec c1 sh -c 'echo hello from exec')"
@@ -318,34 +383,8 @@ $P rm c1 >/dev/null
 $P run --rm --net none -v {volume}:/data {image} sh -c 'echo x > /data/made-inside'
 echo "keep-id: $($P run --rm --net none --userns=keep-id {image} id -u)"
 ls {run}/berth 2>/dev/null | sed 's/^/left: /'
-"#,
-        home = home.display(),
-        run = run.display(),
-        top = top.path().display(),
-        volume = volume.display(),
-        berth = harness::BERTH,
-    );
-    let out = Command::new("/usr/bin/setpriv")
-        .args([
-            "--reuid",
-            &uid.to_string(),
-            "--regid",
-            &gid.to_string(),
-            "--clear-groups",
-        ])
-        .args(["--", "sh", "-c", &script])
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &run)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .current_dir(top.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    // podman's pause process holds the user namespace: ended, and the storage (files of the
-    // subordinate ids) removed by root with the temp dir.
-    if let Ok(pid) = fs::read_to_string(run.join("libpod/tmp/pause.pid")) {
-        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-    }
+"#;
+    let out = p.run("cgroupfs", script, &[]);
     let text = stdout(&out);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     let uid_row = format!("0 {uid} 1");
@@ -360,11 +399,108 @@ ls {run}/berth 2>/dev/null | sed 's/^/left: /'
     );
     assert!(text.contains("exec: hello from exec"), "{text}");
     assert!(text.contains(&format!("keep-id: {uid}")), "{text}");
-    let made = fs::metadata(volume.join("made-inside")).unwrap();
+    let made = fs::metadata(p.path("vol").join("made-inside")).unwrap();
     assert_eq!(
         (made.uid(), made.gid()),
         (uid, gid),
         "the container's root is the user"
+    );
+    assert!(!text.contains("left: "), "berth state left behind: {text}");
+}
+
+/// The test user's own systemd instance (the user lingers, so it runs without a login) and
+/// its session bus: the environment berth and podman reach it with.
+fn user_manager(uid: u32) -> Vec<(&'static str, String)> {
+    let st = Command::new("loginctl")
+        .args(["enable-linger", USER])
+        .status()
+        .unwrap();
+    assert!(st.success(), "loginctl enable-linger {USER}");
+    let runtime_dir = format!("/run/user/{uid}");
+    let bus = format!("{runtime_dir}/bus");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !Path::new(&bus).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{bus} did not appear: is dbus-user-session installed?"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    vec![
+        ("XDG_RUNTIME_DIR", runtime_dir),
+        ("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={bus}")),
+    ]
+}
+
+/// Rootless with `--systemd-cgroup`, as runc's systemdUser: the user's own systemd makes
+/// the container's scope in the subtree it was delegated (below user@UID.service), and berth
+/// writes the limits there; delete stops the unit. Checked from the host's cgroup tree.
+#[test]
+#[ignore = "needs systemd as PID 1 with cgroup v2: runs in the systemd guest (make systemd-test)"]
+fn rootless_systemd_cgroup_is_a_scope_of_the_users_systemd() {
+    let (uid, _) = test_user();
+    let env = user_manager(uid);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let b = RootlessBundle::new(&["sleep", "1000"], |c, _, _| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 50}});
+    });
+    let id = harness::unique_id("rl-systemd");
+    let out = b.berth(&["features"], &env);
+    let features: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(features["linux"]["cgroup"]["systemdUser"], true);
+    let out = b.berth(&["--systemd-cgroup", "run", "-d", &id], &env);
+    assert!(out.status.success(), "run -d: {}", stderr(&out));
+    let out = b.berth(&["state", &id], &env);
+    let pid = serde_json::from_slice::<Value>(&out.stdout).unwrap()["pid"].to_string();
+    let scope = std::path::PathBuf::from(format!(
+        "/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/user.slice/runc-{id}.scope"
+    ));
+    let read = |f: &str| fs::read_to_string(scope.join(f)).unwrap_or_default();
+    assert!(
+        read("cgroup.procs").lines().any(|l| l == pid),
+        "init {pid} is not in {scope:?}"
+    );
+    assert_eq!(read("memory.max").trim(), "67108864");
+    assert_eq!(read("pids.max").trim(), "50");
+    assert_eq!(
+        fs::metadata(&scope).unwrap().uid(),
+        uid,
+        "the scope is delegated to the user"
+    );
+    let out = b.berth(&["delete", "--force", &id], &env);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    harness::reap(pid.parse().unwrap());
+    assert!(!scope.exists(), "{scope:?} left after delete");
+    b.assert_nothing_left(&id);
+}
+
+/// Rootless podman with its cgroup manager systemd's (the default on a systemd host): berth,
+/// uid 0 of podman's user namespace, asks the session bus who it is (busctl, as runc), takes
+/// itself as rootless and has the user's systemd make the scope, through busctl (libdbus
+/// cannot log in to the user's bus from a user namespace); the memory limit holds inside.
+#[test]
+#[ignore = "needs systemd as PID 1 with cgroup v2: runs in the systemd guest (make systemd-test)"]
+fn rootless_podman_with_the_systemd_cgroup_manager() {
+    crate::engines::require_binaries!("podman", "conmon");
+    let p = RootlessPodman::new();
+    let env = user_manager(p.uid);
+    let script = r#"
+echo "memory.max: $($P run --rm --net none --memory 64m {image} cat /sys/fs/cgroup/memory.max)"
+$P run -d --net none --name c1 {image} sleep 100 >/dev/null
+echo "exec: $($P exec c1 sh -c 'echo hello from exec')"
+echo "scope: $(cat /proc/$($P inspect --format '{{.State.Pid}}' c1)/cgroup)"
+$P rm -f -t 0 c1 >/dev/null
+ls /run/user/$(id -u)/berth 2>/dev/null | sed 's/^/left: /'
+"#;
+    let out = p.run("systemd", script, &env);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    assert!(text.contains("memory.max: 67108864"), "{text}");
+    assert!(text.contains("exec: hello from exec"), "{text}");
+    let scope = format!("/user.slice/user-{0}.slice/user@{0}.service/", p.uid);
+    assert!(
+        text.contains("scope: 0::") && text.contains(&scope) && text.contains("libpod-"),
+        "the container is not in a scope of the user's systemd: {text}"
     );
     assert!(!text.contains("left: "), "berth state left behind: {text}");
 }

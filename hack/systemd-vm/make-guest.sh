@@ -22,6 +22,10 @@ pkgs=(
     busybox-static strace
     # hack/bench.sh --systemd-cgroup in the guest (hack/vm.sh --bench).
     hyperfine jq time
+    # rootless containers under the user's systemd instance (--systemd-cgroup as an
+    # ordinary user, rootless podman with its systemd cgroup manager): the user's session
+    # bus, newuidmap/newgidmap, podman's pause process.
+    dbus-user-session uidmap catatonit
     # checkpoint/restore (berth checkpoint/restore, podman container checkpoint, ctr task
     # checkpoint): Debian 12's CRIU works with Debian 12's kernel.
     criu

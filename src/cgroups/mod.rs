@@ -8,6 +8,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
+mod busctl;
 pub mod devices;
 pub mod exec_cgroup;
 pub mod freezer;
@@ -442,7 +443,7 @@ impl Placement {
     pub fn release(&self) -> Result<()> {
         if let Some(unit) = self.unit() {
             self.kill_all()?;
-            systemd::Systemd::connect()?.stop(unit)?;
+            systemd::Systemd::connect(self.systemd_user())?.stop(unit)?;
         }
         self.remove()
     }
@@ -710,6 +711,7 @@ mod tests {
         assert_eq!(p.unwrap().layout, Layout::V1);
         let unit = Driver::Systemd {
             unit: "berth-c.scope".into(),
+            user: false,
         };
         let p = resolve(None, "c", &parse_hierarchies(V2), "0::/\n", unit).unwrap();
         assert_eq!((p.layout, p.unit()), (Layout::V2, Some("berth-c.scope")));

@@ -26,8 +26,14 @@ pub enum Layout {
 pub enum Driver {
     /// berth itself, with mkdir and rmdir.
     Cgroupfs,
-    /// systemd, as this transient scope unit (`--systemd-cgroup`); stopped at delete.
-    Systemd { unit: String },
+    /// systemd, as this transient scope unit (`--systemd-cgroup`); stopped at delete. `user`:
+    /// the unit is the user's systemd instance's (a rootless container), reached on the
+    /// session bus.
+    Systemd {
+        unit: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        user: bool,
+    },
 }
 
 /// The container's directory on one hierarchy.
@@ -71,9 +77,14 @@ impl Placement {
     /// The systemd driver's unit.
     pub fn unit(&self) -> Option<&str> {
         match &self.driver {
-            Driver::Systemd { unit } => Some(unit),
+            Driver::Systemd { unit, .. } => Some(unit),
             Driver::Cgroupfs => None,
         }
+    }
+
+    /// Whether systemd's user instance holds the unit (a rootless container's).
+    pub fn systemd_user(&self) -> bool {
+        matches!(self.driver, Driver::Systemd { user: true, .. })
     }
 
     /// The directory holding `controller`'s files: the only one on a v2 host; on v1 the
@@ -190,6 +201,7 @@ mod tests {
         let mut p = placement(Layout::V2, &[(Path::new("/sys/fs/cgroup/c"), "v2:cpu")]);
         p.driver = Driver::Systemd {
             unit: "berth-c.scope".into(),
+            user: false,
         };
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["layout"], "v2");

@@ -137,22 +137,97 @@ fn check_unit_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A connection to systemd on the system bus.
+/// A connection to systemd: the system instance on the system bus, or (`user`, for rootless
+/// containers, as runc's systemdUser) the user's own instance on the session bus
+/// ($DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus).
 pub struct Systemd {
-    conn: LocalConnection,
+    transport: Transport,
+}
+
+enum Transport {
+    Dbus(Dbus),
+    /// The user's bus from a user namespace (rootless podman's), through busctl: libdbus
+    /// tells the bus it is uid 0 there, which the bus refuses; sd-bus lets the kernel say.
+    Busctl(super::busctl::Busctl),
 }
 
 impl Systemd {
-    pub fn connect() -> Result<Systemd> {
+    pub fn connect(user: bool) -> Result<Systemd> {
+        let transport = match user && crate::namespaces::in_user_namespace() {
+            true => Transport::Busctl(super::busctl::Busctl),
+            false => Transport::Dbus(Dbus::connect(user)?),
+        };
+        Ok(Systemd { transport })
+    }
+
+    /// The manager's own cgroup (`ControlGroup`): where a user instance's units are, e.g.
+    /// `/user.slice/user-1000.slice/user@1000.service`; empty for the system instance.
+    pub fn manager_cgroup(&self) -> Result<PathBuf> {
+        match &self.transport {
+            Transport::Dbus(d) => d.manager_cgroup(),
+            Transport::Busctl(b) => b.manager_cgroup(),
+        }
+    }
+
+    /// Starts `unit` as a transient scope holding `pid` (moved there by systemd), with
+    /// `resources` as properties, and waits for the job.
+    pub fn start_scope(&self, unit: &Unit, pid: i32, resources: Vec<Property>) -> Result<()> {
+        match &self.transport {
+            Transport::Dbus(d) => d.start_scope(unit, pid, resources),
+            Transport::Busctl(b) => b.start_scope(unit, &scope_properties(unit, pid, &resources)),
+        }
+    }
+
+    /// Sets properties of a running unit (`update`), for its runtime only.
+    pub fn set_properties(&self, unit: &str, props: Vec<Property>) -> Result<()> {
+        match &self.transport {
+            Transport::Dbus(d) => d.set_properties(unit, props),
+            Transport::Busctl(b) => b.set_properties(unit, &props),
+        }
+    }
+
+    /// Stops `unit` and waits until systemd has.
+    pub fn stop(&self, unit: &str) -> Result<()> {
+        match &self.transport {
+            Transport::Dbus(d) => d.stop(unit),
+            Transport::Busctl(b) => b.stop(unit),
+        }
+    }
+}
+
+/// systemd over libdbus.
+struct Dbus {
+    conn: LocalConnection,
+}
+
+impl Dbus {
+    fn connect(user: bool) -> Result<Dbus> {
         // (libdbus sets SIGPIPE to SIG_IGN here, as Rust's std did already: the setup
         // process gives the container the default back, `signals::reset_dispositions`.)
-        let conn = LocalConnection::new_system().map_err(|e| {
+        let conn = match user {
+            false => LocalConnection::new_system(),
+            true => LocalConnection::new_session(),
+        }
+        .map_err(|e| {
+            let bus = match user {
+                false => "systemd on the system bus",
+                true => "the user's systemd instance on the session bus (rootless; is DBUS_SESSION_BUS_ADDRESS or XDG_RUNTIME_DIR set, and the user's systemd running?)",
+            };
             anyhow::anyhow!(
-                "--systemd-cgroup: cannot reach systemd on the system bus: {}",
+                "--systemd-cgroup: cannot reach {bus}: {}",
                 e.message().unwrap_or("no message")
             )
         })?;
-        Ok(Systemd { conn })
+        Ok(Dbus { conn })
+    }
+
+    fn manager_cgroup(&self) -> Result<PathBuf> {
+        use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;
+        let cgroup: String = self
+            .manager()
+            .get(MANAGER, "ControlGroup")
+            .map_err(|e| dbus_error("get the manager's ControlGroup", &e))?;
+        Ok(PathBuf::from(cgroup))
     }
 
     fn manager(&self) -> dbus::blocking::Proxy<'_, &LocalConnection> {
@@ -235,27 +310,7 @@ impl Systemd {
         pid: i32,
         resources: &[Property],
     ) -> std::result::Result<dbus::Path<'static>, dbus::Error> {
-        let mut props: Vec<Property> = vec![
-            prop("Description", format!("berth container {}", unit.name)),
-            prop("PIDs", vec![pid as u32]),
-            prop("DefaultDependencies", false),
-            // Always account, as runc: the kernel has trouble joining memory later.
-            prop("MemoryAccounting", true),
-            prop("CPUAccounting", true),
-            prop("IOAccounting", true),
-            prop("TasksAccounting", true),
-        ];
-        if unit.name.ends_with(".slice") {
-            props.push(prop("Wants", vec![unit.slice.clone()]));
-        } else {
-            props.push(prop("Slice", unit.slice.clone()));
-            props.push(prop("Delegate", true));
-        }
-        props.extend(
-            resources
-                .iter()
-                .map(|(name, value)| (name.clone(), Variant(value.0.box_clone()))),
-        );
+        let props = scope_properties(unit, pid, resources);
         let aux: Vec<(String, Vec<Property>)> = Vec::new();
         let (job,): (dbus::Path<'static>,) = self.manager().method_call(
             MANAGER,
@@ -304,6 +359,54 @@ impl Systemd {
         self.manager()
             .method_call(MANAGER, "ResetFailedUnit", (unit,))
     }
+}
+
+/// The uid the user's session bus knows its caller by (`OwnerUID` of `busctl --user
+/// status`, as runc's DetectUID): berth as uid 0 of a user namespace (rootless podman runs it
+/// so) is rootless when that is not 0. busctl, not libdbus: libdbus tells the bus it is uid 0
+/// there, which the bus refuses, while sd-bus lets the kernel say who it is. None without
+/// busctl or a session bus.
+pub fn session_bus_uid() -> Option<u32> {
+    let out = std::process::Command::new("busctl")
+        .args(["--user", "--no-pager", "status"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    owner_uid(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn owner_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("OwnerUID="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The properties of the container's transient unit: berth's own, then `resources`.
+fn scope_properties(unit: &Unit, pid: i32, resources: &[Property]) -> Vec<Property> {
+    let mut props: Vec<Property> = vec![
+        prop("Description", format!("berth container {}", unit.name)),
+        prop("PIDs", vec![pid as u32]),
+        prop("DefaultDependencies", false),
+        // Always account, as runc: the kernel has trouble joining memory later.
+        prop("MemoryAccounting", true),
+        prop("CPUAccounting", true),
+        prop("IOAccounting", true),
+        prop("TasksAccounting", true),
+    ];
+    if unit.name.ends_with(".slice") {
+        props.push(prop("Wants", vec![unit.slice.clone()]));
+    } else {
+        props.push(prop("Slice", unit.slice.clone()));
+        props.push(prop("Delegate", true));
+    }
+    props.extend(
+        resources
+            .iter()
+            .map(|(name, value)| (name.clone(), Variant(value.0.box_clone()))),
+    );
+    props
 }
 
 fn dbus_error(what: &str, e: &dbus::Error) -> anyhow::Error {
@@ -710,6 +813,13 @@ mod tests {
         ] {
             assert!(expand_slice(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn owner_uid_from_busctl_status() {
+        let status = "Scope=user\nUnit=user@1000.service\nOwnerUID=1000\nSession=n/a\n";
+        assert_eq!(super::owner_uid(status), Some(1000));
+        assert_eq!(super::owner_uid("Scope=user\n"), None);
     }
 
     #[test]

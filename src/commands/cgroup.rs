@@ -101,7 +101,7 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
     let cgroup = c.own_cgroup()?;
     if let Some(unit) = cgroup.unit() {
         let props = cgroups::systemd::resource_properties(&to_apply, cgroup.is_v2())?;
-        cgroups::systemd::Systemd::connect()?.set_properties(unit, props)?;
+        cgroups::systemd::Systemd::connect(cgroup.systemd_user())?.set_properties(unit, props)?;
     }
     cgroups::resources::apply(cgroup, &to_apply, true)?;
     c.state.resources = Some(resources);

@@ -43,7 +43,7 @@ pub fn build() -> Features {
         .set_v1(Some(true))
         .set_v2(Some(true))
         .set_systemd(Some(true))
-        .set_systemd_user(Some(false))
+        .set_systemd_user(Some(true))
         .set_rdma(Some(true));
 
     let mut apparmor = Apparmor::default();

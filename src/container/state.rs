@@ -176,6 +176,7 @@ mod tests {
                 layout: crate::cgroups::Layout::V2,
                 driver: crate::cgroups::Driver::Systemd {
                     unit: "berth-c1.scope".into(),
+                    user: false,
                 },
                 dirs: vec![crate::cgroups::Dir {
                     path: "/sys/fs/cgroup/system.slice/berth-c1.scope".into(),

@@ -86,9 +86,7 @@ pub fn load(id: &str, opts: &CreateOpts) -> Result<Bundle> {
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     if opts.systemd_cgroup {
-        if is_rootless(opts, namespaces::in_user_namespace) {
-            bail!("--systemd-cgroup: rootless containers under the user's systemd instance are not supported yet; run without --systemd-cgroup");
-        }
+        // (Its form only: rootless or not changes the default slice, not what is valid.)
         cgroups::systemd::Unit::from_cgroups_path(cgroups_path.as_deref(), id, false)?;
     } else if let Some(p) = cgroups_path
         .as_deref()
@@ -269,7 +267,11 @@ pub(crate) fn make_container(
     // berth itself in a user namespace (rootless podman runs it as uid 0 of its own): what
     // it cannot do there is done as in a rootless container.
     let in_user_namespace = namespaces::in_user_namespace();
-    let rootless = is_rootless(opts, || in_user_namespace);
+    let rootless = is_rootless(
+        opts,
+        || in_user_namespace,
+        cgroups::systemd::session_bus_uid,
+    );
     if let Some(sysctls) = bundle
         .spec
         .linux()
@@ -285,20 +287,30 @@ pub(crate) fn make_container(
         .and_then(|l| l.cgroups_path().clone());
     // With --systemd-cgroup systemd makes the cgroup, a scope for the setup process once it
     // exists (`place_in_systemd_scope`); its directories are the unit's on each hierarchy.
+    // Rootless, the user's own systemd instance makes it, below that instance's cgroup (the
+    // subtree systemd delegates to the user), as runc's systemdUser.
     let systemd = match opts.systemd_cgroup {
         true => {
             let path = cgroups_path.as_deref().map(|p| p.to_string_lossy());
-            let unit = cgroups::systemd::Unit::from_cgroups_path(path.as_deref(), id, false)?;
-            Some((cgroups::systemd::Systemd::connect()?, unit))
+            let unit = cgroups::systemd::Unit::from_cgroups_path(path.as_deref(), id, rootless)?;
+            Some((cgroups::systemd::Systemd::connect(rootless)?, unit))
         }
         false => None,
     };
     let cgroup = match &systemd {
-        Some((_, unit)) => {
+        Some((systemd, unit)) => {
             let driver = cgroups::Driver::Systemd {
                 unit: unit.name.clone(),
+                user: rootless,
             };
-            cgroups::placement_for(Some(&unit.cgroup()), id, driver)?
+            let path = match rootless {
+                true => {
+                    let base = systemd.manager_cgroup()?;
+                    base.join(unit.cgroup().strip_prefix("/").unwrap_or(&unit.cgroup()))
+                }
+                false => unit.cgroup(),
+            };
+            cgroups::placement_for(Some(&path), id, driver)?
         }
         None => cgroups::placement_for(cgroups_path.as_deref(), id, cgroups::Driver::Cgroupfs)
             .map_err(|e| match root.join(id).exists() {
@@ -472,8 +484,13 @@ fn place_in_systemd_scope(
         }
         None => Vec::new(),
     };
-    let device_rules = cgroups::resources::device_rules(spec);
-    props.extend(cgroups::systemd::device_properties(&device_rules)?);
+    // (The user's instance can have no device policy: a rootless container cannot make
+    // device nodes anyway, as runc has it.)
+    let user = cgroup.systemd_user();
+    if !user {
+        let device_rules = cgroups::resources::device_rules(spec);
+        props.extend(cgroups::systemd::device_properties(&device_rules)?);
+    }
     if let Some(annotations) = spec.annotations() {
         props.extend(cgroups::systemd::annotation_properties(annotations)?);
     }
@@ -489,7 +506,7 @@ fn place_in_systemd_scope(
     // that existed already (another container's) is refused above and left alone.
     guard.cgroup = Some(cgroup.clone());
     cgroup.create()?;
-    cgroup.apply_resources(spec, false)
+    cgroup.apply_resources(spec, user)
 }
 
 /// The state root, 0700 as runc's: another local user must not reach a container's exec
@@ -511,15 +528,25 @@ fn make_state_root(root: &Path) -> Result<()> {
 }
 
 /// `--rootless`: as runc, `auto` (the default) means running as a non-root user, or as uid 0
-/// of a user namespace (rootless podman runs berth so) with the cgroupfs driver; with
-/// systemd's there, runc asks the user's bus who owns it and takes root on failure, as
-/// berth does without asking.
-fn is_rootless(opts: &CreateOpts, in_user_namespace: impl FnOnce() -> bool) -> bool {
+/// of a user namespace (rootless podman runs berth so): with the cgroupfs driver always,
+/// with systemd's when the session bus says its caller is not root (runc's DetectUID; no
+/// session bus: root).
+fn is_rootless(
+    opts: &CreateOpts,
+    in_user_namespace: impl FnOnce() -> bool,
+    session_bus_uid: impl FnOnce() -> Option<u32>,
+) -> bool {
     match opts.rootless {
         Some(crate::cli::Rootless::True) => true,
         Some(crate::cli::Rootless::False) => false,
         Some(crate::cli::Rootless::Auto) | None => {
-            !nix::unistd::geteuid().is_root() || (!opts.systemd_cgroup && in_user_namespace())
+            if !nix::unistd::geteuid().is_root() {
+                return true;
+            }
+            if !in_user_namespace() {
+                return false;
+            }
+            !opts.systemd_cgroup || session_bus_uid().is_some_and(|uid| uid != 0)
         }
     }
 }
@@ -1130,6 +1157,39 @@ impl Drop for Cleanup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rootless_is_decided_as_runc_decides_it() {
+        let opts = |rootless, systemd_cgroup| CreateOpts {
+            rootless,
+            systemd_cgroup,
+            ..Default::default()
+        };
+        let never = || -> Option<u32> { panic!("the session bus is asked only with systemd") };
+        use crate::cli::Rootless;
+        assert!(is_rootless(
+            &opts(Some(Rootless::True), false),
+            || false,
+            never
+        ));
+        assert!(!is_rootless(
+            &opts(Some(Rootless::False), false),
+            || true,
+            never
+        ));
+        if !nix::unistd::geteuid().is_root() {
+            // Any non-root user is rootless, whatever else holds.
+            assert!(is_rootless(&opts(None, true), || false, || Some(0)));
+            return;
+        }
+        assert!(!is_rootless(&opts(None, false), || false, never));
+        // uid 0 of a user namespace: rootless with cgroupfs; with systemd, when the session
+        // bus knows the caller as someone else than root.
+        assert!(is_rootless(&opts(None, false), || true, never));
+        assert!(is_rootless(&opts(None, true), || true, || Some(1000)));
+        assert!(!is_rootless(&opts(None, true), || true, || Some(0)));
+        assert!(!is_rootless(&opts(None, true), || true, || None));
+    }
 
     fn setup_config() -> SetupConfig {
         let spec = oci_spec::runtime::Spec::default();

@@ -44,10 +44,12 @@ pub fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         } else {
             ""
         };
-        anyhow::anyhow!(
-            "{WHAT}: query the eBPF device filters of {}: {e}{hint}",
+        // The errno stays in the chain: a rootless caller tells EPERM apart (an unprivileged
+        // user may not even query the filters of a cgroup delegated to it).
+        anyhow::Error::from(std::io::Error::from(e)).context(format!(
+            "{WHAT}: query the eBPF device filters of {}{hint}",
             dir.display()
-        )
+        ))
     })?;
     let prog = bpf::load(&insns).map_err(|(e, log)| {
         let log = if log.is_empty() {
