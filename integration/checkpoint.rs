@@ -171,6 +171,26 @@ fn image_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, image)
 }
 
+/// Runs `b` detached as `id`, waits for its counter in `count` to reach `min`, checkpoints
+/// it (which stops it) and checks it is gone; returns the image directory, in a temp dir
+/// that lives as long as the first value.
+fn run_and_checkpoint(
+    rt: &Runtime,
+    b: &Bundle,
+    id: &str,
+    count: &Path,
+    min: u64,
+) -> (tempfile::TempDir, PathBuf) {
+    let _io = run_detached(rt, b, id);
+    wait_count(count, min);
+    let pid = pid_of(rt, id);
+    let (tmp, image) = image_dir("image");
+    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), id]);
+    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
+    assert_checkpointed_away(rt, id, pid);
+    (tmp, image)
+}
+
 #[test]
 #[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
 fn a_checkpointed_counter_is_restored_and_counts_on_from_where_it_was() {
@@ -178,17 +198,11 @@ fn a_checkpointed_counter_is_restored_and_counts_on_from_where_it_was() {
     let b = counter_bundle("/tmp/n");
     let id = unique_id("cr-counter");
     let count = b.path().join("rootfs/tmp/n");
-    let _io = run_detached(&rt, &b, &id);
-    wait_count(&count, 5);
-    let pid = pid_of(&rt, &id);
-    let (_tmp, image) = image_dir("image");
-    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), &id]);
-    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
+    let (_tmp, image) = run_and_checkpoint(&rt, &b, &id, &count, 5);
     assert!(
         image.join("inventory.img").exists(),
         "no CRIU image written"
     );
-    assert_checkpointed_away(&rt, &id, pid);
     let at_dump = read_count(&count);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -302,25 +316,9 @@ fn pre_dump_then_a_dump_on_top_of_it_restores() {
 #[ignore = "needs a kernel CRIU works with (Debian 12's): runs in the systemd guest (make systemd-test)"]
 fn a_container_with_a_bind_mount_is_restored_with_it() {
     let rt = Runtime::new();
-    let mut b = counter_bundle("/data/n");
-    let host_dir = tempfile::tempdir().unwrap();
-    b.edit(|c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({
-            "destination": "/data",
-            "type": "bind",
-            "source": host_dir.path(),
-            "options": ["rbind", "rw"]
-        }))
-    });
     let id = unique_id("cr-bind");
+    let (b, host_dir, image, _tmp) = checkpointed_with_a_bind_mount(&rt, &id);
     let count = host_dir.path().join("n");
-    let _io = run_detached(&rt, &b, &id);
-    wait_count(&count, 3);
-    let pid = pid_of(&rt, &id);
-    let (_tmp, image) = image_dir("image");
-    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), &id]);
-    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
-    assert_checkpointed_away(&rt, &id, pid);
     let at_dump = read_count(&count);
     let _io = restore_detached(&rt, &b, &id, &image, &[]);
     // Still writing through the bind mount, to the host's directory.
@@ -617,13 +615,7 @@ fn restore_runs_the_create_time_hooks_with_the_restored_pid() {
     });
     let id = unique_id("cr-hooks");
     let count = b.path().join("rootfs/tmp/n");
-    let _io = run_detached(&rt, &b, &id);
-    wait_count(&count, 3);
-    let pid = pid_of(&rt, &id);
-    let (_tmp, image) = image_dir("image");
-    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), &id]);
-    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
-    assert_checkpointed_away(&rt, &id, pid);
+    let (_tmp, image) = run_and_checkpoint(&rt, &b, &id, &count, 3);
     for name in ["prestart", "createRuntime", "poststop"] {
         fs::remove_file(out_dir.path().join(name)).unwrap();
     }
@@ -658,13 +650,7 @@ fn a_foreground_restore_exits_with_the_restored_process_status() {
     });
     let id = unique_id("cr-fg");
     let count = b.path().join("rootfs/tmp/n");
-    let _io = run_detached(&rt, &b, &id);
-    wait_count(&count, 3);
-    let pid = pid_of(&rt, &id);
-    let (_tmp, image) = image_dir("image");
-    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), &id]);
-    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
-    assert_checkpointed_away(&rt, &id, pid);
+    let (_tmp, image) = run_and_checkpoint(&rt, &b, &id, &count, 3);
     let bundle = b.path().to_str().unwrap();
     let (_io, status, err) = berth_with_pipes(
         &rt,
@@ -698,14 +684,7 @@ fn checkpointed_with_a_bind_mount(
             "options": ["rbind", "rw"]
         }))
     });
-    let count = host_dir.path().join("n");
-    let _io = run_detached(rt, &b, id);
-    wait_count(&count, 3);
-    let pid = pid_of(rt, id);
-    let (tmp, image) = image_dir("image");
-    let out = rt.berth(&["checkpoint", "--image-path", image.to_str().unwrap(), id]);
-    assert!(out.status.success(), "checkpoint: {}", stderr(&out));
-    assert_checkpointed_away(rt, id, pid);
+    let (tmp, image) = run_and_checkpoint(rt, &b, id, &host_dir.path().join("n"), 3);
     (b, host_dir, image, tmp)
 }
 

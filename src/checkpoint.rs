@@ -407,12 +407,7 @@ fn dump_mounts(spec: &Spec, init: i32) -> Vec<ExtMountMap> {
             });
         }
     }
-    for dev in devices(spec) {
-        out.push(ExtMountMap {
-            key: dev.clone(),
-            val: dev,
-        });
-    }
+    out.extend(device_mounts(spec));
     out
 }
 
@@ -473,12 +468,7 @@ pub fn restore_mounts(spec: &Spec, bundle_dir: &Path) -> Vec<ExtMountMap> {
             val: "/dev/null".into(),
         });
     }
-    for dev in devices(spec) {
-        out.push(ExtMountMap {
-            key: dev.clone(),
-            val: dev,
-        });
-    }
+    out.extend(device_mounts(spec));
     out
 }
 
@@ -523,13 +513,21 @@ fn masked_paths(spec: &Spec) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn devices(spec: &Spec) -> Vec<String> {
+/// The configured devices, each saved under its own path and bound from the host's on
+/// restore (in a user namespace they are binds; elsewhere CRIU finds no mount there).
+fn device_mounts(spec: &Spec) -> Vec<ExtMountMap> {
     spec.linux()
         .as_ref()
         .and_then(|l| l.devices().as_ref())
         .into_iter()
         .flatten()
-        .map(|d| clean_destination(d.path()))
+        .map(|d| {
+            let path = clean_destination(d.path());
+            ExtMountMap {
+                key: path.clone(),
+                val: path,
+            }
+        })
         .collect()
 }
 

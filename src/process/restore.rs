@@ -253,32 +253,27 @@ pub fn restore(root: &Path, args: &RestoreArgs) -> Result<i32> {
 fn cgroup_roots(pid: i32) -> Result<Vec<criu::CgroupRoot>> {
     let file = format!("/proc/{pid}/cgroup");
     let text = sys::read_virtual(&file).with_context(|| format!("read {file}"))?;
-    Ok(parse_cgroup_roots(&text))
+    parse_cgroup_roots(&text).with_context(|| format!("parse {file}"))
 }
 
-fn parse_cgroup_roots(text: &str) -> Vec<criu::CgroupRoot> {
+fn parse_cgroup_roots(text: &str) -> Result<Vec<criu::CgroupRoot>> {
+    use procfs_core::FromBufRead;
+    let cgroups = procfs_core::ProcessCGroups::from_buf_read(text.as_bytes())?;
     let mut out = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if controllers.is_empty() {
+    for cg in cgroups {
+        if cg.controllers.is_empty() {
             out.push(criu::CgroupRoot {
                 ctrl: None,
-                path: path.to_string(),
+                path: cg.pathname,
             });
             continue;
         }
-        for c in controllers.split(',') {
-            out.push(criu::CgroupRoot {
-                ctrl: Some(c.to_string()),
-                path: path.to_string(),
-            });
-        }
+        out.extend(cg.controllers.into_iter().map(|c| criu::CgroupRoot {
+            ctrl: Some(c),
+            path: cg.pathname.clone(),
+        }));
     }
-    out
+    Ok(out)
 }
 
 /// The rootfs bound (recursively) on a directory of the state dir; unbound and removed when
@@ -316,7 +311,8 @@ mod tests {
     fn cgroup_roots_per_hierarchy() {
         let roots = super::parse_cgroup_roots(
             "12:cpu,cpuacct:/berth/c1\n1:name=systemd:/berth/c1\n0::/berth/c1\n",
-        );
+        )
+        .unwrap();
         let got: Vec<_> = roots
             .iter()
             .map(|r| (r.ctrl.as_deref(), r.path.as_str()))
