@@ -449,8 +449,9 @@ fn checkpoint_flags_are_checked_before_criu_runs() {
     let b = counter_bundle("/tmp/n");
     let id = unique_id("cr-flags");
     let _io = run_detached(&rt, &b, &id);
-    let image = tempfile::tempdir().unwrap();
-    let image = image.path().to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let image_dir = tmp.path().join("image");
+    let image = image_dir.to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [
         (
             &["--parent-path", "/abs"],
@@ -489,6 +490,11 @@ fn checkpoint_flags_are_checked_before_criu_runs() {
     fails_with_one_line(
         &out,
         "CRIU is not installed: \"/nonexistent/criu\" not found",
+    );
+    // Refused before anything was written: not even the image directory.
+    assert!(
+        !image_dir.exists(),
+        "{image_dir:?} made by a refused checkpoint"
     );
     assert_eq!(rt.status(&id), "running");
     kill_and_delete(&rt, &id);

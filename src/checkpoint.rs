@@ -33,7 +33,8 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
             args.id
         );
     }
-    let image_dir = image_dir(&args.criu)?;
+    // The flags first, then CRIU's presence: nothing is written before both hold.
+    let image_dir = image_path(&args.criu)?;
     if let Some(parent) = &args.parent_path {
         check_parent_path(&image_dir, parent)?;
     }
@@ -44,6 +45,12 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
         -1 => None,
         fd => Some(writable_fd(fd)?),
     };
+    criu::require()?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&image_dir)
+        .with_context(|| format!("--image-path {}", image_dir.display()))?;
     let spec = crate::spec::load_bundle(&c.state.bundle)
         .context("checkpoint needs the container's config.json")?
         .spec;
@@ -168,20 +175,15 @@ pub fn criu_error(e: anyhow::Error, what: &str, log: &Path) -> anyhow::Error {
     }
 }
 
-/// `--image-path`, made if missing (a container can be checkpointed again into it).
-pub fn image_dir(args: &CriuArgs) -> Result<PathBuf> {
-    let dir = match &args.image_path {
-        Some(p) => p.clone(),
-        None => std::env::current_dir()
+/// `--image-path`, default `./checkpoint` (made by checkpoint if missing: a container can be
+/// checkpointed again into it).
+pub fn image_path(args: &CriuArgs) -> Result<PathBuf> {
+    match &args.image_path {
+        Some(p) => Ok(p.clone()),
+        None => Ok(std::env::current_dir()
             .context("the current directory (for the default --image-path)")?
-            .join("checkpoint"),
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("--image-path {}", dir.display()))?;
-    Ok(dir)
+            .join("checkpoint")),
+    }
 }
 
 /// `--work-path`, made if missing.

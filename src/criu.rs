@@ -254,6 +254,17 @@ fn criu_binary() -> String {
     std::env::var("BERTH_CRIU").unwrap_or_else(|_| "criu".to_string())
 }
 
+/// Refuses at once, before anything is written, where no criu binary is installed.
+pub fn require() -> Result<()> {
+    match installed() {
+        true => Ok(()),
+        false => bail!(
+            "CRIU is not installed: {:?} not found in PATH (Debian: apt-get install criu)",
+            criu_binary()
+        ),
+    }
+}
+
 /// Whether a criu binary is installed (for `features`): looked up without running it.
 pub fn installed() -> bool {
     let bin = criu_binary();
@@ -353,7 +364,7 @@ impl Session {
         let _ = socket::shutdown(self.sock.as_raw_fd(), socket::Shutdown::Both);
         let status = self.child.wait();
         match result {
-            Err(e) if e.to_string() == EOF => Err(anyhow!(
+            Err(e) if e.is::<Closed>() => Err(anyhow!(
                 "{}",
                 self.said()
                     .unwrap_or_else(|| format!("criu exited ({})", describe(&status)))
@@ -398,7 +409,7 @@ impl Session {
             (msg.bytes, fd)
         };
         if n == 0 {
-            bail!(EOF);
+            return Err(Closed.into());
         }
         if n == buf.len() {
             bail!("criu's answer does not fit in {} bytes", buf.len());
@@ -431,7 +442,17 @@ impl Session {
     }
 }
 
-const EOF: &str = "criu closed the connection";
+/// CRIU closed the connection without answering: what it wrote to stderr says why.
+#[derive(Debug)]
+struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("criu closed the connection")
+    }
+}
+
+impl std::error::Error for Closed {}
 
 fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
     match status {

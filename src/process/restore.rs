@@ -35,13 +35,9 @@ use crate::{foreground, hooks, sys};
 
 pub fn restore(root: &Path, args: &RestoreArgs) -> Result<i32> {
     // What can be checked is, before anything exists.
-    let image_dir = match &args.criu.image_path {
-        Some(p) => p.clone(),
-        None => std::env::current_dir()
-            .context("the current directory (for the default --image-path)")?
-            .join("checkpoint"),
-    };
+    let image_dir = checkpoint::image_path(&args.criu)?;
     let descriptors = checkpoint::read_descriptors(&image_dir)?;
+    criu::require()?;
     let cg_mode = CgMode::from_flag(args.criu.manage_cgroups_mode.as_deref())?;
     let empty_ns = checkpoint::empty_namespaces(&args.criu.empty_ns)?;
     let mut bundle = super::load(&args.id, &args.opts)?;
