@@ -132,7 +132,7 @@ pub fn delete(root: &Path, args: &DeleteArgs) -> Result<i32> {
     let (c, _lock) = match Container::load_locked(root, &args.id) {
         // runc: `delete --force` of a container that is already gone is not an error; a
         // state dir that a killed `create` left without state.json is removed.
-        Err(e) if args.force && e.to_string().ends_with("does not exist") => {
+        Err(e) if args.force && e.is::<container::NotExist>() => {
             container::remove_stateless_dir(root, &args.id)?;
             return Ok(0);
         }

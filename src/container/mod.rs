@@ -43,8 +43,20 @@ pub fn lock_dir(dir: &Path) -> Result<Flock<File>> {
     }
 }
 
+/// No container of this id: the error callers tell apart (`delete --force` takes it as done).
+#[derive(Debug)]
+pub struct NotExist(pub String);
+
+impl std::fmt::Display for NotExist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "container {:?} does not exist", self.0)
+    }
+}
+
+impl std::error::Error for NotExist {}
+
 fn not_exist(id: &str) -> anyhow::Error {
-    anyhow::anyhow!("container {id:?} does not exist")
+    NotExist(id.to_string()).into()
 }
 
 impl Container {
