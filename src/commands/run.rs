@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::RunArgs;
+use crate::container::Container;
 use crate::process::Gate;
 use crate::{foreground, process, tty};
 
@@ -15,16 +16,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     super::seal_if_joining_a_pid_namespace(&bundle)?;
     if args.detach {
         let c = process::create(root, &args.id, &args.opts, bundle, None, Gate::Channel)?;
-        let notify = crate::notify_socket::listen(&c.dir);
-        if let Err(e) = notify.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")) {
-            let _ = c.destroy();
-            return Err(e);
-        }
-        if let Err(e) = c.start() {
-            let _ = c.destroy();
-            return Err(e);
-        }
-        super::forward_ready(&c, notify?)?;
+        let notify = start_or_destroy(&c)?;
+        super::forward_ready(&c, notify)?;
         return Ok(0);
     }
     // A terminal and no console socket: berth holds the terminal and relays it.
@@ -61,18 +54,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
             return Err(e);
         }
     };
-    let notify = crate::notify_socket::listen(&c.dir);
-    if let Err(e) = notify.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")) {
-        drop(relay);
-        let _ = c.destroy();
-        return Err(e);
-    }
-    if let Err(e) = c.start() {
-        drop(relay);
-        let _ = c.destroy();
-        return Err(e);
-    }
-    super::forward_ready(&c, notify?)?;
+    let notify = start_or_destroy(&c)?;
+    super::forward_ready(&c, notify)?;
     let code = foreground::wait_for(init, &signals, relay.as_mut());
     drop(relay);
     let code = code?;
@@ -80,4 +63,14 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         c.destroy()?;
     }
     Ok(code)
+}
+
+/// Starts the container `run` made, listening first for its READY=1 when there is a
+/// NOTIFY_SOCKET; a container that cannot be started is destroyed.
+fn start_or_destroy(c: &Container) -> Result<Option<std::os::unix::net::UnixDatagram>> {
+    crate::notify_socket::listen(&c.dir)
+        .and_then(|notify| c.start().map(|()| notify))
+        .inspect_err(|_| {
+            let _ = c.destroy();
+        })
 }
