@@ -220,7 +220,7 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         .process()
         .as_ref()
         .context("config.json: process: must be set")?;
-    check_process(process)?;
+    check_process(process, "config.json: process.")?;
     if let Some(s) = process.scheduler() {
         crate::process_attrs::validate_scheduler(s)?;
     }
@@ -320,15 +320,14 @@ fn check_version(version: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_process(process: &Process) -> Result<()> {
+/// The checks of a process's args and cwd, for config.json's process and for an exec'd one;
+/// `field` names where the process came from, e.g. "config.json: process.".
+pub fn check_process(process: &Process, field: &str) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        bail!("config.json: process.args: must not be empty");
+        bail!("{field}args: must not be empty");
     }
     if !process.cwd().is_absolute() {
-        bail!(
-            "config.json: process.cwd: {} is not absolute",
-            process.cwd().display()
-        );
+        bail!("{field}cwd: {} is not absolute", process.cwd().display());
     }
     Ok(())
 }
@@ -336,6 +335,26 @@ fn check_process(process: &Process) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_args_and_cwd_are_checked_under_the_name_given() {
+        let p: Process =
+            serde_json::from_str(r#"{"args":[],"cwd":"/","user":{"uid":0,"gid":0}}"#).unwrap();
+        let e = check_process(&p, "--process p.json: ")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--process p.json: args: must not be empty");
+        let p: Process =
+            serde_json::from_str(r#"{"args":["sh"],"cwd":"rel","user":{"uid":0,"gid":0}}"#)
+                .unwrap();
+        let e = check_process(&p, "config.json: process.")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "config.json: process.cwd: rel is not absolute");
+        let p: Process =
+            serde_json::from_str(r#"{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}}"#).unwrap();
+        check_process(&p, "config.json: process.").unwrap();
+    }
 
     fn minimal(extra: &str) -> String {
         format!(

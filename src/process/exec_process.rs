@@ -125,12 +125,7 @@ fn read_process_file(path: &Path) -> Result<Process> {
             _ => anyhow!("{what}: {field}: {}", e.into_inner()),
         }
     })?;
-    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-        bail!("{what}: args: must not be empty");
-    }
-    if !p.cwd().is_absolute() {
-        bail!("{what}: cwd: {} is not absolute", p.cwd().display());
-    }
+    crate::spec::check_process(&p, &format!("{what}: "))?;
     Ok(p)
 }
 
