@@ -496,6 +496,26 @@ fn checkpoint_flags_are_checked_before_criu_runs() {
         !image_dir.exists(),
         "{image_dir:?} made by a refused checkpoint"
     );
+    // A relative --parent-path is taken through the image directory once it is made, as
+    // runc: "../pre" beside a new image directory is found (CRIU, a stand-in that exits at
+    // once here, is what fails then).
+    fs::create_dir(tmp.path().join("pre")).unwrap();
+    let out = rt
+        .cmd()
+        .env("BERTH_CRIU", "/bin/true")
+        .args([
+            "checkpoint",
+            "--parent-path",
+            "../pre",
+            "--image-path",
+            image,
+            &id,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    fails_with_one_line(&out, &format!("checkpoint {id}: CRIU dump failed"));
+    assert!(!stderr(&out).contains("--parent-path"), "{}", stderr(&out));
     assert_eq!(rt.status(&id), "running");
     kill_and_delete(&rt, &id);
 }

@@ -35,9 +35,10 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
     }
     // The flags first, then CRIU's presence: nothing is written before both hold.
     let image_dir = image_path(&args.criu)?;
-    if let Some(parent) = &args.parent_path {
-        check_parent_path(&image_dir, parent)?;
-    }
+    args.parent_path
+        .as_deref()
+        .map(check_relative)
+        .transpose()?;
     let cg_mode = CgMode::from_flag(args.criu.manage_cgroups_mode.as_deref())?;
     let empty_ns = empty_namespaces(&args.criu.empty_ns)?;
     let page_server = args.page_server.as_deref().map(page_server).transpose()?;
@@ -51,6 +52,10 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
         .mode(0o700)
         .create(&image_dir)
         .with_context(|| format!("--image-path {}", image_dir.display()))?;
+    // (Through the image directory, which must exist for `..` to resolve, as runc has it.)
+    if let Some(parent) = &args.parent_path {
+        check_parent_path(&image_dir, parent)?;
+    }
     let spec = crate::spec::load_bundle(&c.state.bundle)
         .context("checkpoint needs the container's config.json")?
         .spec;
@@ -210,14 +215,19 @@ pub fn open_dir(dir: &Path, flag: &str) -> Result<OwnedFd> {
         .with_context(|| format!("{flag} {}", dir.display()))
 }
 
-/// As runc: `--parent-path` is relative to the image directory and must be a directory there.
-fn check_parent_path(image_dir: &Path, parent: &Path) -> Result<()> {
+fn check_relative(parent: &Path) -> Result<()> {
     if parent.is_absolute() {
         bail!(
             "--parent-path {}: must be relative (to --image-path)",
             parent.display()
         );
     }
+    Ok(())
+}
+
+/// As runc: `--parent-path` is relative to the image directory and must be a directory there.
+fn check_parent_path(image_dir: &Path, parent: &Path) -> Result<()> {
+    check_relative(parent)?;
     let real = image_dir.join(parent);
     match fs::metadata(&real) {
         Ok(m) if m.is_dir() => Ok(()),
