@@ -207,6 +207,14 @@ pub fn reopen_dev_null() -> Result<()> {
         SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR
             && st.st_rdev == makedev(1, 3)
     };
+    // (Even the same device file bound from the host: its fd is of the host's mount.)
+    let null_fds: Vec<i32> = (0..3)
+        .filter(|&fd| nix::sys::stat::fstat(fd).is_ok_and(|st| is_null(&st)))
+        .collect();
+    // The usual case (an engine's pipes): nothing to open.
+    if null_fds.is_empty() {
+        return Ok(());
+    }
     // (Non-blocking and no symlink: whatever the image put there cannot hold this up.)
     let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let Ok(raw) = open("/dev/null", flags, Mode::empty()) else {
@@ -220,15 +228,9 @@ pub fn reopen_dev_null() -> Result<()> {
     }
     fcntl(null.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_RDWR))
         .context("/dev/null: clear O_NONBLOCK")?;
-    for fd in 0..3 {
-        match nix::sys::stat::fstat(fd) {
-            // (Even the same device file bound from the host: its fd is of the host's mount.)
-            Ok(st) if is_null(&st) => {
-                nix::unistd::dup2(null.as_raw_fd(), fd)
-                    .with_context(|| format!("reopen fd {fd} as the container's /dev/null"))?;
-            }
-            _ => {}
-        }
+    for fd in null_fds {
+        nix::unistd::dup2(null.as_raw_fd(), fd)
+            .with_context(|| format!("reopen fd {fd} as the container's /dev/null"))?;
     }
     Ok(())
 }
