@@ -1,4 +1,4 @@
-//! Typed messages between `create` (the parent) and the container's setup processes, over a
+//! Typed messages between `create` (the parent) and the container's joiner and init, over a
 //! SOCK_SEQPACKET socketpair: one datagram a message, so there is no framing to get wrong,
 //! and a closed peer reads as end-of-file instead of a hang.
 
@@ -54,8 +54,86 @@ pub enum Message {
     /// channel closing at execve (close-on-exec) tells the parent it happened; an `Error`
     /// says why it did not.
     Start,
-    /// Child → parent: setup failed; the text says what was being done.
-    Error(String),
+    /// Any side: this process failed, and stops.
+    Error(Failure),
+}
+
+/// Where in the making of a container (or of an exec'd process) a process of berth's failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    /// The joiner: the cgroup and the namespaces.
+    Join,
+    /// Forking the next process: init, or the process `exec` starts.
+    Fork,
+    /// Init building the container: rootfs, hostname, sysctls, terminal, read-only paths.
+    Container,
+    /// The user process's settings: limits, seccomp, capabilities, user, cwd, the executable.
+    Process,
+    /// Past the start gate: startContainer hooks, execve.
+    Exec,
+    /// A process of `create`'s cloning a mount source for init.
+    MountSource,
+}
+
+/// A failure that crossed the channel, as data: the step, the errno of the system call that
+/// failed where one did, and berth's message, which is all it shows (`Display`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub step: Step,
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(step: Step, err: &anyhow::Error) -> Failure {
+        Failure {
+            step,
+            errno: errno_of(err),
+            message: format!("{err:#}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// An error in berth's own words that keeps the errno behind it, for `errno_of`.
+#[derive(Debug)]
+pub struct OsError {
+    pub errno: Errno,
+    pub message: String,
+}
+
+impl std::fmt::Display for OsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OsError {}
+
+/// The errno behind `err`: the first system call error in its chain, whether nix's, std's,
+/// berth's own (`OsError`) or one that crossed the channel (`Failure`). Callers classify
+/// errors by it, never by their words.
+pub fn errno_of(err: &anyhow::Error) -> Option<i32> {
+    err.chain().find_map(|c| {
+        if let Some(e) = c.downcast_ref::<Errno>() {
+            return Some(*e as i32);
+        }
+        if let Some(e) = c.downcast_ref::<OsError>() {
+            return Some(e.errno as i32);
+        }
+        if let Some(f) = c.downcast_ref::<Failure>() {
+            return f.errno;
+        }
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|e| e.raw_os_error())
+    })
 }
 
 /// One received datagram as a message.
@@ -193,7 +271,7 @@ impl Channel {
     pub fn expect(&self, want: &Message) -> Result<()> {
         match self.recv()? {
             Some(m) if &m == want => Ok(()),
-            Some(Message::Error(e)) => Err(anyhow!(e)),
+            Some(Message::Error(e)) => Err(anyhow::Error::new(e)),
             Some(m) => bail!("sync channel: expected {want:?}, got {m:?}"),
             None => bail!("sync channel: peer exited while berth waited for {want:?}"),
         }
@@ -208,12 +286,19 @@ mod tests {
     fn messages_cross_and_eof_is_none() {
         let (a, b) = pair().unwrap();
         a.send(&Message::InitPid(7)).unwrap();
-        a.send(&Message::Error("mount proc: EPERM".into())).unwrap();
+        let err = anyhow::Error::new(Errno::EPERM).context("mount proc");
+        a.send(&Message::Error(Failure::new(Step::Container, &err)))
+            .unwrap();
         assert_eq!(b.recv().unwrap(), Some(Message::InitPid(7)));
+        let got = b.expect(&Message::Ready).unwrap_err();
+        // The message reads as the sender's, and the errno and step arrive as data.
         assert_eq!(
-            b.expect(&Message::Ready).unwrap_err().to_string(),
-            "mount proc: EPERM"
+            format!("{got:#}"),
+            "mount proc: EPERM: Operation not permitted"
         );
+        assert_eq!(errno_of(&got), Some(libc::EPERM));
+        assert_eq!(got.downcast_ref::<Failure>().unwrap().step, Step::Container);
+        assert_eq!(errno_of(&got.context("create")), Some(libc::EPERM));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
         assert!(b
@@ -221,6 +306,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("peer exited"));
+    }
+
+    #[test]
+    fn errno_of_finds_the_system_call_error_under_any_context() {
+        let io = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(errno_of(&io.context("create cgroup")), Some(libc::EACCES));
+        let own = anyhow::Error::new(OsError {
+            errno: Errno::ENOENT,
+            message: "exec \"x\": no such file or directory".into(),
+        });
+        assert_eq!(format!("{own:#}"), "exec \"x\": no such file or directory");
+        assert_eq!(errno_of(&own), Some(libc::ENOENT));
+        // Words alone carry no errno, whatever they say.
+        assert_eq!(errno_of(&anyhow!("permission denied")), None);
     }
 
     #[test]

@@ -22,9 +22,8 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::unistd::Pid;
-use oci_spec::runtime::{ContainerState, Hook, Hooks};
+use oci_spec::runtime::{Hook, Hooks};
 
-use crate::container::state::State;
 use crate::sys;
 
 /// The kinds of hook, in lifecycle order.
@@ -100,20 +99,6 @@ pub fn validate(hooks: Option<&Hooks>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The state JSON hooks read on stdin: runtime-spec's state with `status` as given.
-pub fn state_json(state: &State, status: ContainerState, pid: i32) -> Result<String> {
-    let oci = oci_spec::runtime::StateBuilder::default()
-        .version(state.oci_version.clone())
-        .id(state.id.clone())
-        .status(status)
-        .pid(pid)
-        .bundle(state.bundle.clone())
-        .annotations(state.annotations.clone())
-        .build()
-        .context("hooks: build the state")?;
-    serde_json::to_string(&oci).context("hooks: serialize the state")
 }
 
 /// Runs the hooks of `kind` in order, in directory `dir` (None: this process's own); the

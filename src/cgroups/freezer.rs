@@ -20,16 +20,16 @@ use crate::sys::read_virtual;
 /// How long a freeze may take before it is undone and reported.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long `create` waits for a silent setup process or init before it looks at them.
+/// How long `create` waits for a silent joiner or init before it looks at them.
 const STALL_TICK_MS: u16 = 250;
 
-/// How long a stopped (SIGSTOP) setup process or init may stay so before `create` gives up.
+/// How long a stopped (SIGSTOP) joiner or init may stay so before `create` gives up.
 const STOPPED_LIMIT: Duration = Duration::from_secs(10);
 
 /// runc's words, for a container cgroup that is frozen before anything joined it.
 const UNEXPECTEDLY_FROZEN: &str = "container's cgroup unexpectedly frozen";
 
-/// Refuses a container whose cgroup is frozen or being frozen: the setup process would
+/// Refuses a container whose cgroup is frozen or being frozen: the joiner would
 /// freeze the moment it joined, and `create` would wait for it forever (runc checks before
 /// creating anything, with this text). `placements`: each cgroup directory with the mount
 /// point of its hierarchy. A cgroup that does not exist yet inherits the state of its nearest
@@ -84,7 +84,7 @@ pub fn thaw_all(placement: &Placement) {
     }
 }
 
-/// Keeps `create` from waiting forever on a setup process or init that cannot answer: while
+/// Keeps `create` from waiting forever on a joiner or init that cannot answer: while
 /// the channel stays silent it looks, every STALL_TICK_MS, whether the container's cgroup got
 /// frozen (fails at once) or one of them is stopped (fails once it has been for
 /// STOPPED_LIMIT). A process that runs or sleeps (a slow hook, a slow mount) is waited for.

@@ -57,7 +57,7 @@ pub fn create(root: &Path, args: &CreateArgs) -> Result<i32> {
         &args.opts,
         bundle,
         None,
-        process::Gate::Fifo,
+        process::StartGate::Fifo,
     )?;
     Ok(0)
 }

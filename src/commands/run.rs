@@ -8,14 +8,14 @@ use nix::unistd::Pid;
 
 use crate::cli::RunArgs;
 use crate::container::Container;
-use crate::process::Gate;
+use crate::process::StartGate;
 use crate::{foreground, process, tty};
 
 pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let bundle = process::load(&args.id, &args.opts)?;
     super::seal_if_joining_a_pid_namespace(&bundle)?;
     if args.detach {
-        let c = process::create(root, &args.id, &args.opts, bundle, None, Gate::Channel)?;
+        let c = process::create(root, &args.id, &args.opts, bundle, None, StartGate::Channel)?;
         let notify = start_or_destroy(&c)?;
         super::forward_ready(&c, notify)?;
         return Ok(0);
@@ -39,7 +39,14 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     nix::sys::prctl::set_child_subreaper(true).context("become a child subreaper")?;
     let signals = foreground::block_signals()?;
 
-    let c = process::create(root, &args.id, &args.opts, bundle, theirs, Gate::Channel)?;
+    let c = process::create(
+        root,
+        &args.id,
+        &args.opts,
+        bundle,
+        theirs,
+        StartGate::Channel,
+    )?;
     let init = Pid::from_raw(c.state.pid);
     let relay = match ours.as_ref().map(tty::recv_master) {
         Some(Ok(master)) => Some(tty::Relay::new(master)),

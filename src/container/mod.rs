@@ -27,7 +27,7 @@ pub struct Container {
     pub dir: PathBuf,
     pub state: State,
     /// The sync channel to init, when it (not the exec fifo) is the start gate: only in the
-    /// `run` that created the container (see `process::Gate`).
+    /// `run` that created the container (see `process::StartGate`).
     pub start_channel: Option<Channel>,
 }
 
@@ -181,7 +181,9 @@ impl Container {
         if hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
             return Ok(());
         }
-        let state = hooks::state_json(&self.state, ContainerState::Running, self.state.pid)?;
+        let state = self
+            .state
+            .oci_json(ContainerState::Running, self.state.pid)?;
         if let Err(e) = hooks::run(
             self.state.hooks.as_ref(),
             hooks::Kind::Poststart,
@@ -208,7 +210,10 @@ impl Container {
         chan.send(&Message::Start).map_err(|_| gone())?;
         match chan.recv() {
             Ok(None) => Ok(()),
-            Ok(Some(Message::Error(e))) => bail!("cannot start container {:?}: {e}", self.id()),
+            Ok(Some(Message::Error(e))) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("cannot start container {:?}", self.id())))
+            }
             Ok(Some(m)) => bail!("sync channel: unexpected {m:?} at start"),
             Err(_) => Err(gone()),
         }
@@ -408,7 +413,9 @@ impl Container {
         // runtime-spec: after the container is deleted, before delete returns; a failure is
         // a warning.
         if !hooks::of(self.state.hooks.as_ref(), hooks::Kind::Poststop).is_empty() {
-            let state = hooks::state_json(&self.state, ContainerState::Stopped, self.state.pid)?;
+            let state = self
+                .state
+                .oci_json(ContainerState::Stopped, self.state.pid)?;
             hooks::run_warn(
                 self.state.hooks.as_ref(),
                 hooks::Kind::Poststop,

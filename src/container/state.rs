@@ -96,6 +96,29 @@ pub struct StateView<'a> {
 }
 
 impl State {
+    /// The container's state as the runtime-spec gives it to hooks and seccomp agents, with
+    /// `status` and `pid` as the caller knows them.
+    pub fn to_oci(
+        &self,
+        status: oci_spec::runtime::ContainerState,
+        pid: i32,
+    ) -> Result<oci_spec::runtime::State> {
+        oci_spec::runtime::StateBuilder::default()
+            .version(self.oci_version.clone())
+            .id(self.id.clone())
+            .status(status)
+            .pid(pid)
+            .bundle(self.bundle.clone())
+            .annotations(self.annotations.clone())
+            .build()
+            .context("build the container's state")
+    }
+
+    /// `to_oci` as the JSON a hook reads on its stdin.
+    pub fn oci_json(&self, status: oci_spec::runtime::ContainerState, pid: i32) -> Result<String> {
+        serde_json::to_string(&self.to_oci(status, pid)?).context("serialize the container's state")
+    }
+
     pub fn view(&self, status: Status) -> StateView<'_> {
         StateView {
             oci_version: &self.oci_version,

@@ -9,7 +9,7 @@
 //!                                     chroot to init's root
 //!                                     fork as berth's child ──────▶ setsid, terminal,
 //!   ◀──────────────────────────────── InitPid, exit                 limits, seccomp, caps,
-//!                                                                   user, cwd (setup.rs)
+//!                                                                   user, cwd (user_process.rs)
 //!   ◀────────────────────────────────────────────────────────────── Error, or end-of-file
 //!                                                                   at execve (CLOEXEC)
 //!   --pid-file; -d: return; else wait, relaying signals (and the terminal), exit with its
@@ -27,14 +27,13 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{Process, Spec};
 
 use super::exec_process::exec_process;
-use super::setup::{self, ProcessContext};
-use crate::channel::{self, Channel, Message};
+use super::user_process::{self, ProcessContext};
+use crate::channel::{self, Channel, Message, Step};
 use crate::cli::ExecArgs;
 use crate::container::state::{write_atomic, Status};
 use crate::container::Container;
@@ -114,7 +113,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     };
     let (parent_end, child_end) = channel::pair()?;
     let initial = affinity.enter_initial()?;
-    let (forked, born_in) = super::fork_setup_process(cgroup.as_ref())?;
+    let (forked, born_in) = super::fork_joiner(cgroup.as_ref())?;
     let joiner = match forked {
         ForkResult::Child => {
             drop(parent_end);
@@ -197,7 +196,7 @@ fn wait_for_exec(
                 child = Some(Pid::from_raw(p));
             }
             Some((Message::Error(e), _)) => {
-                error.get_or_insert(anyhow!(e));
+                error.get_or_insert(anyhow::Error::new(e));
                 // The joiner exits after reporting the pid (or its own error): then no
                 // more will come that matters.
                 if child.is_some() || waitpid(joiner, None).is_ok() && !peek(chan) {
@@ -246,14 +245,9 @@ fn pass_notify_fd(chan: &Channel, spec: &Spec, c: &Container, pid: Pid, fd: Owne
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
         .context("a notify fd without linux.seccomp")?;
-    let state = oci_spec::runtime::StateBuilder::default()
-        .version(c.state.oci_version.clone())
-        .id(c.state.id.clone())
-        .status(oci_spec::runtime::ContainerState::Running)
-        .pid(c.state.pid)
-        .bundle(c.state.bundle.clone())
-        .annotations(c.state.annotations.clone())
-        .build()?;
+    let state = c
+        .state
+        .to_oci(oci_spec::runtime::ContainerState::Running, c.state.pid)?;
     crate::seccomp::send_to_listener(profile, state, pid.as_raw(), fd.as_fd())?;
     chan.send(&Message::SeccompNotifyFdSent)
 }
@@ -280,44 +274,36 @@ struct ExecContext<'a> {
 /// root, and reports its pid.
 fn joiner_main(ctx: &ExecContext, chan: Channel, born_in: Option<usize>) -> ! {
     if let Err(e) = join_container(ctx, born_in) {
-        super::fail(&chan, e);
+        super::fail(&chan, Step::Join, e);
     }
     match sys::fork_sibling() {
-        Ok(ForkResult::Child) => {
-            let err = match prepare_process(ctx, &chan) {
-                Ok(prepared) => setup::exec(prepared),
-                Err(e) => e,
-            };
-            super::fail(&chan, err)
-        }
+        Ok(ForkResult::Child) => match prepare_process(ctx, &chan) {
+            Ok(prepared) => super::fail(&chan, Step::Exec, user_process::exec(prepared)),
+            Err(e) => super::fail(&chan, Step::Process, e),
+        },
         Ok(ForkResult::Parent { child }) => {
             let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
             // SAFETY: ends the joiner once it has reported the process's pid.
             unsafe { libc::_exit(code) }
         }
-        Err(e) => super::fail(&chan, anyhow!("fork the exec'd process: {e}")),
+        Err(e) => super::fail(
+            &chan,
+            Step::Fork,
+            anyhow!(e).context("fork the exec'd process"),
+        ),
     }
 }
 
 fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
-    // No fd of berth's may reach the process (CVE-2024-21626): only stdio and the preserved
-    // fds survive the exec.
-    sys::cloexec_from(sys::first_fd_past(0, ctx.preserve_fds)?)?;
-    // The foreground exec blocks signals to relay them; the process starts with none blocked.
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .context("reset the signal mask")?;
-    crate::signals::reset_dispositions()?;
-    // Berth's own binary until execve: nothing in the container may ptrace it or open its
-    // /proc/PID/exe, fds or memory (CVE-2019-5736). Inherited by the process.
-    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
-    if let Some(adj) = ctx.process.oom_score_adj() {
-        crate::procfs::Procfs::open()
-            .and_then(|proc| proc.write("self/oom_score_adj", &adj.to_string()))
-            .context("process.oomScoreAdj")?;
-    }
-    if let Some(cgroup) = ctx.cgroup {
-        cgroup.join_self(born_in)?;
-    }
+    let first_not_passed = sys::first_fd_past(0, ctx.preserve_fds)?;
+    let oom_score_adj = ctx.process.oom_score_adj();
+    super::begin_joiner(
+        first_not_passed,
+        oom_score_adj,
+        || Ok(()),
+        ctx.cgroup,
+        born_in,
+    )?;
     ctx.affinity.after_joining()?;
     namespaces::join_process(ctx.pidfd, ctx.init, ctx.join)?;
     nix::unistd::fchdir(ctx.init_root.as_raw_fd()).context("chdir to the container's root")?;
@@ -326,7 +312,7 @@ fn join_container(ctx: &ExecContext, born_in: Option<usize>) -> Result<()> {
 }
 
 /// In the container's PID namespace: the session, the terminal and the process settings.
-fn prepare_process(ctx: &ExecContext, chan: &Channel) -> Result<setup::Prepared> {
+fn prepare_process(ctx: &ExecContext, chan: &Channel) -> Result<user_process::Prepared> {
     nix::unistd::setsid().context("setsid")?;
     if let Some(socket) = &ctx.console {
         tty::setup_console(socket, ctx.process, false)?;
@@ -336,9 +322,9 @@ fn prepare_process(ctx: &ExecContext, chan: &Channel) -> Result<setup::Prepared>
         spec: ctx.spec,
         process: ctx.process,
         listen_fds: 0,
-        own_binary: setup::own_binary()?,
+        own_binary: user_process::own_binary()?,
     };
-    setup::prepare(&pctx, chan)
+    user_process::prepare(&pctx, chan)
 }
 
 /// The namespaces of `pid` that are not berth's own (a container without, say, a network

@@ -1,6 +1,6 @@
 //! The container's init, from its namespaces to execve, in the order the runtime-spec and runc
 //! use: rootfs, hostname, the terminal, masked/read-only paths, then the process settings
-//! shared with `exec` (limits, seccomp, user and capabilities: setup.rs), the report to
+//! shared with `exec` (limits, seccomp, user and capabilities: user_process.rs), the report to
 //! `create`, the start gate and exec. Runs in the forked child; never returns.
 
 use std::fs::OpenOptions;
@@ -14,26 +14,30 @@ use nix::sys::stat::{umask, Mode};
 use nix::unistd::setsid;
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::setup::{self, Prepared, ProcessContext};
-use super::SetupConfig;
-use crate::channel::{Channel, Message};
+use super::user_process::{self, Prepared, ProcessContext};
+use super::CreateConfig;
+use crate::channel::{Channel, Failure, Message, Step};
 use crate::hooks;
 use crate::rootfs::{self, RootfsContext};
 use crate::sys;
 
 /// Sets the container up, reports to `create`, waits at the start gate and execs the user
 /// process. Errors before the report travel to `create`; later ones go to stderr.
-pub fn run(cfg: &SetupConfig, chan: Channel, late_pid_ns: Option<OwnedFd>) -> ! {
-    let (prepared, start_hook_state) = match setup(cfg, &chan, late_pid_ns) {
+pub fn run(cfg: &CreateConfig, chan: Channel, late_pid_ns: Option<OwnedFd>) -> ! {
+    let start_hook_state = match build_container(cfg, &chan, late_pid_ns) {
+        Ok(state) => state,
+        Err(e) => super::fail(&chan, Step::Container, e),
+    };
+    let prepared = match prepare_process(cfg, &chan) {
         Ok(p) => p,
-        Err(e) => super::fail(&chan, e),
+        Err(e) => super::fail(&chan, Step::Process, e),
     };
     if let Err(e) = chan
         .send(&Message::Ready)
         .and_then(|_| chan.expect(&Message::StateSaved))
     {
         // `create` is gone: nobody will ever start this container.
-        super::fail(&chan, e);
+        super::fail(&chan, Step::Container, e);
     }
     let (err, reported) = wait_and_exec(cfg, chan, prepared, start_hook_state);
     // Once `start` has it, it is said once, there (runc #4171: one line, not two).
@@ -43,21 +47,18 @@ pub fn run(cfg: &SetupConfig, chan: Channel, late_pid_ns: Option<OwnedFd>) -> ! 
     std::process::exit(127);
 }
 
-/// The prepared process, and the state for startContainer hooks when there are any.
+/// Builds the container: returns the state for startContainer hooks when there are any.
 /// With `late_pid_ns`, this process builds the container outside that PID namespace and
 /// hands over to the init it forks into it (`enter_pid_namespace`).
-fn setup(
-    cfg: &SetupConfig,
+fn build_container(
+    cfg: &CreateConfig,
     chan: &Channel,
     late_pid_ns: Option<OwnedFd>,
-) -> Result<(Prepared, Option<String>)> {
+) -> Result<Option<String>> {
     let spec = &cfg.bundle.spec;
     let process = spec.process().as_ref().context("process: must be set")?;
     setsid().context("setsid")?;
-    // No fd of berth's may reach the container (CVE-2024-21626): everything past stdio and
-    // the preserved fds is close-on-exec from here on. Done before a seccomp profile is
-    // loaded, since profiles often do not allow close_range.
-    sys::cloexec_from(sys::first_fd_past(cfg.listen_fds, cfg.preserve_fds)?)?;
+    // (berth's own fds are close-on-exec already: `begin_joiner`.)
     if !cfg.no_new_keyring {
         join_new_session_keyring();
     }
@@ -120,13 +121,19 @@ fn setup(
         crate::tty::take_controlling_terminal()?;
     }
 
+    Ok(hook_state)
+}
+
+/// The user process's settings (user_process.rs), with the container in place.
+fn prepare_process(cfg: &CreateConfig, chan: &Channel) -> Result<Prepared> {
+    let spec = &cfg.bundle.spec;
     let ctx = ProcessContext {
         spec,
-        process,
+        process: spec.process().as_ref().context("process: must be set")?,
         listen_fds: cfg.listen_fds,
         own_binary: cfg.own_binary,
     };
-    Ok((setup::prepare(&ctx, chan)?, hook_state))
+    user_process::prepare(&ctx, chan)
 }
 
 /// Asks `create` for a clone of `mounts[i]`'s source made in this mount namespace.
@@ -136,7 +143,7 @@ fn ask_for_mount_source(chan: &Channel, i: usize) -> Result<OwnedFd> {
     chan.send_fd(&Message::MountSourceWanted(i), mount_ns.as_fd())?;
     match chan.recv_with_fd()? {
         Some((Message::MountSource, Some(fd))) => Ok(fd),
-        Some((Message::Error(e), _)) => bail!(e),
+        Some((Message::Error(e), _)) => Err(anyhow::Error::new(e)),
         Some((m, _)) => bail!("sync channel: expected the source of mounts[{i}], got {m:?}"),
         None => {
             bail!("sync channel: create exited while init waited for the source of mounts[{i}]")
@@ -167,7 +174,7 @@ fn needs_hook_state(h: Option<&oci_spec::runtime::Hooks>) -> bool {
 /// reading; or, with no fifo, `Start` on the channel. Returns only on failure: the error,
 /// and whether `start` was told it.
 fn wait_and_exec(
-    cfg: &SetupConfig,
+    cfg: &CreateConfig,
     chan: Channel,
     mut p: Prepared,
     start_hook_state: Option<String>,
@@ -177,7 +184,7 @@ fn wait_and_exec(
     if let Err(e) = crate::signals::exit_on_terminating_signals() {
         return (e, false);
     }
-    let mut gate = match Gate::pass(cfg, chan) {
+    let mut gate = match PassedGate::pass(cfg, chan) {
         Ok(gate) => gate,
         Err(e) => return (e, false),
     };
@@ -192,7 +199,7 @@ fn wait_and_exec(
             };
             match start_hook_state.map(run_hooks) {
                 Some(Err(e)) => e,
-                _ => setup::exec(p),
+                _ => user_process::exec(p),
             }
         }
     };
@@ -202,17 +209,17 @@ fn wait_and_exec(
 
 /// The gate init has passed. It stays open (close-on-exec): `start` sees it close when execve
 /// succeeds or init dies, so it returns only once the user process runs.
-enum Gate {
+enum PassedGate {
     Fifo(std::fs::File),
     Channel(Channel),
 }
 
-impl Gate {
-    fn pass(cfg: &SetupConfig, chan: Channel) -> anyhow::Result<Gate> {
+impl PassedGate {
+    fn pass(cfg: &CreateConfig, chan: Channel) -> anyhow::Result<PassedGate> {
         let Some(fifo) = &cfg.exec_fifo else {
             chan.expect(&Message::Start)
                 .map_err(|e| anyhow::anyhow!("wait for start: {e:#}"))?;
-            return Ok(Gate::Channel(chan));
+            return Ok(PassedGate::Channel(chan));
         };
         drop(chan);
         let gate = OpenOptions::new()
@@ -220,7 +227,7 @@ impl Gate {
             .custom_flags(libc::O_CLOEXEC)
             .open(sys::fd_path(fifo));
         gate.and_then(|mut f| f.write_all(b"0").map(|_| f))
-            .map(Gate::Fifo)
+            .map(PassedGate::Fifo)
             .map_err(|e| anyhow::anyhow!("open the exec fifo: {e}"))
     }
 
@@ -229,8 +236,11 @@ impl Gate {
     fn report(&mut self, err: &anyhow::Error) -> bool {
         let text = format!("{err:#}");
         match self {
-            Gate::Fifo(f) => f.write_all(text.as_bytes()).is_ok(),
-            Gate::Channel(chan) => chan.send(&Message::Error(text)).is_ok(),
+            PassedGate::Fifo(f) => f.write_all(text.as_bytes()).is_ok(),
+            PassedGate::Channel(chan) => {
+                let failure = Failure::new(Step::Exec, err);
+                chan.send(&Message::Error(failure)).is_ok()
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
-//! THE create sequence, parent side, top to bottom. No re-exec: `create` forks; the child
-//! joins the cgroup, enters the namespaces and (for a PID or time namespace) forks init.
+//! THE create sequence, parent side, top to bottom, then the joiner's side. `create` forks
+//! (or vforks) the joiner, which joins the cgroup, enters the namespaces and (for a PID or
+//! time namespace) forks init (init.rs).
 //! Parent and children talk over a typed channel; nothing sleeps or polls.
 //!
-//!   parent (create)                 child                        init
+//!   parent (create)                 joiner                       init
 //!   state dir, state.json(creating)
 //!   cgroup dirs, exec fifo
 //!   vfork or fork ──────────────▶   join cgroup
@@ -26,7 +27,7 @@ pub mod exec;
 pub mod exec_process;
 mod init;
 pub mod restore;
-mod setup;
+mod user_process;
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -40,7 +41,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
 use oci_spec::runtime::{ContainerState, LinuxIdMapping, LinuxNamespaceType};
 
-use crate::channel::{self, Channel, Message};
+use crate::channel::{self, Channel, Failure, Message, Step};
 use crate::cli::CreateOpts;
 use crate::container::state::{write_atomic, State, Status};
 use crate::container::{self, Container, EXEC_FIFO};
@@ -48,8 +49,20 @@ use crate::namespaces::{self, Namespaces};
 use crate::spec::{self, Bundle};
 use crate::{cgroups, hooks, notify_socket, sys};
 
+/// Where init waits to be started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum StartGate {
+    /// The exec fifo in the state dir, for a `start` from another berth process (runc's way;
+    /// its presence is what makes the container `created`).
+    Fifo,
+    /// The sync channel, which the returned Container keeps, for `run`, which starts the
+    /// container itself: no fifo to make and remove. Only without hooks, which may ask for
+    /// the container's state while it is created.
+    Channel,
+}
+
 /// Everything the child and init need, resolved by the parent before the fork.
-pub struct SetupConfig {
+pub struct CreateConfig {
     pub bundle: Bundle,
     pub namespaces: Namespaces,
     /// Where the container's cgroup is; None when it has none of its own (rootless).
@@ -63,10 +76,10 @@ pub struct SetupConfig {
     /// Socket-activation fds handed to berth (LISTEN_FDS), passed on after stdio as runc does.
     pub listen_fds: u32,
     /// Device and inode of berth's own binary, which the container process must never be.
-    pub own_binary: setup::OwnBinary,
+    pub own_binary: user_process::OwnBinary,
     /// With `process.terminal`: where init sends the master of the container's terminal.
     pub console_socket: Option<OwnedFd>,
-    /// The systemd driver: the setup process waits for `CgroupPlaced` (systemd moving it into
+    /// The systemd driver: the joiner waits for `CgroupPlaced` (systemd moving it into
     /// the scope) before joining `cgroup`, whose directories do not exist when it is forked.
     pub cgroup_placed_by_parent: bool,
     /// berth runs in a user namespace other than the host's (rootless podman's): devices are
@@ -97,29 +110,28 @@ pub fn load(id: &str, opts: &CreateOpts) -> Result<Bundle> {
     Ok(bundle)
 }
 
-/// Creates container `id` under `root` from `bundle` (from `load`). On error nothing is
-/// left: no state dir, cgroup or process.
-/// `console` is a socket already connected for the terminal's master (a foreground `run`
-/// that relays the terminal itself); otherwise `--console-socket` is connected.
-/// Where init waits to be started.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// The exec fifo in the state dir, for a `start` from another berth process (runc's way;
-    /// its presence is what makes the container `created`).
-    Fifo,
-    /// The sync channel, which the returned Container keeps, for `run`, which starts the
-    /// container itself: no fifo to make and remove. Only without hooks, which may ask for
-    /// the container's state while it is created.
-    Channel,
-}
-
+/// Creates container `id` under `root` from `bundle` (checked by `load`), in this order:
+/// 1. `make_container`: the state dir with state.json (`creating`), the cgroup with its
+///    limits, the resctrl group;
+/// 2. the start gate: the exec fifo, or with `StartGate::Channel` (and no hooks) the sync
+///    channel, which the returned Container keeps;
+/// 3. `start_joiner`: the joiner, which joins the cgroup and the namespaces and forks init
+///    (`joiner_main`; with the systemd driver, once systemd has put it in the scope);
+/// 4. `wait_for_ready`: serves the joiner and init (id maps, mount sources, hooks, the
+///    seccomp agent) until init has set the container up;
+/// 5. the pids limit, state.json (`created`, init's pid), the pid file, then `StateSaved`,
+///    which sends init to wait at the gate.
+///
+/// On error nothing is left: no state dir, cgroup or process (`Cleanup`). `console` is a
+/// socket already connected for the terminal's master (a foreground `run` that relays the
+/// terminal itself); otherwise `--console-socket` is connected.
 pub fn create(
     root: &Path,
     id: &str,
     opts: &CreateOpts,
     mut bundle: Bundle,
     console: Option<OwnedFd>,
-    gate: Gate,
+    gate: StartGate,
 ) -> Result<Container> {
     let Made {
         dir,
@@ -133,13 +145,14 @@ pub fn create(
         console_socket,
         pidfd_socket,
     } = make_container(root, id, opts, &mut bundle, console)?;
-    let channel_gate = gate == Gate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
+    let channel_gate =
+        gate == StartGate::Channel && state.hooks.as_ref().is_none_or(hooks::is_empty);
     let exec_fifo = match channel_gate {
         true => None,
         false => Some(make_exec_fifo(&dir, &bundle)?),
     };
 
-    let cfg = SetupConfig {
+    let cfg = CreateConfig {
         bundle,
         namespaces,
         cgroup: match systemd {
@@ -151,14 +164,14 @@ pub fn create(
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         listen_fds: listen_fds(),
-        own_binary: setup::own_binary()?,
+        own_binary: user_process::own_binary()?,
         console_socket,
         cgroup_placed_by_parent: systemd.is_some(),
         in_user_namespace,
     };
     let (parent_end, child_end) = channel::pair()?;
-    let child = start_setup_process(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
-    log::debug!("create {id}: setup process {child} started");
+    let child = start_joiner(&cfg, &parent_end, child_end, lock.as_raw_fd())?;
+    log::debug!("create {id}: joiner {child} started");
     guard.pids.push(child);
     if let Some((systemd, unit)) = &systemd {
         let cgroup = cfg.cgroup.as_ref().context("the systemd driver's cgroup")?;
@@ -169,7 +182,7 @@ pub fn create(
     }
 
     let init_pid = wait_for_ready(&parent_end, child, &cfg, &state, &mut guard)?;
-    // The setup process, and any process that handed over to init: reaped.
+    // The joiner, and any process that handed over to init: reaped.
     for &pid in guard.pids.iter().filter(|&&pid| pid != init_pid) {
         // (ECHILD: wait_for_ready reaped it already.)
         match waitpid(pid, None) {
@@ -285,7 +298,7 @@ pub(crate) fn make_container(
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
-    // With --systemd-cgroup systemd makes the cgroup, a scope for the setup process once it
+    // With --systemd-cgroup systemd makes the cgroup, a scope for the joiner once it
     // exists (`place_in_systemd_scope`); its directories are the unit's on each hierarchy.
     // Rootless, the user's own systemd instance makes it, below that instance's cgroup (the
     // subtree systemd delegates to the user), as runc's systemdUser.
@@ -411,7 +424,7 @@ pub(crate) fn make_container(
     // Saved before anything else exists, so `delete --force` can always find what to undo.
     state.save(&dir)?;
     if systemd.is_some() {
-        // Made once the setup process exists, for systemd to move it there.
+        // Made once the joiner exists, for systemd to move it there.
     } else if let Err(e) = cgroup.create() {
         // Rootless, like runc: no writable cgroup tree is fine as long as nothing asks for
         // a limit; then the container simply has no cgroup of its own.
@@ -462,69 +475,24 @@ pub(crate) fn make_container(
     })
 }
 
-/// The systemd driver's half of the cgroup: systemd starts the container's scope unit with
-/// the (waiting) setup process in it and the resource properties it knows; then berth makes
-/// the unit's directories on any hierarchy systemd left out (v1's cpuset, freezer, ...),
-/// enables v2 controllers, and writes every limit and the device rules, as without systemd.
-fn place_in_systemd_scope(
-    systemd: &cgroups::systemd::Systemd,
-    unit: &cgroups::systemd::Unit,
-    setup_pid: Pid,
-    spec: &oci_spec::runtime::Spec,
-    cgroup: &cgroups::Placement,
-    guard: &mut Cleanup,
-) -> Result<()> {
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    // (TasksMax comes once init is at the gate: see `Placement::apply_pids_limit`.)
-    let mut props = match resources {
-        Some(r) => {
-            let mut r = r.clone();
-            r.set_pids(None);
-            cgroups::systemd::resource_properties(&r, cgroup.is_v2())?
-        }
-        None => Vec::new(),
-    };
-    // (The user's instance can have no device policy: a rootless container cannot make
-    // device nodes anyway, as runc has it.)
-    let user = cgroup.systemd_user();
-    if !user {
-        let device_rules = cgroups::resources::device_rules(spec);
-        props.extend(cgroups::systemd::device_properties(&device_rules)?);
+/// The socket init sends the terminal's master to, as runc decides it: a terminal needs a
+/// console socket (or a foreground `run`, which passes its own), and a console socket
+/// without a terminal is a mistake.
+pub fn console_socket(
+    terminal: bool,
+    path: Option<&Path>,
+    given: Option<OwnedFd>,
+) -> Result<Option<OwnedFd>> {
+    match (terminal, path, given) {
+        (true, _, Some(fd)) => Ok(Some(fd)),
+        (true, Some(path), None) => crate::tty::connect_socket(path).map(Some),
+        (true, None, None) => bail!("process.terminal is true, but no --console-socket was given to receive the terminal (needed unless berth runs in the foreground)"),
+        (false, Some(path), _) => bail!(
+            "--console-socket {}: given, but process.terminal is false (there is no terminal to send)",
+            path.display()
+        ),
+        (false, None, _) => Ok(None),
     }
-    if let Some(annotations) = spec.annotations() {
-        props.extend(cgroups::systemd::annotation_properties(annotations)?);
-    }
-    systemd
-        .start_scope(unit, setup_pid.as_raw(), props)
-        .with_context(|| {
-            format!(
-                "--systemd-cgroup: linux.cgroupsPath {:?} in {}",
-                unit.name, unit.slice
-            )
-        })?;
-    // Only now are the unit and its cgroup this container's to undo: a unit of that name
-    // that existed already (another container's) is refused above and left alone.
-    guard.cgroup = Some(cgroup.clone());
-    cgroup.create()?;
-    cgroup.apply_resources(spec, user)
-}
-
-/// The state root, 0700 as runc's: another local user must not reach a container's exec
-/// fifo (which starts it) or anything else in its state dir. A root of berth's user that
-/// others can enter, from an older berth or made by hand, is closed to them.
-fn make_state_root(root: &Path) -> Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-        .with_context(|| format!("create state root {}", root.display()))?;
-    let meta = fs::metadata(root).with_context(|| format!("stat state root {}", root.display()))?;
-    if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
-        fs::set_permissions(root, fs::Permissions::from_mode(meta.mode() & 0o700))
-            .with_context(|| format!("chmod 0700 state root {}", root.display()))?;
-    }
-    Ok(())
 }
 
 /// `--rootless`: as runc, `auto` (the default) means running as a non-root user, or as uid 0
@@ -551,541 +519,22 @@ fn is_rootless(
     }
 }
 
-/// How many socket-activation fds systemd gave this process: LISTEN_FDS, when LISTEN_PID is us.
-pub fn listen_fds() -> u32 {
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        == Some(std::process::id());
-    match std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
-        Some(n) if ours => n,
-        _ => 0,
+/// The state root, 0700 as runc's: another local user must not reach a container's exec
+/// fifo (which starts it) or anything else in its state dir. A root of berth's user that
+/// others can enter, from an older berth or made by hand, is closed to them.
+fn make_state_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("create state root {}", root.display()))?;
+    let meta = fs::metadata(root).with_context(|| format!("stat state root {}", root.display()))?;
+    if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
+        fs::set_permissions(root, fs::Permissions::from_mode(meta.mode() & 0o700))
+            .with_context(|| format!("chmod 0700 state root {}", root.display()))?;
     }
-}
-
-/// Serves the child's requests until init reports `Ready`; returns init's pid.
-fn wait_for_ready(
-    chan: &Channel,
-    child: Pid,
-    cfg: &SetupConfig,
-    state: &State,
-    guard: &mut Cleanup,
-) -> Result<Pid> {
-    let mut init_pid = None;
-    // Ready (from init) may overtake InitPid (from the setup process that forked it): two
-    // senders, and on a busy host the setup process may not run again before init is done.
-    let mut ready = false;
-    let mut hooks_due = false;
-    // With a PID namespace, init's notify fd may in theory overtake the middle process's
-    // InitPid: then it waits here for the pid the agent must be told.
-    let mut notify_fd = None;
-    let mut watch = cgroups::freezer::Watch::new(cfg.cgroup.as_ref());
-    let mut usernses = crate::rootfs::idmap::UserNamespaces::default();
-    loop {
-        watch.wait_readable(chan, &[Some(child), init_pid])?;
-        match chan.recv_with_fd()? {
-            Some((Message::UsernsCreated, _)) => {
-                write_id_maps(child, &cfg.bundle)?;
-                chan.send(&Message::UsernsMapped)?;
-            }
-            Some((Message::TimeNamespaceCreated, _)) => {
-                namespaces::write_time_offsets(&cfg.bundle.spec, &child.to_string())?;
-                chan.send(&Message::TimeOffsetsWritten)?;
-            }
-            Some((Message::InitPid(p), _)) => {
-                // Each init in turn (one handed over to forks the next): its threads and
-                // children follow it into the group.
-                if let Some(group) = &state.intel_rdt {
-                    group.add(p)?;
-                }
-                // A later pid is the process the earlier one handed over to (and reaped
-                // once create is done).
-                match init_pid.replace(Pid::from_raw(p)) {
-                    Some(earlier) => guard.pids.push(earlier),
-                    // In its network namespace by now; before any hook, as runc.
-                    None => crate::net_devices::move_into(&cfg.bundle.spec, Pid::from_raw(p))?,
-                }
-            }
-            Some((Message::MountSourceWanted(i), mount_ns)) => {
-                let mount_ns = mount_ns
-                    .context("sync channel: a source asked for without the mount namespace")?;
-                let source = clone_mount_source(cfg, i, &mount_ns, &mut usernses)?;
-                chan.send_fd(&Message::MountSource, source.as_fd())?;
-            }
-            Some((Message::SeccompNotifyFd, fd)) => {
-                notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
-            }
-            Some((Message::HooksPoint, _)) => hooks_due = true,
-            Some((Message::Ready, _)) => {
-                ready = true;
-                if init_pid.is_none() {
-                    // The setup process sends InitPid just before it exits: once it has
-                    // exited, the pid is in the channel or never will be (init, waiting
-                    // for StateSaved, keeps the channel open).
-                    waitpid(child, None).context("wait for the setup process")?;
-                    if !chan.has_message()? {
-                        bail!("the container's setup process exited without reporting init's pid");
-                    }
-                }
-            }
-            Some((Message::Error(e), _)) => return Err(anyhow!(e)),
-            Some((m, _)) => bail!("sync channel: unexpected {m:?} during create"),
-            None => bail!("container setup exited without reporting an error"),
-        }
-        if let (Some(pid), true) = (init_pid, hooks_due) {
-            hooks_due = false;
-            // From here the container exists as far as hooks can tell: undoing it runs the
-            // poststop hooks (runtime-spec lifecycle, step 12 onwards).
-            guard.poststop = Some(hooks::state_json(
-                state,
-                ContainerState::Stopped,
-                pid.as_raw(),
-            )?);
-            let creating = hooks::state_json(state, ContainerState::Creating, pid.as_raw())?;
-            // config.md (runtime-spec 1.1+, as runc): the deprecated prestart hooks run here,
-            // during create and before createRuntime, in the runtime's namespaces.
-            for kind in [hooks::Kind::Prestart, hooks::Kind::CreateRuntime] {
-                hooks::run(state.hooks.as_ref(), kind, &creating, Some(&state.bundle))?;
-            }
-            let created = hooks::state_json(state, ContainerState::Created, pid.as_raw())?;
-            chan.send(&Message::HookState { creating, created })?;
-        }
-        if let (Some(pid), Some(_)) = (init_pid, &notify_fd) {
-            let fd = notify_fd.take().expect("checked above");
-            pass_notify_fd(cfg, state, pid, fd)?;
-            chan.send(&Message::SeccompNotifyFdSent)?;
-        }
-        if let (Some(pid), true) = (init_pid, ready) {
-            return Ok(pid);
-        }
-    }
-}
-
-/// The source of `mounts[index]`, cloned (and idmapped, when the entry asks) as root on the
-/// host in the container's mount namespace, open at `mount_ns`, for init to mount: by a
-/// process forked for it, since joining a mount namespace changes the joiner's root and cwd.
-fn clone_mount_source(
-    cfg: &SetupConfig,
-    index: usize,
-    mount_ns: &OwnedFd,
-    usernses: &mut crate::rootfs::idmap::UserNamespaces,
-) -> Result<OwnedFd> {
-    use crate::rootfs::idmap;
-    let bundle = &cfg.bundle;
-    let destination = bundle
-        .spec
-        .mounts()
-        .as_deref()
-        .and_then(|ms| ms.get(index))
-        .map(|m| m.destination().display().to_string())
-        .unwrap_or_default();
-    let context = || format!("mounts[{index}] ({destination})");
-    let order = idmap::clone_order(&bundle.spec, &bundle.dir, &bundle.rootfs, index, usernses)
-        .with_context(context)?;
-    let (ours, theirs) = channel::pair()?;
-    // SAFETY: berth is single-threaded, so the child may run any code after fork; it ends
-    // with _exit.
-    match unsafe { fork() }.context("fork to clone a mount source")? {
-        ForkResult::Child => {
-            drop(ours);
-            let sent = match idmap::clone_in(mount_ns.as_fd(), &order) {
-                Ok(clone) => theirs.send_fd(&Message::MountSource, clone.as_fd()),
-                Err(e) => theirs.send(&Message::Error(format!("{e:#}"))),
-            };
-            // SAFETY: ends the forked child at once, running nothing of the parent's.
-            unsafe { libc::_exit(i32::from(sent.is_err())) }
-        }
-        ForkResult::Parent { child } => {
-            drop(theirs);
-            let reply = ours.recv_with_fd();
-            let _ = waitpid(child, None);
-            match reply? {
-                Some((Message::MountSource, Some(fd))) => Ok(fd),
-                Some((Message::Error(e), _)) => Err(anyhow!(e)).with_context(context),
-                _ => Err(anyhow!("the process cloning it exited without a word"))
-                    .with_context(context),
-            }
-        }
-    }
-}
-
-/// Gives a seccomp agent the notify fd, with the container's state as the agent expects it:
-/// status `creating`, init's pid.
-fn pass_notify_fd(cfg: &SetupConfig, state: &State, init_pid: Pid, fd: OwnedFd) -> Result<()> {
-    let profile = cfg
-        .bundle
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .context("a notify fd without linux.seccomp")?;
-    let oci_state = oci_spec::runtime::StateBuilder::default()
-        .version(state.oci_version.clone())
-        .id(state.id.clone())
-        .status(oci_spec::runtime::ContainerState::Creating)
-        .pid(init_pid.as_raw())
-        .bundle(state.bundle.clone())
-        .annotations(state.annotations.clone())
-        .build()?;
-    crate::seccomp::send_to_listener(profile, oci_state, init_pid.as_raw(), fd.as_fd())
-}
-
-/// Starts the setup process, which joins the cgroups and namespaces and forks init (or
-/// becomes init when there is no PID or time namespace). The channel's parent end and the
-/// state lock stay with `create`.
-fn start_setup_process(
-    cfg: &SetupConfig,
-    parent_end: &Channel,
-    child_end: Channel,
-    lock: RawFd,
-) -> Result<Pid> {
-    // Both ways below need it: no other thread may change the memory a vfork child borrows,
-    // or hold a lock a forked child would inherit taken.
-    debug_assert_eq!(
-        sys::thread_count(),
-        Some(1),
-        "berth starts the setup process from a single thread"
-    );
-    // A setup process that forks init and never waits for `create` (which a new user
-    // namespace's id maps need) can borrow berth's memory instead of copying it.
-    let ns = &cfg.namespaces;
-    // (The systemd driver has `create` work while the setup process waits: no vfork then.)
-    if ns.needs_fork() && !ns.is_listed(LinuxNamespaceType::User) && !cfg.cgroup_placed_by_parent {
-        let born_dir = cfg.cgroup.as_ref().and_then(open_v2_dir);
-        let born_in = born_dir.as_ref().map(|(i, _)| *i);
-        let cgroup_dir_fd = born_dir.as_ref().map(|(_, dir)| dir.as_raw_fd());
-        let mut setup = || {
-            // Its own fd table: these closes leave the parent's fds alone.
-            let _ = nix::unistd::close(parent_end.as_raw_fd());
-            let _ = nix::unistd::close(lock);
-            // (The cgroup2 directory it was born in: no use to it, and it must not be seen
-            // among init's fds.)
-            if let Some(dir) = cgroup_dir_fd {
-                let _ = nix::unistd::close(dir);
-            }
-            // SAFETY: the fd is this process's own copy (no CLONE_FILES); the parent's Channel
-            // that also names it is neither used nor dropped here.
-            let chan = unsafe { Channel::from_raw_fd(child_end.as_raw_fd()) };
-            setup_process(cfg, chan, born_in)
-        };
-        let cgroup = born_dir.as_ref().map(|(_, dir)| dir.as_raw_fd());
-        // The dumpable flag belongs to the address space: the setup process clears it for
-        // itself and init, and `create` gets its own back.
-        let dumpable = nix::sys::prctl::get_dumpable().context("prctl(PR_GET_DUMPABLE)")?;
-        // What the setup process relies on from `create`'s memory, which it runs on (heap,
-        // statics, this frame) while `create` is suspended, until it exits:
-        // - it reads, by shared reference, `cfg` (bundle and spec, namespaces, cgroup
-        //   placement) and the fd numbers and `born_in` captured from this frame, all alive
-        //   until `create` resumes; it takes no ownership of any of them: `chan` is a new
-        //   Channel made from `child_end`'s number, and the fds it closes are closed in its
-        //   own fd table (no CLONE_FILES), so no OwnedFd or Channel of `create`'s is dropped;
-        // - it allocates and frees its own temporaries (paths, errors, encoded messages, log
-        //   lines) through the shared allocator and logger, consistent because `create` is
-        //   suspended and has no other thread (asserted above); what it still holds at
-        //   `_exit` stays allocated in `create`, a few small blocks;
-        // - it changes nothing `create` uses afterwards, except what belongs to the address
-        //   space and not the task: the dumpable flag, restored just below (the signal mask
-        //   and dispositions, namespaces, cgroups, CPU affinity and oom_score_adj it changes
-        //   are its own);
-        // - it never returns into `create`'s frames and runs no exit handler: `setup` ends
-        //   in `vfork_entry`'s `_exit`, or `fail`'s; init and `hand_over`'s child are forked
-        //   from it, copies that run on memory of their own.
-        let spawned = sys::vfork_into_cgroup(cgroup, &mut setup);
-        nix::sys::prctl::set_dumpable(dumpable).context("prctl(PR_SET_DUMPABLE)")?;
-        match spawned {
-            Ok(child) => return Ok(child),
-            Err(e) => log::debug!("clone3(CLONE_VM | CLONE_VFORK): {e}; forking instead"),
-        }
-    }
-    let born_into = cfg.cgroup.as_ref().filter(|_| !cfg.cgroup_placed_by_parent);
-    let (forked, born_in) = fork_setup_process(born_into)?;
-    match forked {
-        ForkResult::Child => {
-            let _ = nix::unistd::close(parent_end.as_raw_fd());
-            // The state lock belongs to `create`; init must not keep it alive.
-            let _ = nix::unistd::close(lock);
-            let code = setup_process(cfg, child_end, born_in);
-            // SAFETY: ends the forked setup process once it has forked init.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => Ok(child),
-    }
-}
-
-/// The container's cgroup2 directory (on a v2 host, or the unified hierarchy of a hybrid
-/// one), opened for CLONE_INTO_CGROUP, with its index in the placement's directories.
-fn open_v2_dir(cgroup: &cgroups::Placement) -> Option<(usize, fs::File)> {
-    let i = cgroup.v2_index()?;
-    let path = &cgroup.dirs[i].path;
-    // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| log::debug!("open {}: {e}", path.display()))
-        .ok()
-        .map(|dir| (i, dir))
-}
-
-/// Forks a setup process (of `create` or `exec`). Where the container has a cgroup2
-/// directory the child is born in it (clone3 with CLONE_INTO_CGROUP), so nobody writes its
-/// cgroup.procs; the child joins any v1 hierarchies itself (`Placement::join_self`). Without
-/// one, or where the kernel lacks clone3, it is a plain fork and the child joins them all.
-/// Returns the index of the directory the child was born in, if any.
-fn fork_setup_process(cgroup: Option<&cgroups::Placement>) -> Result<(ForkResult, Option<usize>)> {
-    debug_assert_eq!(
-        sys::thread_count(),
-        Some(1),
-        "berth forks a setup process from a single thread"
-    );
-    if let Some((i, dir)) = cgroup.and_then(open_v2_dir) {
-        match sys::fork_into_cgroup(&dir) {
-            Ok(forked) => return Ok((forked, Some(i))),
-            Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
-        }
-    }
-    // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
-    // any code after fork.
-    let forked = unsafe { fork() }.context("fork the container's setup process")?;
-    Ok((forked, None))
-}
-
-/// The setup process: cgroup, user namespace (mapped by the parent), the other namespaces,
-/// then init. Returns the exit code when it has forked init.
-fn setup_process(cfg: &SetupConfig, chan: Channel, born_in: Option<usize>) -> i32 {
-    let late_pid_ns = match enter_namespaces(cfg, &chan, born_in) {
-        Ok(entered) => entered,
-        Err(e) => fail(&chan, e),
-    };
-    if !cfg.namespaces.needs_fork() {
-        if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
-            fail(&chan, e);
-        }
-        init::run(cfg, chan, None)
-    }
-    if late_pid_ns.is_some() {
-        // Init builds the container and then hands over to the one it forks into the PID
-        // namespace: both report their pid, in order.
-        if let Err(e) = hand_over(&chan) {
-            fail(&chan, e.context("fork the container's init"));
-        }
-        init::run(cfg, chan, late_pid_ns)
-    }
-    // SAFETY: single-threaded, as above. When this process borrows `create`'s memory, init
-    // gets a copy of it, as fork makes one.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => init::run(cfg, chan, None),
-        Ok(ForkResult::Parent { child }) => {
-            i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err())
-        }
-        Err(e) => fail(&chan, anyhow!("fork the container's init: {e}")),
-    }
-}
-
-/// Forks the process that carries on towards the container's init, born `create`'s child
-/// (CLONE_PARENT, so `create` reaps this one), reports its pid and exits. Returns in the
-/// child, once the report is out: `create` hears every pid before what the child sends.
-fn hand_over(chan: &Channel) -> Result<()> {
-    let (reported, report_done) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    match sys::fork_sibling()? {
-        ForkResult::Parent { child } => {
-            let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
-            // SAFETY: ends this process once it has reported the child; closing
-            // `report_done` lets the child go on.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Child => {
-            drop(report_done);
-            let mut byte = [0u8; 1];
-            // End of file once the parent has reported (or died).
-            while nix::unistd::read(reported.as_raw_fd(), &mut byte)
-                .is_err_and(|e| e == nix::errno::Errno::EINTR)
-            {}
-            Ok(())
-        }
-    }
-}
-
-/// Joins and creates the container's namespaces. Returns the PID namespace that init is to
-/// join later, once the rootfs is the container's (see `init::enter_pid_namespace`).
-fn enter_namespaces(
-    cfg: &SetupConfig,
-    chan: &Channel,
-    born_in: Option<usize>,
-) -> Result<Option<OwnedFd>> {
-    // `run` blocks signals to relay them; the container starts with none blocked.
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .context("reset the signal mask")?;
-    crate::signals::reset_dispositions()?;
-    // Until the user process is exec'd this process runs berth's own binary: nothing in the
-    // container (e.g. a process of a shared PID namespace) may ptrace it or open its
-    // /proc/PID/exe, fds or memory. execve makes the user process dumpable again.
-    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
-    // Written here, as root on the host side: once non-dumpable (and in a user namespace)
-    // the process could no longer write its own /proc files. Inherited by init. (A setup
-    // process that borrows `create`'s memory still has its own: the kernel keeps a vfork
-    // child's score apart.)
-    if let Some(adj) = cfg
-        .bundle
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.oom_score_adj())
-    {
-        crate::procfs::Procfs::open()
-            .and_then(|proc| proc.write("self/oom_score_adj", &adj.to_string()))
-            .context("process.oomScoreAdj")?;
-    }
-    if cfg.cgroup_placed_by_parent {
-        chan.expect(&Message::CgroupPlaced)?;
-    }
-    if let Some(cgroup) = &cfg.cgroup {
-        cgroup.join_self(born_in)?;
-    }
-    // Init gets every CPU of its cpuset, not berth's own affinity (runc does the same).
-    crate::cpu_affinity::reset();
-    let ns = &cfg.namespaces;
-    // As runc's nsexec: with a user namespace, the namespaces to join that the host's root
-    // may join are joined first (one owned by another user namespace cannot be joined from
-    // inside the container's), then the user namespace, then the rest (a rootless caller
-    // may join those only from inside it). Mount and PID namespaces keep their places below.
-    use LinuxNamespaceType::{Mount, Pid as PidNs, User};
-    let joined_early = match ns.is_listed(User) {
-        true => ns.try_join_paths(|t| !matches!(t, User | Mount | PidNs))?,
-        false => Vec::new(),
-    };
-    ns.join_paths(|t| t == LinuxNamespaceType::User)?;
-    if ns.is_new(LinuxNamespaceType::User) {
-        Namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
-        // A non-root parent can open our /proc/PID/uid_map only while we are dumpable (as
-        // runc's nsexec does); nothing of the container exists yet to take advantage.
-        let unprivileged = !nix::unistd::geteuid().is_root();
-        if unprivileged {
-            nix::sys::prctl::set_dumpable(true).context("prctl(PR_SET_DUMPABLE, 1)")?;
-        }
-        chan.send(&Message::UsernsCreated)?;
-        chan.expect(&Message::UsernsMapped)?;
-        if unprivileged {
-            nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
-        }
-    }
-    // New or joined (another container's), as runc: the setup goes on as the namespace's
-    // root, whose ids are mapped there (the host's are not: mkdir would fail EOVERFLOW).
-    if ns.is_listed(LinuxNamespaceType::User) {
-        let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
-        nix::unistd::setresgid(root_gid, root_gid, root_gid)
-            .context("become gid 0 in the user namespace")?;
-        nix::unistd::setresuid(root_uid, root_uid, root_uid)
-            .context("become uid 0 in the user namespace")?;
-    }
-    // A process born in a PID namespace that another container's processes see, while its
-    // root is still the host's, is open to any of them that may ptrace (CAP_SYS_PTRACE):
-    // /proc/PID/root leads to the host. So a PID namespace given by path is joined only
-    // after pivot_root, where the kernel can mount that namespace's proc from outside it;
-    // elsewhere it is joined here, as runc does.
-    let late_pid_ns = match ns.join_path(LinuxNamespaceType::Pid) {
-        Some(path) => Some(
-            fs::File::open(path)
-                .with_context(|| format!("open pid namespace {}", path.display()))?,
-        ),
-        None => None,
-    }
-    .map(OwnedFd::from)
-    .filter(|fd| sys::proc_takes_pidns(fd.as_fd()));
-    let join_late = |t| t == LinuxNamespaceType::Pid && late_pid_ns.is_some();
-    ns.join_paths(|t| {
-        t != LinuxNamespaceType::User && !join_late(t) && !joined_early.contains(&t)
-    })?;
-    Namespaces::unshare(ns.new - nix::sched::CloneFlags::CLONE_NEWUSER)?;
-    if ns.is_new(LinuxNamespaceType::Time) {
-        if ns.is_new(LinuxNamespaceType::User) {
-            chan.send(&Message::TimeNamespaceCreated)?;
-            chan.expect(&Message::TimeOffsetsWritten)?;
-        } else {
-            namespaces::write_time_offsets(&cfg.bundle.spec, "self")?;
-        }
-    }
-    Ok(late_pid_ns)
-}
-
-/// Reports `err` to the parent and exits; used by every setup process.
-fn fail(chan: &Channel, err: anyhow::Error) -> ! {
-    let _ = chan.send(&Message::Error(format!("{err:#}")));
-    // SAFETY: ends this process at once; nothing it holds needs flushing, and a setup
-    // process that borrows `create`'s memory must not run exit handlers on it.
-    unsafe { libc::_exit(1) }
-}
-
-fn write_id_maps(child: Pid, bundle: &Bundle) -> Result<()> {
-    let linux = bundle.spec.linux().as_ref();
-    namespaces::write_id_maps(
-        child,
-        linux
-            .and_then(|l| l.uid_mappings().as_deref())
-            .unwrap_or(&[]),
-        linux
-            .and_then(|l| l.gid_mappings().as_deref())
-            .unwrap_or(&[]),
-    )
-}
-
-/// The host uid and gid that container root maps to (0 without a user namespace).
-fn container_root_ids(bundle: &Bundle) -> (u32, u32) {
-    let host_of = |maps: Option<&Vec<LinuxIdMapping>>| {
-        maps.into_iter()
-            .flatten()
-            .find(|m| m.container_id() == 0)
-            .map(|m| m.host_id())
-            .unwrap_or(0)
-    };
-    let linux = bundle.spec.linux().as_ref();
-    (
-        host_of(linux.and_then(|l| l.uid_mappings().as_ref())),
-        host_of(linux.and_then(|l| l.gid_mappings().as_ref())),
-    )
-}
-
-/// The start gate. Writable by container root even when it maps to an unprivileged host user.
-fn make_exec_fifo(dir: &Path, bundle: &Bundle) -> Result<OwnedFd> {
-    let path = dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o622)).context("create the exec fifo")?;
-    // Explicitly, since mkfifo's mode is filtered by the umask: a non-root container user
-    // must be able to open the gate for writing.
-    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
-        .context("chmod the exec fifo")?;
-    let (uid, gid) = container_root_ids(bundle);
-    nix::unistd::chown(&path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-        .context("chown the exec fifo")?;
-    // Non-blocking O_PATH: no open of the fifo itself happens here.
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(&path)
-        .context("open the exec fifo")?;
-    Ok(f.into())
-}
-
-/// The socket init sends the terminal's master to, as runc decides it: a terminal needs a
-/// console socket (or a foreground `run`, which passes its own), and a console socket
-/// without a terminal is a mistake.
-pub fn console_socket(
-    terminal: bool,
-    path: Option<&Path>,
-    given: Option<OwnedFd>,
-) -> Result<Option<OwnedFd>> {
-    match (terminal, path, given) {
-        (true, _, Some(fd)) => Ok(Some(fd)),
-        (true, Some(path), None) => crate::tty::connect_socket(path).map(Some),
-        (true, None, None) => bail!("process.terminal is true, but no --console-socket was given to receive the terminal (needed unless berth runs in the foreground)"),
-        (false, Some(path), _) => bail!(
-            "--console-socket {}: given, but process.terminal is false (there is no terminal to send)",
-            path.display()
-        ),
-        (false, None, _) => Ok(None),
-    }
+    Ok(())
 }
 
 fn owner_name() -> String {
@@ -1154,6 +603,593 @@ impl Drop for Cleanup {
     }
 }
 
+/// The start gate. Writable by container root even when it maps to an unprivileged host user.
+fn make_exec_fifo(dir: &Path, bundle: &Bundle) -> Result<OwnedFd> {
+    let path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o622)).context("create the exec fifo")?;
+    // Explicitly, since mkfifo's mode is filtered by the umask: a non-root container user
+    // must be able to open the gate for writing.
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .context("chmod the exec fifo")?;
+    let (uid, gid) = container_root_ids(bundle);
+    nix::unistd::chown(&path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .context("chown the exec fifo")?;
+    // Non-blocking O_PATH: no open of the fifo itself happens here.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&path)
+        .context("open the exec fifo")?;
+    Ok(f.into())
+}
+
+/// The host uid and gid that container root maps to (0 without a user namespace).
+fn container_root_ids(bundle: &Bundle) -> (u32, u32) {
+    let host_of = |maps: Option<&Vec<LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+            .unwrap_or(0)
+    };
+    let linux = bundle.spec.linux().as_ref();
+    (
+        host_of(linux.and_then(|l| l.uid_mappings().as_ref())),
+        host_of(linux.and_then(|l| l.gid_mappings().as_ref())),
+    )
+}
+
+/// How many socket-activation fds systemd gave this process: LISTEN_FDS, when LISTEN_PID is us.
+pub fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) if ours => n,
+        _ => 0,
+    }
+}
+
+/// Starts the joiner, which joins the cgroups and namespaces and forks init (or
+/// becomes init when there is no PID or time namespace). The channel's parent end and the
+/// state lock stay with `create`.
+fn start_joiner(
+    cfg: &CreateConfig,
+    parent_end: &Channel,
+    child_end: Channel,
+    lock: RawFd,
+) -> Result<Pid> {
+    // Both ways below need it: no other thread may change the memory a vfork child borrows,
+    // or hold a lock a forked child would inherit taken.
+    debug_assert_eq!(
+        sys::thread_count(),
+        Some(1),
+        "berth starts the joiner from a single thread"
+    );
+    // A joiner that forks init and never waits for `create` (which a new user
+    // namespace's id maps need) can borrow berth's memory instead of copying it.
+    let ns = &cfg.namespaces;
+    // (The systemd driver has `create` work while the joiner waits: no vfork then.)
+    if ns.needs_fork() && !ns.is_listed(LinuxNamespaceType::User) && !cfg.cgroup_placed_by_parent {
+        let born_dir = cfg.cgroup.as_ref().and_then(open_v2_dir);
+        let born_in = born_dir.as_ref().map(|(i, _)| *i);
+        let cgroup_dir_fd = born_dir.as_ref().map(|(_, dir)| dir.as_raw_fd());
+        let mut joiner = || {
+            // Its own fd table: these closes leave the parent's fds alone.
+            let _ = nix::unistd::close(parent_end.as_raw_fd());
+            let _ = nix::unistd::close(lock);
+            // (The cgroup2 directory it was born in: no use to it, and it must not be seen
+            // among init's fds.)
+            if let Some(dir) = cgroup_dir_fd {
+                let _ = nix::unistd::close(dir);
+            }
+            // SAFETY: the fd is this process's own copy (no CLONE_FILES); the parent's Channel
+            // that also names it is neither used nor dropped here.
+            let chan = unsafe { Channel::from_raw_fd(child_end.as_raw_fd()) };
+            joiner_main(cfg, chan, born_in)
+        };
+        let cgroup = born_dir.as_ref().map(|(_, dir)| dir.as_raw_fd());
+        // The dumpable flag belongs to the address space: the joiner clears it for
+        // itself and init, and `create` gets its own back.
+        let dumpable = nix::sys::prctl::get_dumpable().context("prctl(PR_GET_DUMPABLE)")?;
+        // What the joiner relies on from `create`'s memory, which it runs on (heap,
+        // statics, this frame) while `create` is suspended, until it exits:
+        // - it reads, by shared reference, `cfg` (bundle and spec, namespaces, cgroup
+        //   placement) and the fd numbers and `born_in` captured from this frame, all alive
+        //   until `create` resumes; it takes no ownership of any of them: `chan` is a new
+        //   Channel made from `child_end`'s number, and the fds it closes are closed in its
+        //   own fd table (no CLONE_FILES), so no OwnedFd or Channel of `create`'s is dropped;
+        // - it allocates and frees its own temporaries (paths, errors, encoded messages, log
+        //   lines) through the shared allocator and logger, consistent because `create` is
+        //   suspended and has no other thread (asserted above); what it still holds at
+        //   `_exit` stays allocated in `create`, a few small blocks;
+        // - it changes nothing `create` uses afterwards, except what belongs to the address
+        //   space and not the task: the dumpable flag, restored just below (the signal mask
+        //   and dispositions, namespaces, cgroups, CPU affinity and oom_score_adj it changes
+        //   are its own);
+        // - it never returns into `create`'s frames and runs no exit handler: `joiner_main` ends        //   in `vfork_entry`'s `_exit`, or `fail`'s; init and `hand_over`'s child are forked
+        //   from it, copies that run on memory of their own.
+        let spawned = sys::vfork_into_cgroup(cgroup, &mut joiner);
+        nix::sys::prctl::set_dumpable(dumpable).context("prctl(PR_SET_DUMPABLE)")?;
+        match spawned {
+            Ok(child) => return Ok(child),
+            Err(e) => log::debug!("clone3(CLONE_VM | CLONE_VFORK): {e}; forking instead"),
+        }
+    }
+    let born_into = cfg.cgroup.as_ref().filter(|_| !cfg.cgroup_placed_by_parent);
+    let (forked, born_in) = fork_joiner(born_into)?;
+    match forked {
+        ForkResult::Child => {
+            let _ = nix::unistd::close(parent_end.as_raw_fd());
+            // The state lock belongs to `create`; init must not keep it alive.
+            let _ = nix::unistd::close(lock);
+            let code = joiner_main(cfg, child_end, born_in);
+            // SAFETY: ends the forked joiner once it has forked init.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// The container's cgroup2 directory (on a v2 host, or the unified hierarchy of a hybrid
+/// one), opened for CLONE_INTO_CGROUP, with its index in the placement's directories.
+fn open_v2_dir(cgroup: &cgroups::Placement) -> Option<(usize, fs::File)> {
+    let i = cgroup.v2_index()?;
+    let path = &cgroup.dirs[i].path;
+    // O_PATH is enough for CLONE_INTO_CGROUP; O_CLOEXEC keeps it from any exec.
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| log::debug!("open {}: {e}", path.display()))
+        .ok()
+        .map(|dir| (i, dir))
+}
+
+/// Forks a joiner (of `create` or `exec`). Where the container has a cgroup2
+/// directory the child is born in it (clone3 with CLONE_INTO_CGROUP), so nobody writes its
+/// cgroup.procs; the child joins any v1 hierarchies itself (`Placement::join_self`). Without
+/// one, or where the kernel lacks clone3, it is a plain fork and the child joins them all.
+/// Returns the index of the directory the child was born in, if any.
+fn fork_joiner(cgroup: Option<&cgroups::Placement>) -> Result<(ForkResult, Option<usize>)> {
+    debug_assert_eq!(
+        sys::thread_count(),
+        Some(1),
+        "berth forks a joiner from a single thread"
+    );
+    if let Some((i, dir)) = cgroup.and_then(open_v2_dir) {
+        match sys::fork_into_cgroup(&dir) {
+            Ok(forked) => return Ok((forked, Some(i))),
+            Err(e) => log::debug!("clone3(CLONE_INTO_CGROUP): {e}; forking instead"),
+        }
+    }
+    // SAFETY: berth is single-threaded (no threads, no async runtime), so the child may run
+    // any code after fork.
+    let forked = unsafe { fork() }.context("fork the container's setup process")?;
+    Ok((forked, None))
+}
+
+/// The systemd driver's half of the cgroup: systemd starts the container's scope unit with
+/// the (waiting) joiner in it and the resource properties it knows; then berth makes
+/// the unit's directories on any hierarchy systemd left out (v1's cpuset, freezer, ...),
+/// enables v2 controllers, and writes every limit and the device rules, as without systemd.
+fn place_in_systemd_scope(
+    systemd: &cgroups::systemd::Systemd,
+    unit: &cgroups::systemd::Unit,
+    setup_pid: Pid,
+    spec: &oci_spec::runtime::Spec,
+    cgroup: &cgroups::Placement,
+    guard: &mut Cleanup,
+) -> Result<()> {
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    // (TasksMax comes once init is at the gate: see `Placement::apply_pids_limit`.)
+    let mut props = match resources {
+        Some(r) => {
+            let mut r = r.clone();
+            r.set_pids(None);
+            cgroups::systemd::resource_properties(&r, cgroup.is_v2())?
+        }
+        None => Vec::new(),
+    };
+    // (The user's instance can have no device policy: a rootless container cannot make
+    // device nodes anyway, as runc has it.)
+    let user = cgroup.systemd_user();
+    if !user {
+        let device_rules = cgroups::resources::device_rules(spec);
+        props.extend(cgroups::systemd::device_properties(&device_rules)?);
+    }
+    if let Some(annotations) = spec.annotations() {
+        props.extend(cgroups::systemd::annotation_properties(annotations)?);
+    }
+    systemd
+        .start_scope(unit, setup_pid.as_raw(), props)
+        .with_context(|| {
+            format!(
+                "--systemd-cgroup: linux.cgroupsPath {:?} in {}",
+                unit.name, unit.slice
+            )
+        })?;
+    // Only now are the unit and its cgroup this container's to undo: a unit of that name
+    // that existed already (another container's) is refused above and left alone.
+    guard.cgroup = Some(cgroup.clone());
+    cgroup.create()?;
+    cgroup.apply_resources(spec, user)
+}
+
+/// Serves the child's requests until init reports `Ready`; returns init's pid.
+fn wait_for_ready(
+    chan: &Channel,
+    child: Pid,
+    cfg: &CreateConfig,
+    state: &State,
+    guard: &mut Cleanup,
+) -> Result<Pid> {
+    let mut init_pid = None;
+    // Ready (from init) may overtake InitPid (from the joiner that forked it): two
+    // senders, and on a busy host the joiner may not run again before init is done.
+    let mut ready = false;
+    let mut hooks_due = false;
+    // With a PID namespace, init's notify fd may in theory overtake the middle process's
+    // InitPid: then it waits here for the pid the agent must be told.
+    let mut notify_fd = None;
+    let mut watch = cgroups::freezer::Watch::new(cfg.cgroup.as_ref());
+    let mut usernses = crate::rootfs::idmap::UserNamespaces::default();
+    loop {
+        watch.wait_readable(chan, &[Some(child), init_pid])?;
+        match chan.recv_with_fd()? {
+            Some((Message::UsernsCreated, _)) => {
+                write_id_maps(child, &cfg.bundle)?;
+                chan.send(&Message::UsernsMapped)?;
+            }
+            Some((Message::TimeNamespaceCreated, _)) => {
+                namespaces::write_time_offsets(&cfg.bundle.spec, &child.to_string())?;
+                chan.send(&Message::TimeOffsetsWritten)?;
+            }
+            Some((Message::InitPid(p), _)) => {
+                // Each init in turn (one handed over to forks the next): its threads and
+                // children follow it into the group.
+                if let Some(group) = &state.intel_rdt {
+                    group.add(p)?;
+                }
+                // A later pid is the process the earlier one handed over to (and reaped
+                // once create is done).
+                match init_pid.replace(Pid::from_raw(p)) {
+                    Some(earlier) => guard.pids.push(earlier),
+                    // In its network namespace by now; before any hook, as runc.
+                    None => crate::net_devices::move_into(&cfg.bundle.spec, Pid::from_raw(p))?,
+                }
+            }
+            Some((Message::MountSourceWanted(i), mount_ns)) => {
+                let mount_ns = mount_ns
+                    .context("sync channel: a source asked for without the mount namespace")?;
+                let source = clone_mount_source(cfg, i, &mount_ns, &mut usernses)?;
+                chan.send_fd(&Message::MountSource, source.as_fd())?;
+            }
+            Some((Message::SeccompNotifyFd, fd)) => {
+                notify_fd = Some(fd.context("sync channel: notify fd message without the fd")?)
+            }
+            Some((Message::HooksPoint, _)) => hooks_due = true,
+            Some((Message::Ready, _)) => {
+                ready = true;
+                if init_pid.is_none() {
+                    // The joiner sends InitPid just before it exits: once it has
+                    // exited, the pid is in the channel or never will be (init, waiting
+                    // for StateSaved, keeps the channel open).
+                    waitpid(child, None).context("wait for the setup process")?;
+                    if !chan.has_message()? {
+                        bail!("the container's setup process exited without reporting init's pid");
+                    }
+                }
+            }
+            Some((Message::Error(e), _)) => return Err(anyhow::Error::new(e)),
+            Some((m, _)) => bail!("sync channel: unexpected {m:?} during create"),
+            None => bail!("container setup exited without reporting an error"),
+        }
+        if let (Some(pid), true) = (init_pid, hooks_due) {
+            hooks_due = false;
+            // From here the container exists as far as hooks can tell: undoing it runs the
+            // poststop hooks (runtime-spec lifecycle, step 12 onwards).
+            guard.poststop = Some(state.oci_json(ContainerState::Stopped, pid.as_raw())?);
+            let creating = state.oci_json(ContainerState::Creating, pid.as_raw())?;
+            // config.md (runtime-spec 1.1+, as runc): the deprecated prestart hooks run here,
+            // during create and before createRuntime, in the runtime's namespaces.
+            for kind in [hooks::Kind::Prestart, hooks::Kind::CreateRuntime] {
+                hooks::run(state.hooks.as_ref(), kind, &creating, Some(&state.bundle))?;
+            }
+            let created = state.oci_json(ContainerState::Created, pid.as_raw())?;
+            chan.send(&Message::HookState { creating, created })?;
+        }
+        if let (Some(pid), Some(_)) = (init_pid, &notify_fd) {
+            let fd = notify_fd.take().expect("checked above");
+            pass_notify_fd(cfg, state, pid, fd)?;
+            chan.send(&Message::SeccompNotifyFdSent)?;
+        }
+        if let (Some(pid), true) = (init_pid, ready) {
+            return Ok(pid);
+        }
+    }
+}
+
+fn write_id_maps(child: Pid, bundle: &Bundle) -> Result<()> {
+    let linux = bundle.spec.linux().as_ref();
+    namespaces::write_id_maps(
+        child,
+        linux
+            .and_then(|l| l.uid_mappings().as_deref())
+            .unwrap_or(&[]),
+        linux
+            .and_then(|l| l.gid_mappings().as_deref())
+            .unwrap_or(&[]),
+    )
+}
+
+/// The source of `mounts[index]`, cloned (and idmapped, when the entry asks) as root on the
+/// host in the container's mount namespace, open at `mount_ns`, for init to mount: by a
+/// process forked for it, since joining a mount namespace changes the joiner's root and cwd.
+fn clone_mount_source(
+    cfg: &CreateConfig,
+    index: usize,
+    mount_ns: &OwnedFd,
+    usernses: &mut crate::rootfs::idmap::UserNamespaces,
+) -> Result<OwnedFd> {
+    use crate::rootfs::idmap;
+    let bundle = &cfg.bundle;
+    let destination = bundle
+        .spec
+        .mounts()
+        .as_deref()
+        .and_then(|ms| ms.get(index))
+        .map(|m| m.destination().display().to_string())
+        .unwrap_or_default();
+    let context = || format!("mounts[{index}] ({destination})");
+    let order = idmap::clone_order(&bundle.spec, &bundle.dir, &bundle.rootfs, index, usernses)
+        .with_context(context)?;
+    let (ours, theirs) = channel::pair()?;
+    // SAFETY: berth is single-threaded, so the child may run any code after fork; it ends
+    // with _exit.
+    match unsafe { fork() }.context("fork to clone a mount source")? {
+        ForkResult::Child => {
+            drop(ours);
+            let sent = match idmap::clone_in(mount_ns.as_fd(), &order) {
+                Ok(clone) => theirs.send_fd(&Message::MountSource, clone.as_fd()),
+                Err(e) => theirs.send(&Message::Error(Failure::new(Step::MountSource, &e))),
+            };
+            // SAFETY: ends the forked child at once, running nothing of the parent's.
+            unsafe { libc::_exit(i32::from(sent.is_err())) }
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            let reply = ours.recv_with_fd();
+            let _ = waitpid(child, None);
+            match reply? {
+                Some((Message::MountSource, Some(fd))) => Ok(fd),
+                Some((Message::Error(e), _)) => Err(anyhow::Error::new(e)).with_context(context),
+                _ => Err(anyhow!("the process cloning it exited without a word"))
+                    .with_context(context),
+            }
+        }
+    }
+}
+
+/// Gives a seccomp agent the notify fd, with the container's state as the agent expects it:
+/// status `creating`, init's pid.
+fn pass_notify_fd(cfg: &CreateConfig, state: &State, init_pid: Pid, fd: OwnedFd) -> Result<()> {
+    let profile = cfg
+        .bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .context("a notify fd without linux.seccomp")?;
+    let oci_state = state.to_oci(ContainerState::Creating, init_pid.as_raw())?;
+    crate::seccomp::send_to_listener(profile, oci_state, init_pid.as_raw(), fd.as_fd())
+}
+
+/// The joiner: cgroup, user namespace (mapped by the parent), the other namespaces,
+/// then init. Returns the exit code when it has forked init.
+fn joiner_main(cfg: &CreateConfig, chan: Channel, born_in: Option<usize>) -> i32 {
+    let late_pid_ns =
+        match join_cgroup(cfg, &chan, born_in).and_then(|()| enter_namespaces(cfg, &chan)) {
+            Ok(entered) => entered,
+            Err(e) => fail(&chan, Step::Join, e),
+        };
+    if !cfg.namespaces.needs_fork() {
+        if let Err(e) = chan.send(&Message::InitPid(nix::unistd::getpid().as_raw())) {
+            fail(&chan, Step::Fork, e);
+        }
+        init::run(cfg, chan, None)
+    }
+    if late_pid_ns.is_some() {
+        // Init builds the container and then hands over to the one it forks into the PID
+        // namespace: both report their pid, in order.
+        if let Err(e) = hand_over(&chan) {
+            fail(&chan, Step::Fork, e.context("fork the container's init"));
+        }
+        init::run(cfg, chan, late_pid_ns)
+    }
+    // SAFETY: single-threaded, as above. When this process borrows `create`'s memory, init
+    // gets a copy of it, as fork makes one.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => init::run(cfg, chan, None),
+        Ok(ForkResult::Parent { child }) => {
+            i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err())
+        }
+        Err(e) => fail(
+            &chan,
+            Step::Fork,
+            anyhow!(e).context("fork the container's init"),
+        ),
+    }
+}
+
+/// `begin_joiner` with `create`'s settings, then the CPUs: init gets every CPU of its
+/// cpuset, not berth's own affinity (runc does the same).
+fn join_cgroup(cfg: &CreateConfig, chan: &Channel, born_in: Option<usize>) -> Result<()> {
+    let oom_score_adj = cfg
+        .bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj());
+    let wait_for_placement = || match cfg.cgroup_placed_by_parent {
+        true => chan.expect(&Message::CgroupPlaced),
+        false => Ok(()),
+    };
+    let first_not_passed = sys::first_fd_past(cfg.listen_fds, cfg.preserve_fds)?;
+    let cgroup = cfg.cgroup.as_ref();
+    begin_joiner(
+        first_not_passed,
+        oom_score_adj,
+        wait_for_placement,
+        cgroup,
+        born_in,
+    )?;
+    crate::cpu_affinity::reset();
+    Ok(())
+}
+
+/// The first steps of a joiner, `create`'s and `exec`'s alike, in this order:
+/// - no fd of berth's past stdio and those passed on (from `first_not_passed`) may reach the
+///   container (CVE-2024-21626); done first, before any seccomp profile (which may not allow
+///   close_range) and before anything of the container is joined;
+/// - no signal blocked or caught: `run` and a foreground `exec` block them to relay them;
+/// - not dumpable: until the user process is exec'd this process runs berth's own binary,
+///   and nothing in the container (a process of a shared PID namespace, say) may ptrace it
+///   or open its /proc/PID/exe, fds or memory (CVE-2019-5736); execve makes the user process
+///   dumpable again;
+/// - `process.oomScoreAdj`, written as root on the host side: once non-dumpable (and in a
+///   user namespace) the process could no longer write its own /proc files; inherited by
+///   what it forks. (A joiner that borrows `create`'s memory still has its own: the kernel
+///   keeps a vfork child's score apart);
+/// - the cgroup, once `placed` returns (the systemd driver's wait for its scope), from the
+///   cgroup2 directory it was `born_in` if any.
+pub(super) fn begin_joiner(
+    first_not_passed: u32,
+    oom_score_adj: Option<i32>,
+    placed: impl FnOnce() -> Result<()>,
+    cgroup: Option<&cgroups::Placement>,
+    born_in: Option<usize>,
+) -> Result<()> {
+    sys::cloexec_from(first_not_passed)?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .context("reset the signal mask")?;
+    crate::signals::reset_dispositions()?;
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+    if let Some(adj) = oom_score_adj {
+        crate::procfs::Procfs::open()
+            .and_then(|proc| proc.write("self/oom_score_adj", &adj.to_string()))
+            .context("process.oomScoreAdj")?;
+    }
+    placed()?;
+    if let Some(cgroup) = cgroup {
+        cgroup.join_self(born_in)?;
+    }
+    Ok(())
+}
+
+/// Joins and creates the container's namespaces. Returns the PID namespace that init is to
+/// join later, once the rootfs is the container's (see `init::enter_pid_namespace`).
+fn enter_namespaces(cfg: &CreateConfig, chan: &Channel) -> Result<Option<OwnedFd>> {
+    let ns = &cfg.namespaces;
+    // As runc's nsexec: with a user namespace, the namespaces to join that the host's root
+    // may join are joined first (one owned by another user namespace cannot be joined from
+    // inside the container's), then the user namespace, then the rest (a rootless caller
+    // may join those only from inside it). Mount and PID namespaces keep their places below.
+    use LinuxNamespaceType::{Mount, Pid as PidNs, User};
+    let joined_early = match ns.is_listed(User) {
+        true => ns.try_join_paths(|t| !matches!(t, User | Mount | PidNs))?,
+        false => Vec::new(),
+    };
+    ns.join_paths(|t| t == LinuxNamespaceType::User)?;
+    if ns.is_new(LinuxNamespaceType::User) {
+        Namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        // A non-root parent can open our /proc/PID/uid_map only while we are dumpable (as
+        // runc's nsexec does); nothing of the container exists yet to take advantage.
+        let unprivileged = !nix::unistd::geteuid().is_root();
+        if unprivileged {
+            nix::sys::prctl::set_dumpable(true).context("prctl(PR_SET_DUMPABLE, 1)")?;
+        }
+        chan.send(&Message::UsernsCreated)?;
+        chan.expect(&Message::UsernsMapped)?;
+        if unprivileged {
+            nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
+        }
+    }
+    // New or joined (another container's), as runc: the setup goes on as the namespace's
+    // root, whose ids are mapped there (the host's are not: mkdir would fail EOVERFLOW).
+    if ns.is_listed(LinuxNamespaceType::User) {
+        let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
+        nix::unistd::setresgid(root_gid, root_gid, root_gid)
+            .context("become gid 0 in the user namespace")?;
+        nix::unistd::setresuid(root_uid, root_uid, root_uid)
+            .context("become uid 0 in the user namespace")?;
+    }
+    // A process born in a PID namespace that another container's processes see, while its
+    // root is still the host's, is open to any of them that may ptrace (CAP_SYS_PTRACE):
+    // /proc/PID/root leads to the host. So a PID namespace given by path is joined only
+    // after pivot_root, where the kernel can mount that namespace's proc from outside it;
+    // elsewhere it is joined here, as runc does.
+    let late_pid_ns = match ns.join_path(LinuxNamespaceType::Pid) {
+        Some(path) => Some(
+            fs::File::open(path)
+                .with_context(|| format!("open pid namespace {}", path.display()))?,
+        ),
+        None => None,
+    }
+    .map(OwnedFd::from)
+    .filter(|fd| sys::proc_takes_pidns(fd.as_fd()));
+    let join_late = |t| t == LinuxNamespaceType::Pid && late_pid_ns.is_some();
+    ns.join_paths(|t| {
+        t != LinuxNamespaceType::User && !join_late(t) && !joined_early.contains(&t)
+    })?;
+    Namespaces::unshare(ns.new - nix::sched::CloneFlags::CLONE_NEWUSER)?;
+    if ns.is_new(LinuxNamespaceType::Time) {
+        if ns.is_new(LinuxNamespaceType::User) {
+            chan.send(&Message::TimeNamespaceCreated)?;
+            chan.expect(&Message::TimeOffsetsWritten)?;
+        } else {
+            namespaces::write_time_offsets(&cfg.bundle.spec, "self")?;
+        }
+    }
+    Ok(late_pid_ns)
+}
+
+/// Forks the process that carries on towards the container's init, born `create`'s child
+/// (CLONE_PARENT, so `create` reaps this one), reports its pid and exits. Returns in the
+/// child, once the report is out: `create` hears every pid before what the child sends.
+fn hand_over(chan: &Channel) -> Result<()> {
+    let (reported, report_done) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match sys::fork_sibling()? {
+        ForkResult::Parent { child } => {
+            let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
+            // SAFETY: ends this process once it has reported the child; closing
+            // `report_done` lets the child go on.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Child => {
+            drop(report_done);
+            let mut byte = [0u8; 1];
+            // End of file once the parent has reported (or died).
+            while nix::unistd::read(reported.as_raw_fd(), &mut byte)
+                .is_err_and(|e| e == nix::errno::Errno::EINTR)
+            {}
+            Ok(())
+        }
+    }
+}
+
+/// Reports `err` to the parent and exits; used by the joiners and init.
+fn fail(chan: &Channel, step: Step, err: anyhow::Error) -> ! {
+    let _ = chan.send(&Message::Error(Failure::new(step, &err)));
+    // SAFETY: ends this process at once; nothing it holds needs flushing, and a joiner
+    // that borrows `create`'s memory must not run exit handlers on it.
+    unsafe { libc::_exit(1) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1191,9 +1227,9 @@ mod tests {
         assert!(!is_rootless(&opts(None, true), || true, || None));
     }
 
-    fn setup_config() -> SetupConfig {
+    fn setup_config() -> CreateConfig {
         let spec = oci_spec::runtime::Spec::default();
-        SetupConfig {
+        CreateConfig {
             namespaces: Namespaces::from_spec(&spec),
             bundle: Bundle {
                 dir: "/b".into(),
@@ -1206,7 +1242,7 @@ mod tests {
             no_new_keyring: false,
             preserve_fds: 0,
             listen_fds: 0,
-            own_binary: setup::OwnBinary::default(),
+            own_binary: user_process::OwnBinary::default(),
             console_socket: None,
             cgroup_placed_by_parent: false,
             in_user_namespace: false,
@@ -1223,7 +1259,7 @@ mod tests {
     }
 
     /// What `create` makes of these messages from its children; a real child process (one
-    /// that exits at once) stands in for the setup process.
+    /// that exits at once) stands in for the joiner.
     fn wait_for_ready_given(messages: &[Message]) -> Result<Pid> {
         let (cfg, state) = (setup_config(), state());
         let (parent, child) = channel::pair().unwrap();
@@ -1252,7 +1288,7 @@ mod tests {
     }
 
     #[test]
-    fn init_ready_may_come_before_the_setup_process_sends_its_pid() {
+    fn init_ready_may_come_before_the_joiner_sends_its_pid() {
         for order in [
             [Message::InitPid(42), Message::Ready],
             [Message::Ready, Message::InitPid(42)],
@@ -1260,7 +1296,7 @@ mod tests {
             let pid = wait_for_ready_given(&order);
             assert_eq!(pid.unwrap(), Pid::from_raw(42), "{order:?}");
         }
-        // A setup process gone without sending the pid is an error, not a wait forever.
+        // A joiner gone without sending the pid is an error, not a wait forever.
         let e = wait_for_ready_given(&[Message::Ready]).unwrap_err();
         assert!(
             e.to_string().contains("without reporting init's pid"),

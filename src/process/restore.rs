@@ -188,8 +188,8 @@ pub fn restore(root: &Path, args: &RestoreArgs) -> Result<i32> {
     let answer = session.call(&req, |n| {
         match (n.script.as_str(), n.pid) {
             ("setup-namespaces", Some(pid)) => {
-                guard.poststop = Some(hooks::state_json(&state, ContainerState::Stopped, pid)?);
-                let creating = hooks::state_json(&state, ContainerState::Creating, pid)?;
+                guard.poststop = Some(state.oci_json(ContainerState::Stopped, pid)?);
+                let creating = state.oci_json(ContainerState::Creating, pid)?;
                 for kind in [hooks::Kind::Prestart, hooks::Kind::CreateRuntime] {
                     hooks::run(state.hooks.as_ref(), kind, &creating, Some(&state.bundle))?;
                 }

@@ -13,7 +13,7 @@ use nix::unistd::{chdir, execve, faccessat, setresgid, setresuid, AccessFlags, G
 use oci_spec::runtime::{Process, Spec};
 
 use crate::capabilities::CapabilitySets;
-use crate::channel::{Channel, Message};
+use crate::channel::{Channel, Message, OsError};
 use crate::sys;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -189,11 +189,15 @@ pub fn exec(p: Prepared) -> anyhow::Error {
     }
     match execve(&p.exe, &p.args, &p.env) {
         // runc's words for a failed execve (Go's PathError: the path unquoted).
-        Err(e) => anyhow::anyhow!(
-            "process.args[0]: exec {}: {}",
-            p.exe.to_string_lossy(),
-            errno_words(e)
-        ),
+        Err(e) => OsError {
+            errno: e,
+            message: format!(
+                "process.args[0]: exec {}: {}",
+                p.exe.to_string_lossy(),
+                errno_words(e)
+            ),
+        }
+        .into(),
         Ok(never) => match never {},
     }
 }
@@ -324,10 +328,12 @@ pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
         }
         // Engines read the reason from these words: docker and podman exit 127 for "no such
         // file or directory" and 126 for "permission denied", as with runc.
-        if std::fs::metadata(&p).is_err() {
-            bail!("process.args[0]: exec {name:?}: no such file or directory in the container");
-        }
-        bail!("process.args[0]: exec {name:?}: permission denied: not an executable file");
+        let (errno, why) = match std::fs::metadata(&p) {
+            Err(_) => (Errno::ENOENT, "no such file or directory in the container"),
+            Ok(_) => (Errno::EACCES, "permission denied: not an executable file"),
+        };
+        let message = format!("process.args[0]: exec {name:?}: {why}");
+        return Err(OsError { errno, message }.into());
     }
     let path = env
         .iter()
@@ -337,8 +343,14 @@ pub fn lookup_executable(name: &str, env: &[String]) -> Result<PathBuf> {
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(name))
         .find(|p| is_executable(p))
-        .with_context(|| {
-            format!("process.args[0]: exec {name:?}: executable file not found in $PATH ({path})")
+        .ok_or_else(|| {
+            OsError {
+                errno: Errno::ENOENT,
+                message: format!(
+                    "process.args[0]: exec {name:?}: executable file not found in $PATH ({path})"
+                ),
+            }
+            .into()
         })
 }
 
@@ -446,36 +458,33 @@ mod tests {
     #[test]
     fn finds_executables_on_path_and_by_path() {
         let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
+        // The words engines read (126/127) and the errno as data, for each refusal.
+        let refused = |name: &str| {
+            let e = lookup_executable(name, &env).unwrap_err();
+            (format!("{e:#}"), crate::channel::errno_of(&e))
+        };
         let sh = lookup_executable("sh", &env).unwrap();
         assert!(sh.ends_with("sh") && sh.is_absolute());
         assert_eq!(
             lookup_executable("/bin/sh", &env).unwrap(),
             PathBuf::from("/bin/sh")
         );
-        let e = format!(
-            "{:#}",
-            lookup_executable("no-such-program-x", &env).unwrap_err()
-        );
+        let (e, errno) = refused("no-such-program-x");
         assert!(e.contains("executable file not found in $PATH"), "{e}");
+        assert_eq!(errno, Some(libc::ENOENT));
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("plain");
         std::fs::write(&plain, "x").unwrap();
-        let e = format!(
-            "{:#}",
-            lookup_executable(plain.to_str().unwrap(), &env).unwrap_err()
-        );
+        let (e, errno) = refused(plain.to_str().unwrap());
         assert!(e.contains("permission denied: not an executable"), "{e}");
-        let e = format!(
-            "{:#}",
-            lookup_executable(dir.path().to_str().unwrap(), &env).unwrap_err()
-        );
+        assert_eq!(errno, Some(libc::EACCES));
+        let (e, errno) = refused(dir.path().to_str().unwrap());
         assert!(e.contains("permission denied"), "{e}");
+        assert_eq!(errno, Some(libc::EACCES));
         let missing = dir.path().join("missing");
-        let e = format!(
-            "{:#}",
-            lookup_executable(missing.to_str().unwrap(), &env).unwrap_err()
-        );
+        let (e, errno) = refused(missing.to_str().unwrap());
         assert!(e.contains("no such file or directory"), "{e}");
+        assert_eq!(errno, Some(libc::ENOENT));
     }
 
     #[test]
