@@ -997,15 +997,10 @@ fn a_bad_exec_cpu_affinity_is_refused_at_create_and_at_exec() {
 #[test]
 fn intel_rdt_is_placed_or_refused_by_name_never_ignored() {
     let rt = Runtime::new();
-    let resctrl = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .find(|l| {
-            l.split(" - ")
-                .nth(1)
-                .is_some_and(|t| t.starts_with("resctrl "))
-        })
-        .and_then(|l| l.split(' ').nth(4).map(std::path::PathBuf::from));
+    let resctrl = harness::my_mounts()
+        .into_iter()
+        .find(|m| m.fs_type == "resctrl")
+        .map(|m| m.mount_point);
     let Some(resctrl) = resctrl else {
         config_fails(
             &rt,

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use procfs::FromBufRead;
 use serde_json::{json, Value};
 
 use crate::harness::{self, stderr, stdout, Bundle, Runtime};
@@ -204,10 +205,8 @@ fn a_fork_bomb_stops_at_pids_limit() {
 
 /// utime+stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = stat.rsplit(") ").next().unwrap();
-    let f: Vec<&str> = rest.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    let stat = harness::stat_of(pid);
+    stat.utime + stat.stime
 }
 
 fn frozen_on_host(id: &str) -> bool {
@@ -458,10 +457,11 @@ fn a_limit_the_host_cannot_take_names_the_resource_and_file() {
     let out = rt.create(&b, &id, &[]);
     // Named as the hierarchy hugetlb is bound to calls it: a v1 one, or cgroup2 (a v2 host,
     // or a hybrid one that keeps hugetlb on cgroup2, as this project's machines do).
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let v1_hugetlb = mountinfo
-        .lines()
-        .any(|l| l.contains(" - cgroup cgroup ") && l.split(',').any(|o| o == "hugetlb"));
+    let v1_hugetlb = harness::my_mounts().iter().any(|m| {
+        m.fs_type == "cgroup"
+            && m.mount_source.as_deref() == Some("cgroup")
+            && m.super_options.contains_key("hugetlb")
+    });
     let file = match v1_hugetlb {
         true => "hugetlb.3MB.limit_in_bytes",
         false => "hugetlb.3MB.max",
@@ -597,12 +597,11 @@ fn a_relative_cgroups_path_is_taken_from_berths_own_cgroup() {
     b.edit(|c| c["linux"]["cgroupsPath"] = json!(name));
     let pid = start(&rt, &b, &id);
     // The test process's own cgroup on each hierarchy, plus the relative path.
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let init = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    for (mine, theirs) in own.lines().zip(init.lines()) {
-        let mine = mine.splitn(3, ':').nth(2).unwrap().trim_end_matches('/');
-        let theirs = theirs.splitn(3, ':').nth(2).unwrap();
-        assert_eq!(theirs, format!("{mine}/{name}"), "{init}");
+    let own = harness::cgroups_of_process(std::process::id() as i32);
+    let init = harness::cgroups_of_process(pid);
+    for (mine, theirs) in own.iter().zip(&init) {
+        let mine = mine.pathname.trim_end_matches('/');
+        assert_eq!(theirs.pathname, format!("{mine}/{name}"), "{init:?}");
     }
     rt.delete_force(&id);
     // The parent berth made on the way stays, as with runc; the container's own is gone.
@@ -899,8 +898,11 @@ fn the_setup_process_joins_without_moving_a_thread_group() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).is_empty(), "no cgroups listed");
-    let has_cgroup2 = stdout(&out).lines().any(|l| l.starts_with("0::"));
-    let has_v1 = stdout(&out).lines().any(|l| !l.starts_with("0::"));
+    let listed = procfs::ProcessCGroups::from_buf_read(stdout(&out).as_bytes())
+        .unwrap_or_else(|e| panic!("not /proc/self/cgroup ({e}): {}", stdout(&out)))
+        .0;
+    let has_cgroup2 = listed.iter().any(harness::is_cgroup2);
+    let has_v1 = listed.iter().any(|g| !harness::is_cgroup2(g));
     if has_cgroup2 {
         assert!(
             log.lines()
@@ -922,10 +924,10 @@ fn the_setup_process_joins_without_moving_a_thread_group() {
         "cgroup.procs was written:\n{log}"
     );
     // And the container's process is in its cgroup on every hierarchy.
-    for line in stdout(&out).lines() {
+    for g in &listed {
         assert!(
-            line.ends_with(&format!("/{id}")),
-            "not in its cgroup: {line}"
+            g.pathname.ends_with(&format!("/{id}")),
+            "not in its cgroup: {g:?}"
         );
     }
     rt.assert_nothing_left(&id);

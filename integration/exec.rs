@@ -56,14 +56,11 @@ fn exec_detached(rt: &Runtime, b: &Bundle, extra: &[&str], id: &str, cmd: &[&str
         .unwrap()
 }
 
-/// A field of /proc/PID/status.
-fn status_field(pid: i32, field: &str) -> String {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
-        .trim()
-        .to_string()
+/// The NSpid of /proc/PID/status: the pid in each PID namespace, outermost first.
+fn nspid(pid: i32) -> Vec<i32> {
+    harness::status_of(pid)
+        .nspid
+        .unwrap_or_else(|| panic!("NSpid not in /proc/{pid}/status"))
 }
 
 /// The host pids in the container's cgroups (read from the host's cgroup files).
@@ -116,17 +113,14 @@ fn exec_joins_every_namespace_and_the_cgroup_of_init() {
     for ns in ["mnt", "pid", "net", "ipc", "uts"] {
         assert_ne!(ns_link(&pid.to_string(), ns), ns_link("self", ns), "{ns}");
     }
-    assert_eq!(
-        fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap(),
-        fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap()
-    );
+    assert_eq!(proc_cgroup(pid), proc_cgroup(init));
     assert!(
         cgroup_pids(&id).contains(&pid),
         "{pid} not in the container's cgroup.procs"
     );
     // In the container's PID namespace (host pid, then the container's), and the same root.
-    let nspid = status_field(pid, "NSpid");
-    assert_eq!(nspid.split_whitespace().count(), 2, "NSpid {nspid}");
+    let nspid = nspid(pid);
+    assert_eq!(nspid.len(), 2, "NSpid {nspid:?}");
     assert_eq!(
         fs::read_link(format!("/proc/{pid}/root")).unwrap(),
         fs::read_link(format!("/proc/{init}/root")).unwrap()
@@ -276,9 +270,9 @@ fn process_json_as_containerd_sends_it() {
     fs::write(&file, serde_json::to_vec(&process).unwrap()).unwrap();
     let pid = exec_detached(&rt, &b, &["--process", file.to_str().unwrap()], &id, &[]);
     assert!(alive(pid), "the pid file must name the live process");
-    let nspid = status_field(pid, "NSpid");
-    let in_container: i32 = nspid.split_whitespace().last().unwrap().parse().unwrap();
-    assert!(in_container > 1, "NSpid {nspid}");
+    let nspid = nspid(pid);
+    let in_container = *nspid.last().unwrap();
+    assert!(in_container > 1, "NSpid {nspid:?}");
     assert_eq!(
         ns_link(&pid.to_string(), "pid"),
         ns_link(&init.to_string(), "pid")
@@ -455,13 +449,9 @@ fn ignore_paused_lets_exec_into_a_paused_container_run_once_resumed() {
 /// /proc/PID/cgroup read from the host: (controllers, path) per hierarchy, in the kernel's
 /// order ("" for cgroup2).
 fn proc_cgroup(pid: i32) -> Vec<(String, String)> {
-    fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut f = l.splitn(3, ':').skip(1);
-            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
-        })
+    harness::cgroups_of_process(pid)
+        .into_iter()
+        .map(|g| (g.controllers.join(","), g.pathname))
         .collect()
 }
 

@@ -7,6 +7,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
+use procfs::process::{MountInfo, MountOptFields};
 use serde_json::json;
 
 use crate::harness::{self, stderr, stdout, Bundle, Runtime};
@@ -30,17 +31,9 @@ fn mount(args: &[&str], path: &Path) -> bool {
         .success()
 }
 
-/// The mountinfo line (inside the container) of the mount at `dest`.
-fn mount_line<'a>(mountinfo: &'a str, dest: &str) -> &'a str {
-    mountinfo
-        .lines()
-        .rfind(|l| l.split(' ').nth(4) == Some(dest))
-        .unwrap_or_else(|| panic!("{dest} not mounted:\n{mountinfo}"))
-}
-
-/// The per-mount options (field 6) of a mountinfo line.
-fn mount_opts(line: &str) -> Vec<&str> {
-    line.split(' ').nth(5).unwrap().split(',').collect()
+/// The mount at `dest` in `mounts` (the top one).
+fn mount_at<'a>(mounts: &'a [MountInfo], dest: &str) -> &'a MountInfo {
+    harness::mount_at(mounts, dest).unwrap_or_else(|| panic!("{dest} not mounted:\n{mounts:#?}"))
 }
 
 #[test]
@@ -71,25 +64,32 @@ fn mount_types_and_options_inside() {
     });
     let out = rt.run(&b, &harness::unique_id("mountopts"));
     assert!(out.status.success(), "{}", stderr(&out));
-    let mi = stdout(&out);
-    let tmp = mount_line(&mi, "/mnt/tmp");
+    let mi = harness::parse_mountinfo(&stdout(&out));
+    let tmp = mount_at(&mi, "/mnt/tmp");
     for o in ["ro", "nosuid", "nodev", "noexec"] {
-        assert!(mount_opts(tmp).contains(&o), "/mnt/tmp lacks {o}: {tmp}");
+        assert!(
+            tmp.mount_options.contains_key(o),
+            "/mnt/tmp lacks {o}: {tmp:?}"
+        );
     }
+    let super_option = |m: &MountInfo, k: &str| m.super_options.get(k).cloned().flatten();
     assert!(
-        tmp.contains(" - tmpfs ") && tmp.contains("size=1024k") && tmp.contains("mode=700"),
-        "{tmp}"
+        tmp.fs_type == "tmpfs"
+            && super_option(tmp, "size").as_deref() == Some("1024k")
+            && super_option(tmp, "mode").as_deref() == Some("700"),
+        "{tmp:?}"
     );
-    let bind = mount_line(&mi, "/mnt/bind");
+    let bind = mount_at(&mi, "/mnt/bind");
     assert!(
-        mount_opts(bind).contains(&"ro") && mount_opts(bind).contains(&"nosuid"),
-        "{bind}"
+        bind.mount_options.contains_key("ro") && bind.mount_options.contains_key("nosuid"),
+        "{bind:?}"
     );
-    mount_line(&mi, "/mnt/file");
-    let atime = mount_line(&mi, "/mnt/atime");
+    mount_at(&mi, "/mnt/file");
+    let atime = mount_at(&mi, "/mnt/atime");
     assert!(
-        mount_opts(atime).contains(&"noatime") && mount_opts(atime).contains(&"nodiratime"),
-        "{atime}"
+        atime.mount_options.contains_key("noatime")
+            && atime.mount_options.contains_key("nodiratime"),
+        "{atime:?}"
     );
 }
 
@@ -465,24 +465,25 @@ fn propagation_both_ways_with_rshared_root_and_volume() {
     assert!(st.success());
     let from_container = src.path().join("from-container");
     let _unmount_inside = LazyUnmount(from_container.clone());
-    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let host = harness::my_mounts();
     assert!(
-        host.lines()
-            .any(|l| l.contains(&format!(" {} ", from_container.display()))
-                && l.contains(" madeinside ")),
-        "the container's mount did not reach the host:\n{host}"
+        host.iter()
+            .any(|m| m.mount_point == from_container
+                && m.mount_source.as_deref() == Some("madeinside")),
+        "the container's mount did not reach the host:\n{host:#?}"
     );
 
     // Host → container.
     let from_host = src.path().join("from-host");
     assert!(mount(&["-t", "tmpfs", "madeonhost"], &from_host));
     let _unmount_host = LazyUnmount(from_host);
-    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let inside = harness::mounts_in(pid.parse().unwrap()).unwrap();
     assert!(
         inside
-            .lines()
-            .any(|l| l.contains(" /mnt/shared/from-host ") && l.contains(" madeonhost ")),
-        "the host's mount did not reach the container:\n{inside}"
+            .iter()
+            .any(|m| m.mount_point == Path::new("/mnt/shared/from-host")
+                && m.mount_source.as_deref() == Some("madeonhost")),
+        "the host's mount did not reach the container:\n{inside:#?}"
     );
     rt.delete_force(&id);
 }
@@ -504,20 +505,25 @@ fn a_slave_root_receives_the_hosts_mounts() {
     let id = harness::unique_id("slaveroot");
     let out = rt.create(&b, &id, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let pid = rt.state(&id)["pid"].to_string();
-    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
-    let root = mount_line(&inside, "/");
-    assert!(
-        root.contains(" master:") && !root.contains(" shared:"),
-        "the root is not a slave: {root}"
-    );
+    let pid: i32 = rt.state(&id)["pid"].as_i64().unwrap() as i32;
+    let inside = harness::mounts_in(pid).unwrap();
+    let root = mount_at(&inside, "/");
+    let master = root
+        .opt_fields
+        .iter()
+        .any(|f| matches!(f, MountOptFields::Master(_)));
+    let shared = root
+        .opt_fields
+        .iter()
+        .any(|f| matches!(f, MountOptFields::Shared(_)));
+    assert!(master && !shared, "the root is not a slave: {root:?}");
     let later = bundle.join("rootfs/mnt/later");
     assert!(mount(&["-t", "tmpfs", "madeonhost"], &later));
     let _unmount_later = LazyUnmount(later);
-    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let inside = harness::mounts_in(pid).unwrap();
     assert!(
-        mount_line(&inside, "/mnt/later").contains(" madeonhost "),
-        "the host's mount did not reach the container:\n{inside}"
+        mount_at(&inside, "/mnt/later").mount_source.as_deref() == Some("madeonhost"),
+        "the host's mount did not reach the container:\n{inside:#?}"
     );
     rt.delete_force(&id);
 }
@@ -539,13 +545,13 @@ fn propagation_host_to_container_and_never_back() {
     assert!(rt.create(&b, &id, &[]).status.success());
     let pid = rt.state(&id)["pid"].to_string();
     // Counted under the source only: other tests mount on the host meanwhile.
-    let under_src = |mountinfo: &str| {
-        mountinfo
-            .lines()
-            .filter(|l| l.contains(src.path().to_str().unwrap()))
+    let under_src = |mounts: &[MountInfo]| {
+        mounts
+            .iter()
+            .filter(|m| m.mount_point.starts_with(src.path()))
             .count()
     };
-    let host_mounts_before = under_src(&fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let host_mounts_before = under_src(&harness::my_mounts());
 
     // Host → container: a mount made on the host under the source shows up inside.
     let later = src.path().join("later");
@@ -556,9 +562,9 @@ fn propagation_host_to_container_and_never_back() {
         .unwrap()
         .success());
     let _unmount_later = LazyUnmount(later.clone());
-    let inside = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let inside = harness::mounts_in(pid.parse().unwrap()).unwrap();
     assert!(
-        inside.contains("/mnt/shared/later"),
+        harness::mount_at(&inside, "/mnt/shared/later").is_some(),
         "host mount did not propagate in"
     );
 
@@ -577,9 +583,11 @@ fn propagation_host_to_container_and_never_back() {
         .status()
         .unwrap();
     assert!(st.success());
-    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let host = harness::my_mounts();
     assert!(
-        !host.contains(" inside "),
+        !host
+            .iter()
+            .any(|m| m.mount_source.as_deref() == Some("inside")),
         "container mount propagated to the host"
     );
     assert_eq!(

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::fs::{self, File};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,6 +13,8 @@ use std::sync::OnceLock;
 
 use std::time::{Duration, Instant};
 
+use procfs::process::{MountInfo, MountInfos, Process, Stat, Status};
+use procfs::{FromBufRead, ProcessCGroup};
 use serde_json::{json, Value};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -395,13 +398,12 @@ pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
 /// cgroup, and what others make in it is not berth's (podman's cgroupfs manager leaves plain
 /// directories there for controllers that are not mounted).
 pub fn cgroup_roots() -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
     let mut seen = std::collections::HashSet::new();
     let mut roots = Vec::new();
-    for m in parse_mountinfo(&info) {
-        if (m.fstype == "cgroup" || m.fstype == "cgroup2")
+    for m in my_mounts() {
+        if (m.fs_type == "cgroup" || m.fs_type == "cgroup2")
             && m.root == "/"
-            && seen.insert(m.device.clone())
+            && seen.insert(m.majmin.clone())
         {
             roots.push(m.mount_point);
         }
@@ -451,18 +453,36 @@ pub fn find_cgroups(
     Ok(found)
 }
 
-/// One line of /proc/self/mountinfo (the fields the leak checks use).
-pub struct MountInfo {
-    pub device: String,
-    pub root: String,
-    pub mount_point: PathBuf,
-    pub fstype: String,
+/// This process's mounts (/proc/self/mountinfo), paths decoded.
+pub fn my_mounts() -> Vec<MountInfo> {
+    let infos = Process::myself()
+        .and_then(|p| p.mountinfo())
+        .expect("read /proc/self/mountinfo");
+    decoded(infos)
 }
 
-/// Parses mountinfo, undoing its octal escapes (`\040` for a space) in paths.
+/// Process `pid`'s mounts (/proc/PID/mountinfo), paths decoded; Err if it cannot be read
+/// (the process is gone).
+pub fn mounts_in(pid: i32) -> procfs::ProcResult<Vec<MountInfo>> {
+    Ok(decoded(Process::new(pid)?.mountinfo()?))
+}
+
+/// Mountinfo text a container printed (`cat /proc/self/mountinfo`), paths decoded.
 pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    fn unescape(s: &str) -> String {
-        let b = s.as_bytes();
+    let infos = MountInfos::from_buf_read(text.as_bytes())
+        .unwrap_or_else(|e| panic!("not mountinfo ({e}):\n{text}"));
+    decoded(infos)
+}
+
+/// The mount at `point` on top of any others there (the last one listed).
+pub fn mount_at(mounts: &[MountInfo], point: impl AsRef<Path>) -> Option<&MountInfo> {
+    mounts.iter().rfind(|m| m.mount_point == point.as_ref())
+}
+
+/// procfs leaves mountinfo's octal escapes (`\040` for a space) in root and mount_point:
+/// undone, so that they compare with real paths.
+fn decoded(infos: MountInfos) -> Vec<MountInfo> {
+    fn unescape(b: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(b.len());
         let mut i = 0;
         while i < b.len() {
@@ -480,20 +500,44 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
                 i += 1;
             }
         }
-        String::from_utf8_lossy(&out).into_owned()
+        out
     }
-    text.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let f: Vec<&str> = pre.split(' ').collect();
-            Some(MountInfo {
-                device: f.get(2)?.to_string(),
-                root: unescape(f.get(3)?),
-                mount_point: PathBuf::from(unescape(f.get(4)?)),
-                fstype: post.split(' ').next()?.to_string(),
-            })
+    infos
+        .into_iter()
+        .map(|mut m| {
+            m.root = String::from_utf8_lossy(&unescape(m.root.as_bytes())).into_owned();
+            let point = unescape(m.mount_point.as_os_str().as_bytes());
+            m.mount_point = PathBuf::from(std::ffi::OsString::from_vec(point));
+            m
         })
         .collect()
+}
+
+/// Process `pid`'s cgroups (/proc/PID/cgroup), in the kernel's order.
+pub fn cgroups_of_process(pid: i32) -> Vec<ProcessCGroup> {
+    Process::new(pid)
+        .and_then(|p| p.cgroups())
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/cgroup: {e}"))
+        .0
+}
+
+/// Whether a /proc/PID/cgroup entry is cgroup2's ("0::path").
+pub fn is_cgroup2(g: &ProcessCGroup) -> bool {
+    g.hierarchy == 0 && g.controllers.is_empty()
+}
+
+/// Process `pid`'s /proc/PID/status.
+pub fn status_of(pid: i32) -> Status {
+    Process::new(pid)
+        .and_then(|p| p.status())
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"))
+}
+
+/// Process `pid`'s /proc/PID/stat.
+pub fn stat_of(pid: i32) -> Stat {
+    Process::new(pid)
+        .and_then(|p| p.stat())
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"))
 }
 
 /// Mount points (of this mount namespace) that belong to container `id`: a path with `id` as
@@ -501,8 +545,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
 /// `under` (its bundle). Whole components and paths, not substrings: `berth-test-x-1-1` must
 /// not be blamed for a mount of `berth-test-x-1-10`.
 pub fn mounts_of(id: &str, under: &[PathBuf]) -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-    parse_mountinfo(&info)
+    my_mounts()
         .into_iter()
         .map(|m| m.mount_point)
         .filter(|p| {
@@ -607,19 +650,9 @@ pub fn ns_link(pid: &str, kind: &str) -> String {
 
 /// Whether a process with this pid exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !matches!(
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .chars()
-                    .next(),
-                Some('Z') | Some('X')
-            )
-        })
-        .unwrap_or(false)
+    Process::new(pid)
+        .and_then(|p| p.stat())
+        .is_ok_and(|s| !matches!(s.state, 'Z' | 'X'))
 }
 
 /// Asserts a non-zero exit and exactly one error line, `berth: ...`, containing `want`.
@@ -639,33 +672,29 @@ pub fn fails_with_one_line(out: &Output, want: &str) {
 /// arguments (create's setup process and init run berth's binary with create's argv until init
 /// execs the user process) and those in a cgroup with `id` as a path component.
 pub fn live_processes_of(id: &str) -> Vec<(i32, String)> {
-    live_processes(|dir, cmdline| {
+    live_processes(|p, cmdline| {
         let in_argv = cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes());
-        let cgroup = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
-        let in_cgroup = cgroup.lines().any(|l| {
-            l.splitn(3, ':')
-                .nth(2)
-                .is_some_and(|p| p.split('/').any(|c| c == id))
+        let in_cgroup = p.cgroups().is_ok_and(|c| {
+            c.into_iter()
+                .any(|g| g.pathname.split('/').any(|c| c == id))
         });
         in_argv || in_cgroup
     })
 }
 
-/// Live (non-zombie) processes other than this one for which `matches(/proc/PID, cmdline)`
+/// Live (non-zombie) processes other than this one for which `matches(process, cmdline)`
 /// holds, with their arguments joined by spaces.
-pub fn live_processes(matches: impl Fn(&Path, &[u8]) -> bool) -> Vec<(i32, String)> {
+pub fn live_processes(matches: impl Fn(&Process, &[u8]) -> bool) -> Vec<(i32, String)> {
     let me = std::process::id() as i32;
     let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
+    for p in procfs::process::all_processes().unwrap().flatten() {
+        let pid = p.pid();
         if pid == me || !alive(pid) {
             continue;
         }
-        let cmdline = cmdline_of(&entry.path());
+        let cmdline = cmdline_of(pid);
         // Checked again: a process that exited while being looked at is not a leak.
-        if matches(&entry.path(), &cmdline) && alive(pid) {
+        if matches(&p, &cmdline) && alive(pid) {
             let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             found.push((pid, args));
         }
@@ -677,7 +706,8 @@ pub fn live_processes(matches: impl Fn(&Path, &[u8]) -> bool) -> Vec<(i32, Strin
 /// or posix_spawn returns) before it has set the new arguments up, and the file reads empty
 /// for a moment: a user process (one with an executable; kernel threads have none) whose
 /// arguments read empty is read again, for up to 100 ms.
-fn cmdline_of(proc_dir: &Path) -> Vec<u8> {
+fn cmdline_of(pid: i32) -> Vec<u8> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     for _ in 0..100 {
         let cmdline = fs::read(proc_dir.join("cmdline")).unwrap_or_default();
         if !cmdline.is_empty() || fs::read_link(proc_dir.join("exe")).is_err() {
@@ -738,20 +768,14 @@ pub fn assert_no_process_of(id: &str) {
 /// Reaps the zombies of failed inits that were reparented to the test process (a subreaper):
 /// children of ours, still named berth (they never exec'd), leading their own session.
 pub fn reap_failed_inits() {
-    let me = std::process::id().to_string();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+    let me = std::process::id() as i32;
+    for p in procfs::process::all_processes().unwrap().flatten() {
+        let Ok(stat) = p.stat() else {
             continue;
         };
-        let pid = stat.split(' ').next().unwrap_or("");
-        let rest = stat.rsplit(") ").next().unwrap_or("");
-        let fields: Vec<&str> = rest.split(' ').collect();
-        if fields.len() < 4 {
-            continue;
-        }
-        let (state, ppid, sid) = (fields[0], fields[1], fields[3]);
-        if state == "Z" && ppid == me && sid == pid && stat.contains("(berth)") {
-            reap(pid.parse().unwrap());
+        if stat.state == 'Z' && stat.ppid == me && stat.session == stat.pid && stat.comm == "berth"
+        {
+            reap(stat.pid);
         }
     }
 }
@@ -759,8 +783,7 @@ pub fn reap_failed_inits() {
 /// Asserts that nothing is mounted at or under `path` (a bundle's rootfs mounted on the host).
 pub fn assert_no_mount_under(path: &Path) {
     let path = fs::canonicalize(path).unwrap();
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let left: Vec<PathBuf> = parse_mountinfo(&info)
+    let left: Vec<PathBuf> = my_mounts()
         .into_iter()
         .map(|m| m.mount_point)
         .filter(|p| p.starts_with(&path))

@@ -2,7 +2,11 @@
 //! and blocked), start → running (the user process execs), stop → stopped, delete → gone.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use procfs::process::{MountInfo, MountOptFields};
 
 use crate::harness::{self, alive, stderr, stdout, Bundle, Runtime};
 
@@ -437,8 +441,11 @@ fn no_pivot_moves_the_root() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     // The root mount is the bundle's rootfs, moved (not pivoted) to /.
-    let first = text.lines().next().unwrap();
-    assert!(first.contains("/rootfs / "), "{first}");
+    let first = MountInfo::from_line(text.lines().next().unwrap()).unwrap();
+    assert!(
+        first.root.ends_with("/rootfs") && first.mount_point == Path::new("/"),
+        "{first:?}"
+    );
     assert!(text.contains("/bin/busybox"));
 }
 
@@ -546,24 +553,16 @@ fn capabilities_oom_score_adj_and_domainname() {
     assert!(rt.berth(&["start", &id]).status.success());
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     // Read from the host: the exec'd process, not berth's word.
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
-    };
+    let status = harness::status_of(pid as i32);
     let (chown, kill, net_raw) = (1u64 << 0, 1u64 << 5, 1u64 << 13);
-    assert_eq!(field("CapBnd:"), chown | kill | net_raw);
-    assert_eq!(field("CapPrm:"), chown | kill);
+    assert_eq!(status.capbnd, Some(chown | kill | net_raw));
+    assert_eq!(status.capprm, chown | kill);
     // For uid 0 the kernel raises effective to the whole permitted set at exec (runc alike).
-    assert_eq!(field("CapEff:"), chown | kill);
-    assert_eq!(field("CapInh:"), chown);
-    assert_eq!(field("CapAmb:"), chown);
-    assert_eq!(
-        fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
-            .unwrap()
-            .trim(),
-        "421"
-    );
+    assert_eq!(status.capeff, chown | kill);
+    assert_eq!(status.capinh, chown);
+    assert_eq!(status.capamb, Some(chown));
+    let oom_score_adj = procfs::process::Process::new(pid as i32).and_then(|p| p.oom_score_adj());
+    assert_eq!(oom_score_adj.unwrap(), 421);
     let ns_domain = std::process::Command::new("nsenter")
         .args([
             "-t",
@@ -609,10 +608,14 @@ fn rootfs_propagation_shared_is_applied_after_pivot() {
     b.edit(|c| c["linux"]["rootfsPropagation"] = serde_json::json!("shared"));
     let out = rt.run(&b, &harness::unique_id("propshared"));
     assert!(out.status.success(), "{}", stderr(&out));
-    let root_line = stdout(&out);
+    let root = MountInfo::from_line(stdout(&out).trim_end()).unwrap();
     assert!(
-        root_line.contains(" / ") && root_line.contains("shared:"),
-        "{root_line}"
+        root.mount_point == Path::new("/")
+            && root
+                .opt_fields
+                .iter()
+                .any(|f| matches!(f, MountOptFields::Shared(_))),
+        "{root:?}"
     );
 }
 
@@ -631,13 +634,14 @@ fn without_a_mount_namespace_host_mounts_are_removed_on_delete() {
             .retain(|m| m["type"] != "cgroup" && m["type"] != "sysfs");
     });
     let rootfs = fs::canonicalize(b.path().join("rootfs")).unwrap();
-    let mounted = |p: &std::path::Path| {
-        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        mi.lines()
-            .filter(|l| {
-                l.split(' ')
-                    .nth(4)
-                    .is_some_and(|m| m.starts_with(p.to_str().unwrap()))
+    let mounted = |p: &Path| {
+        harness::my_mounts()
+            .iter()
+            .filter(|m| {
+                m.mount_point
+                    .as_os_str()
+                    .as_bytes()
+                    .starts_with(p.as_os_str().as_bytes())
             })
             .count()
     };

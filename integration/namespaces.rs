@@ -2,7 +2,10 @@
 //! namespace mappings seen from the host.
 
 use std::fs;
+use std::path::Path;
 
+use procfs::process::MountInfo;
+use procfs::Current;
 use serde_json::json;
 
 use crate::harness::{self, ns_link, stderr, stdout, Bundle, Runtime};
@@ -121,26 +124,30 @@ fn a_pid_namespace_joined_by_path_is_the_one_its_proc_shows() {
     assert!(out.status.success(), "{}", stderr(&out));
     let b_pid = rt.state(&b)["pid"].to_string();
     assert_eq!(ns_link(&b_pid, "pid"), ns_link(&a_pid, "pid"));
-    let status = std::fs::read_to_string(format!("/proc/{b_pid}/status")).unwrap();
-    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
-    let in_a = nspid.split_whitespace().last().unwrap().to_string();
+    let nspid = harness::status_of(b_pid.parse().unwrap())
+        .nspid
+        .expect("NSpid in /proc/PID/status");
+    let in_a = nspid.last().unwrap();
     assert!(rt.berth(&["start", &b]).status.success());
     harness::reap(b_pid.parse().unwrap());
     let out = std::fs::read_to_string(second.path().join("stdout")).unwrap();
     assert!(out.starts_with("sleep 100 \n"), "{out}");
     let proc = out
         .lines()
-        .find(|l| l.contains(" /proc "))
-        .unwrap_or_default();
+        .filter_map(|l| MountInfo::from_line(l).ok())
+        .find(|m| m.mount_point == Path::new("/proc"));
     assert!(
-        proc.contains("nosuid,nodev,noexec")
-            && proc.contains(" - proc proc ")
-            && proc.contains("hidepid=invisible"),
+        proc.is_some_and(|m| ["nosuid", "nodev", "noexec"]
+            .iter()
+            .all(|o| m.mount_options.contains_key(*o))
+            && m.fs_type == "proc"
+            && m.mount_source.as_deref() == Some("proc")
+            && m.super_options.get("hidepid") == Some(&Some("invisible".to_string()))),
         "{out}"
     );
     assert!(
         out.contains(&format!("self {in_a} {in_a}\n")),
-        "{nspid} / {out}"
+        "{nspid:?} / {out}"
     );
     rt.delete_force(&b);
     rt.delete_force(&a);
@@ -267,13 +274,8 @@ fn user_namespace_with_mappings() {
         ["0", "100000", "65536"]
     );
     // From the host, container root is host uid 100000.
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert_eq!(
-        uid_line.split_whitespace().nth(1),
-        Some("100000"),
-        "{uid_line}"
-    );
+    let status = harness::status_of(pid.parse().unwrap());
+    assert_eq!(status.ruid, 100000, "{status:?}");
     assert!(rt.berth(&["start", &id]).status.success());
     rt.delete_force(&id);
 }
@@ -308,13 +310,8 @@ fn time_namespace_with_offsets() {
     let out = rt.run(&b, &harness::unique_id("timens"));
     assert!(out.status.success(), "{}", stderr(&out));
     let inside: u64 = stdout(&out).trim().parse().unwrap();
-    let host: u64 = fs::read_to_string("/proc/uptime")
-        .unwrap()
-        .split('.')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // Whole seconds, as `cut -d. -f1` gives inside.
+    let host = procfs::Uptime::current().unwrap().uptime as u64;
     assert!(
         inside >= host + 864000 - 5,
         "uptime inside {inside}, host {host}"
@@ -382,13 +379,16 @@ fn cgroup_mounts_are_read_only_nosuid_nodev_noexec() {
     let out = rt.run(&b, &harness::unique_id("cgro"));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    let mounts: Vec<&str> = text.lines().filter(|l| l.contains(" - ")).collect();
+    let mounts: Vec<MountInfo> = text
+        .lines()
+        .filter(|l| l.contains(" - "))
+        .map(|l| MountInfo::from_line(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     assert!(mounts.len() >= if v2 { 1 } else { 2 }, "{text}");
     for m in &mounts {
-        let opts: Vec<&str> = m.split(' ').nth(5).unwrap().split(',').collect();
         for want in ["ro", "nosuid", "nodev", "noexec"] {
-            assert!(opts.contains(&want), "{want} missing: {m}");
+            assert!(m.mount_options.contains_key(want), "{want} missing: {m:?}");
         }
     }
     // Both writes fail: the one that names an existing file by the file system being
@@ -704,9 +704,8 @@ fn a_container_joins_another_containers_user_namespace_and_a_netns_that_it_does_
     let fields: Vec<&str> = uid_map.split_whitespace().collect();
     assert_eq!(fields, ["0", "100000", "65536"]);
     // Its init runs as the namespace's root: host uid 100000.
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert_eq!(uid.split_whitespace().nth(1), Some("100000"), "{uid}");
+    let status = harness::status_of(pid.parse().unwrap());
+    assert_eq!(status.ruid, 100000, "{status:?}");
     rt.delete_force(&id);
     rt.delete_force(&target_id);
     rt.assert_nothing_left(&id);

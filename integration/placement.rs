@@ -14,15 +14,18 @@ use serde_json::json;
 use crate::exec::{finish, ReapOnPanic};
 use crate::harness::{self, stderr, Bundle, Runtime};
 
-/// A field of /proc/PID/status, read from the host.
-fn status_field(pid: i32, field: &str) -> String {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-        .trim()
-        .to_string()
+/// Cpus_allowed_list of /proc/PID/status, read from the host, in the kernel's words ("0-1").
+fn cpus_allowed_list(pid: i32) -> String {
+    harness::status_of(pid)
+        .cpus_allowed_list
+        .unwrap_or_else(|| panic!("no Cpus_allowed_list in /proc/{pid}/status"))
+        .iter()
+        .map(|&(first, last)| match first == last {
+            true => first.to_string(),
+            false => format!("{first}-{last}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The CPUs this machine has online ("0-1"), as Cpus_allowed_list shows an unrestricted
@@ -100,7 +103,7 @@ fn init_gets_every_cpu_not_the_affinity_berth_was_started_with() {
     let b = Bundle::new(&["sleep", "100"]);
     let id = harness::unique_id("affinit");
     let pid = started_on_cpu0(&rt, &b, &id);
-    assert_eq!(status_field(pid, "Cpus_allowed_list"), online_cpus());
+    assert_eq!(cpus_allowed_list(pid), online_cpus());
     rt.delete_force(&id);
 }
 
@@ -114,7 +117,7 @@ fn init_gets_the_cpus_of_its_cpuset_even_without_overlap_with_berths() {
     b.edit(|c| c["linux"]["resources"]["cpu"] = json!({"cpus": "1", "mems": "0"}));
     let id = harness::unique_id("affcpuset");
     let pid = started_on_cpu0(&rt, &b, &id);
-    assert_eq!(status_field(pid, "Cpus_allowed_list"), "1");
+    assert_eq!(cpus_allowed_list(pid), "1");
     rt.delete_force(&id);
 }
 
@@ -133,11 +136,7 @@ fn exec_resets_the_affinity_or_applies_exec_cpu_affinity() {
     let mut execd = ReapOnPanic(Vec::new());
     let pid = exec_on_cpu0(&rt, &b, &id, &[], &["sleep", "100"]);
     execd.0.push(pid);
-    assert_eq!(
-        status_field(pid, "Cpus_allowed_list"),
-        "1",
-        "final from config.json"
-    );
+    assert_eq!(cpus_allowed_list(pid), "1", "final from config.json");
 
     let process = |aff: serde_json::Value| {
         let path = b.path().join(harness::unique_id("process.json"));
@@ -152,7 +151,7 @@ fn exec_resets_the_affinity_or_applies_exec_cpu_affinity() {
     let p = process(serde_json::Value::Null);
     let pid = exec_on_cpu0(&rt, &b, &id, &["--process", &p], &[]);
     execd.0.push(pid);
-    assert_eq!(status_field(pid, "Cpus_allowed_list"), online_cpus());
+    assert_eq!(cpus_allowed_list(pid), online_cpus());
     // `initial` alone: berth leaves the affinity to the kernel once the process is in the
     // cgroup (runtime-spec), and does not reset it. Joining a v2 cpuset gives a task the
     // cpuset's CPUs; on this kernel's v1 hierarchy the task keeps its own.
@@ -163,16 +162,12 @@ fn exec_resets_the_affinity_or_applies_exec_cpu_affinity() {
     let p = process(json!({"initial": "1"}));
     let pid = exec_on_cpu0(&rt, &b, &id, &["--process", &p], &[]);
     execd.0.push(pid);
-    assert_eq!(
-        status_field(pid, "Cpus_allowed_list"),
-        kernel_gives,
-        "initial alone"
-    );
+    assert_eq!(cpus_allowed_list(pid), kernel_gives, "initial alone");
     // An empty `final` is as if omitted (runtime-spec).
     let p = process(json!({"initial": "1", "final": ""}));
     let pid = exec_on_cpu0(&rt, &b, &id, &["--process", &p], &[]);
     execd.0.push(pid);
-    assert_eq!(status_field(pid, "Cpus_allowed_list"), kernel_gives);
+    assert_eq!(cpus_allowed_list(pid), kernel_gives);
     finish(&rt, &id, &execd.0, init);
 }
 

@@ -32,10 +32,7 @@ const SWAPS: [(&str, &str); 5] = [
 ];
 
 fn host_mounts() -> usize {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .count()
+    harness::my_mounts().len()
 }
 
 /// Swaps `name` with its symlink `link` (RENAME_EXCHANGE: atomic), as fast as it can, until
@@ -87,22 +84,18 @@ fn violations(init: i32, host_canary: &Path, canary_text: &str) -> Vec<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => bad.push(format!("the masked file: {e}")),
     }
-    // Where each mount landed, in the container's own view (mount point: field 5; its root
-    // in the filesystem: field 4; the type after the " - ").
-    let mountinfo = fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap_or_default();
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
+    // Where each mount landed, in the container's own view.
+    for m in harness::mounts_in(init).unwrap_or_default() {
         // A mount moves with its directory when the racer renames that (".alt"): where
         // berth put it is the name without the suffix.
-        let (fs_root, point) = (fields[3], fields[4].replace(".alt", ""));
+        let (fs_root, point) = (&m.root, m.mount_point.to_string_lossy().replace(".alt", ""));
         let point = point.as_str();
-        let fstype = line.split(" - ").nth(1).and_then(|t| t.split(' ').next());
-        match fstype {
-            Some("proc") if point != "/proc" && !point.starts_with("/proc/") => {
+        match m.fs_type.as_str() {
+            "proc" if point != "/proc" && !point.starts_with("/proc/") => {
                 bad.push(format!("a procfs ({fs_root}) is mounted at {point}"))
             }
             // A single pty bound somewhere: only /dev/console may be one.
-            Some("devpts") if fs_root != "/" && point != "/dev/console" => {
+            "devpts" if fs_root != "/" && point != "/dev/console" => {
                 bad.push(format!("the pty {fs_root} is mounted at {point}"))
             }
             _ => {}

@@ -1226,8 +1226,7 @@ fn soak() {
         .iter()
         .map(|b| fs::canonicalize(b.path()).unwrap())
         .collect();
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mounts: Vec<PathBuf> = harness::parse_mountinfo(&info)
+    let mounts: Vec<PathBuf> = harness::my_mounts()
         .into_iter()
         .map(|m| m.mount_point)
         .filter(|p| {
@@ -1237,21 +1236,20 @@ fn soak() {
         })
         .collect();
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
-    let procs = harness::live_processes(|dir, cmdline| {
+    let procs = harness::live_processes(|p, cmdline| {
         String::from_utf8_lossy(cmdline).contains(&prefix)
-            || fs::read_to_string(dir.join("cgroup")).is_ok_and(|c| c.contains(&prefix))
+            || p.cgroups()
+                .is_ok_and(|c| c.into_iter().any(|g| g.pathname.contains(&prefix)))
     });
     assert!(procs.is_empty(), "processes left: {procs:?}");
     // Zombies berth left for its caller (the test process, as subreaper) to reap.
-    let me = std::process::id().to_string();
-    let zombies: Vec<String> = fs::read_dir("/proc")
+    let me = std::process::id() as i32;
+    let zombies: Vec<String> = procfs::process::all_processes()
         .unwrap()
         .flatten()
-        .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|st| {
-            let f: Vec<&str> = st.rsplit(") ").next().unwrap_or("").split(' ').collect();
-            f.len() > 1 && f[0] == "Z" && f[1] == me
-        })
+        .filter_map(|p| p.stat().ok())
+        .filter(|st| st.state == 'Z' && st.ppid == me)
+        .map(|st| format!("{} ({})", st.pid, st.comm))
         .collect();
     assert!(zombies.is_empty(), "unreaped children left: {zombies:?}");
 

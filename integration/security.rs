@@ -1,6 +1,7 @@
 //! Process security seen from outside: seccomp filters that make a syscall fail with the
 //! configured errno or kill the process, with and without no_new_privs.
 
+use procfs::FromBufRead;
 use serde_json::json;
 
 use crate::harness::{self, stderr, stdout, Bundle, Runtime};
@@ -763,19 +764,8 @@ fn init_is_not_dumpable_until_it_execs() {
             .unwrap()
             .uid()
     };
-    let uid_line = |_: ()| {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_string()
-    };
     // Waiting at the start gate as uid 1000, yet its /proc files belong to root: not dumpable.
-    assert_eq!(uid_line(()), "1000");
+    assert_eq!(harness::status_of(pid as i32).ruid, 1000);
     assert_eq!(owner(), 0, "init at the start gate is dumpable");
     assert!(rt.berth(&["start", &id]).status.success());
     // After execve the user process is an ordinary, dumpable uid-1000 process.
@@ -800,9 +790,12 @@ fn scheduler_io_priority_and_personality() {
     assert!(rt.berth(&["start", &id]).status.success());
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     // From the host: /proc/PID/stat fields 19 (nice) and 41 (policy), ionice, personality.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
-    assert_eq!((fields[16], fields[38]), ("7", "3"), "nice and SCHED_BATCH");
+    let stat = harness::stat_of(pid as i32);
+    assert_eq!(
+        (stat.nice, stat.policy),
+        (7, Some(3)),
+        "nice and SCHED_BATCH"
+    );
     // Policy and flags as chrt(1) reads them from the host.
     let assert_batch_reset_on_fork = |pid: &str| {
         let chrt = std::process::Command::new("chrt")
@@ -1431,13 +1424,11 @@ fn cve_2019_5736_a_process_exec_d_into_a_created_container_cannot_write_berth_th
     rt.delete_force(&id);
 }
 
-/// The SigIgn mask of a process, from its /proc status text.
+/// The SigIgn mask of a process, from the /proc status text it printed.
 fn ignored_signals(status: &str) -> u64 {
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigIgn:"))
-        .unwrap_or_else(|| panic!("no SigIgn in: {status}"));
-    u64::from_str_radix(hex.trim(), 16).unwrap()
+    procfs::process::Status::from_buf_read(status.as_bytes())
+        .unwrap_or_else(|e| panic!("not /proc/PID/status ({e}): {status}"))
+        .sigign
 }
 
 #[test]
@@ -1463,9 +1454,8 @@ fn the_container_process_starts_with_no_signal_ignored_that_berth_ignores() {
     let out = rt.create(&b, &id, &[]);
     assert!(out.status.success(), "create: {}", stderr(&out));
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert_eq!(
-        ignored_signals(&status) & pipe,
+        harness::status_of(pid as i32).sigign & pipe,
         0,
         "SIGPIPE ignored in created init"
     );

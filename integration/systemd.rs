@@ -10,6 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use procfs::FromBufRead;
 use serde_json::json;
 
 use crate::harness::{self, fails_with_one_line, stderr, stdout, Bundle, Runtime};
@@ -40,9 +41,11 @@ fn assert_nothing_of(id: &str) {
     assert!(units.is_empty(), "units of {id} left: {units:?}");
     let cgroups = cgroups_of(id);
     assert!(cgroups.is_empty(), "cgroups of {id} left: {cgroups:?}");
-    let procs = harness::live_processes(|dir, cmdline| {
-        let cg = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
-        cg.contains(id) || cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes())
+    let procs = harness::live_processes(|p, cmdline| {
+        let in_cgroup = p
+            .cgroups()
+            .is_ok_and(|c| c.into_iter().any(|g| g.pathname.contains(id)));
+        in_cgroup || cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes())
     });
     assert!(procs.is_empty(), "processes of {id} left: {procs:?}");
 }
@@ -93,11 +96,12 @@ fn sd_create(rt: &Runtime, b: &Bundle, id: &str) -> std::process::Output {
     rt.create_with_globals(&["--systemd-cgroup"], b, id, &[])
 }
 
+/// Init's cgroup, from the host: its path on cgroup2, the only hierarchy under systemd here.
 fn init_cgroup(pid: i64) -> String {
-    fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap()
-        .trim()
-        .to_string()
+    match harness::cgroups_of_process(pid as i32).as_slice() {
+        [g] if harness::is_cgroup2(g) => g.pathname.clone(),
+        other => panic!("init {pid} is not in one cgroup2 cgroup: {other:?}"),
+    }
 }
 
 #[test]
@@ -125,7 +129,7 @@ fn a_container_is_a_scope_unit_in_its_slice_with_its_limits_until_deleted() {
     assert_eq!(unit_property(&unit, "CPUQuotaPerSecUSec"), "500ms");
     // The kernel's view: init is in the scope's cgroup, whose files hold the limits.
     let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
-    assert_eq!(init_cgroup(pid), format!("0::/system.slice/{unit}"));
+    assert_eq!(init_cgroup(pid), format!("/system.slice/{unit}"));
     let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
     assert_eq!(read("memory.max"), "67108864");
     assert_eq!(read("pids.max"), "50");
@@ -431,10 +435,7 @@ fn run_with_no_cgroups_path_uses_runcs_default_unit_and_nested_slices_expand() {
     let out = sd_create(&rt, &b, &id);
     assert!(out.status.success(), "create: {}", stderr(&out));
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
-    assert_eq!(
-        init_cgroup(pid),
-        format!("0::/system.slice/runc-{id}.scope")
-    );
+    assert_eq!(init_cgroup(pid), format!("/system.slice/runc-{id}.scope"));
     assert_eq!(
         unit_property(&format!("runc-{id}.scope"), "Slice"),
         "system.slice"
@@ -459,7 +460,7 @@ fn run_with_no_cgroups_path_uses_runcs_default_unit_and_nested_slices_expand() {
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     assert_eq!(
         init_cgroup(pid),
-        format!("0::/berthtest.slice/berthtest-nested.slice/p-{id}.scope")
+        format!("/berthtest.slice/berthtest-nested.slice/p-{id}.scope")
     );
     assert_eq!(
         unit_property(&format!("p-{id}.scope"), "Slice"),
@@ -477,11 +478,13 @@ fn the_container_does_not_inherit_the_d_bus_librarys_ignored_sigpipe() {
     // which ignores SIGPIPE too: berth is spawned with it reset, as Rust's Command does.)
     let rt = Runtime::new();
     let id = harness::unique_id("sd-sigpipe");
-    let b = Bundle::new(&["grep", "SigIgn", "/proc/self/status"]);
+    let b = Bundle::new(&["cat", "/proc/self/status"]);
     let out = sd_run(&rt, &b, &id);
     assert!(out.status.success(), "run: {}", stderr(&out));
     rt.track(&id);
-    let mask = u64::from_str_radix(stdout(&out).split_whitespace().nth(1).unwrap(), 16).unwrap();
+    let mask = procfs::process::Status::from_buf_read(stdout(&out).as_bytes())
+        .unwrap_or_else(|e| panic!("not /proc/PID/status ({e}): {}", stdout(&out)))
+        .sigign;
     assert_eq!(
         mask & (1 << (libc::SIGPIPE - 1)),
         0,
@@ -594,7 +597,7 @@ fn a_unit_that_exists_already_is_refused_and_left_alone() {
     // The first container, its unit and cgroup are untouched.
     let unit = format!("berth-{first}.scope");
     assert_eq!(unit_property(&unit, "ActiveState"), "active");
-    assert_eq!(init_cgroup(pid), format!("0::/system.slice/{unit}"));
+    assert_eq!(init_cgroup(pid), format!("/system.slice/{unit}"));
     assert_eq!(rt.status(&first), "created");
     delete_leaving_nothing(&rt, &first, pid);
 }

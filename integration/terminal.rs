@@ -74,20 +74,17 @@ fn a_container_joining_a_pid_namespace_gets_the_terminal_as_its_controlling_one(
     let (name, mut master) = sock.receive();
     let init = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     // The state's pid is the process in A's PID namespace, not one that handed over.
-    let nspid = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
-    let nspid = nspid
-        .lines()
-        .find(|l| l.starts_with("NSpid:"))
-        .unwrap()
-        .to_string();
+    let nspid = harness::status_of(init)
+        .nspid
+        .expect("NSpid in /proc/PID/status");
     assert!(rt.berth(&["start", &id]).status.success());
     let text = read_until(&mut master, "ready");
     assert!(text.contains(&format!("{name}\r\n")), "{text:?}");
     assert!(text.contains("ctty-ok"), "{text:?}");
-    let in_ns = nspid.split_whitespace().last().unwrap();
+    let in_ns = nspid.last().unwrap();
     assert!(
         text.contains(&format!("pid {in_ns}\r\n")),
-        "{nspid} / {text:?}"
+        "NSpid {nspid:?} / {text:?}"
     );
     master.write_all(b"hello\n").unwrap();
     let text = read_until(&mut master, "got:hello");

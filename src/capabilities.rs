@@ -14,13 +14,14 @@ fn kernel_supported() -> CapsHashSet {
         .unwrap_or_else(|_| caps::runtime::thread_all_supported())
 }
 
-/// berth's own bounding set, from the CapBnd line of /proc/self/status: one read instead of
-/// a prctl(PR_CAPBSET_READ) per capability. None when /proc is not there to ask.
+/// berth's own bounding set, from CapBnd in /proc/self/status (procfs-core's parser): one
+/// read instead of a prctl(PR_CAPBSET_READ) per capability. None when /proc is not there to
+/// ask.
 fn own_bounding_set() -> Option<CapsHashSet> {
-    let status = crate::sys::read_virtual("/proc/self/status").ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
-    let bits = u64::from_str_radix(hex.trim(), 16).ok()?;
-    Some(bits_to_set(bits))
+    use procfs_core::FromBufRead;
+    let text = crate::sys::read_virtual("/proc/self/status").ok()?;
+    let status = procfs_core::process::Status::from_buf_read(text.as_bytes()).ok()?;
+    Some(bits_to_set(status.capbnd?))
 }
 
 fn bits_to_set(bits: u64) -> CapsHashSet {

@@ -517,16 +517,15 @@ pub fn proc_stat(pid: i32) -> Option<ProcStat> {
     parse_proc_stat(&text)
 }
 
-/// Parses the fields after the command name, which may itself contain spaces and parentheses.
+/// /proc/PID/stat's text as berth needs it (procfs-core's parser, which copes with a command
+/// name holding spaces and parentheses).
 pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After "(comm) " the state is field 3, num_threads field 20 and starttime field 22 of
-    // stat(5).
+    use procfs_core::FromRead;
+    let stat = procfs_core::process::Stat::from_read(text.as_bytes()).ok()?;
     Some(ProcStat {
-        state: fields.first()?.chars().next()?,
-        start_time: fields.get(19)?.parse().ok()?,
-        threads: fields.get(17)?.parse().ok()?,
+        state: stat.state,
+        start_time: stat.starttime,
+        threads: u32::try_from(stat.num_threads).ok()?,
     })
 }
 
@@ -757,6 +756,31 @@ pub fn signal_description(signal: i32) -> String {
     text.to_string_lossy().to_lowercase()
 }
 
+/// A mountinfo path with its octal escapes (`\040`) decoded.
+pub fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        match (b[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,16 +860,20 @@ mod tests {
 
     #[test]
     fn parses_stat_with_spaces_in_comm() {
-        let line =
-            "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        // This process's own line, with a command name that has spaces and parentheses.
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let rest = &own[own.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let line = format!("1234 (a b) c)) {rest}");
         assert_eq!(
-            parse_proc_stat(line),
+            parse_proc_stat(&line),
             Some(ProcStat {
-                state: 'S',
-                start_time: 987654,
-                threads: 1,
+                state: fields[0].chars().next().unwrap(),
+                start_time: fields[19].parse().unwrap(),
+                threads: fields[17].parse().unwrap(),
             })
         );
+        assert_eq!(parse_proc_stat("1234 (x) S 1"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! engine.
 
 use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -105,42 +106,31 @@ pub(crate) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> boo
 /// The directory of `pid`'s cgroup in the hierarchy holding `controller` (v1), else in the
 /// cgroup2 hierarchy.
 pub(crate) fn host_cgroup_dir(pid: i32, controller: &str) -> PathBuf {
-    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mount_of = |v2: bool| {
-        mountinfo.lines().find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let post: Vec<&str> = post.split(' ').collect();
-            let ok = if v2 {
-                post[0] == "cgroup2"
-            } else {
-                post[0] == "cgroup" && post.get(2)?.split(',').any(|o| o == controller)
-            };
-            ok.then(|| PathBuf::from(pre.split(' ').nth(4).unwrap()))
-        })
+    let cgroups = cgroups_of_process(pid);
+    let mounts = my_mounts();
+    let (cgroup, mount) = match cgroups
+        .iter()
+        .find(|g| g.controllers.iter().any(|c| c == controller))
+    {
+        Some(g) => (
+            g,
+            mounts
+                .iter()
+                .find(|m| m.fs_type == "cgroup" && m.super_options.contains_key(controller)),
+        ),
+        None => (
+            cgroups.iter().find(|g| is_cgroup2(g)).unwrap(),
+            mounts.iter().find(|m| m.fs_type == "cgroup2"),
+        ),
     };
-    for line in cgroups.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
-        if ctrls.split(',').any(|c| c == controller) {
-            return mount_of(false).unwrap().join(path.trim_start_matches('/'));
-        }
-    }
-    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-    mount_of(true).unwrap().join(path.trim_start_matches('/'))
+    let path = cgroup.pathname.trim_start_matches('/');
+    mount.unwrap().mount_point.join(path)
 }
 
 pub(crate) fn is_v1(controller: &str) -> bool {
-    fs::read_to_string("/proc/self/cgroup")
-        .unwrap()
-        .lines()
-        .any(|l| {
-            l.split(':')
-                .nth(1)
-                .unwrap_or("")
-                .split(',')
-                .any(|c| c == controller)
-        })
+    cgroups_of_process(std::process::id() as i32)
+        .iter()
+        .any(|g| g.controllers.iter().any(|c| c == controller))
 }
 
 /// The host's view of the container's memory limit, pids limit and freezer state.
@@ -173,12 +163,12 @@ pub(crate) fn assert_unit_shows(pid: i32, want: &[(&str, &str)]) {
     if !systemd_is_init() {
         return;
     }
-    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let cgroups = cgroups_of_process(pid);
     let unit = cgroups
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .and_then(|path| path.rsplit('/').find(|part| part.ends_with(".scope")))
-        .unwrap_or_else(|| panic!("pid {pid} is in no scope unit: {cgroups}"))
+        .iter()
+        .find(|g| is_cgroup2(g))
+        .and_then(|g| g.pathname.rsplit('/').find(|part| part.ends_with(".scope")))
+        .unwrap_or_else(|| panic!("pid {pid} is in no scope unit: {cgroups:?}"))
         .to_string();
     let mut args = vec!["show".to_string(), unit.clone()];
     for (name, _) in want.iter().chain(&[("ActiveState", "active")]) {
@@ -219,20 +209,13 @@ pub(crate) fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
 /// Reaps zombies of ours (engine daemons reparented to the test process, a subreaper) whose
 /// command name is one of `names`.
 pub(crate) fn reap_zombies_named(names: &[&str]) {
-    let me = std::process::id().to_string();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+    let me = std::process::id() as i32;
+    for p in procfs::process::all_processes().unwrap().flatten() {
+        let Ok(stat) = p.stat() else {
             continue;
         };
-        let Some((head, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let Some((pid, comm)) = head.split_once(" (") else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split(' ').collect();
-        if fields.len() > 1 && fields[0] == "Z" && fields[1] == me && names.contains(&comm) {
-            reap(pid.parse().unwrap());
+        if stat.state == 'Z' && stat.ppid == me && names.contains(&stat.comm.as_str()) {
+            reap(stat.pid);
         }
     }
 }
@@ -338,12 +321,10 @@ pub(crate) fn force_delete_all(root: &Path) {
 
 /// Unmounts (lazily) whatever is still mounted under `dir`, deepest first.
 pub(crate) fn unmount_under(dir: &Path) {
-    let dir = dir.to_string_lossy().into_owned();
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mut points: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-        .filter(|p| p.starts_with(&dir))
+    let mut points: Vec<Vec<u8>> = my_mounts()
+        .into_iter()
+        .map(|m| m.mount_point.into_os_string().into_vec())
+        .filter(|p| p.starts_with(dir.as_os_str().as_bytes()))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {

