@@ -8,9 +8,14 @@ EXAMPLE_BUNDLE ?= target/example-bundle
 # build scripts and proc-macros (and off `cargo test`'s dynamic build).
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 BERTH_RELEASE := target/$(HOST_TRIPLE)/release/berth
+# The functions the everyday commands run are placed together (hack/berth.order, made by
+# `sudo make order`; LLD skips names a newer build lacks): a command maps a few pages of the
+# binary instead of most of it.
+SYMBOL_ORDER := $(CURDIR)/hack/berth.order
 STATIC_ENV := LIBSECCOMP_LINK_TYPE=static \
 	LIBSECCOMP_LIB_PATH=$(shell pkg-config --variable=libdir libseccomp) \
-	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static \
+	-C link-arg=-Wl,--symbol-ordering-file=$(SYMBOL_ORDER) -C link-arg=-Wl,--no-warn-symbol-ordering"
 
 .PHONY: all build docs install deb test unit-test integration-test v2-test systemd-test systemd-v1-test soak lint example clean fuzz fuzz-smoke fuzz-build
 
@@ -162,9 +167,15 @@ clean:
 # docker (root; not part of `make test`; RUNS, ROUNDS, SCALE and ENGINES as hack/bench.sh
 # says); systemd-bench: the same with --systemd-cgroup for each (no engine rows), in the
 # systemd guest (VM_ARGS=--tcg without KVM).
-.PHONY: bench systemd-bench
+.PHONY: bench systemd-bench order
 bench: build
 	hack/bench.sh $(BERTH_RELEASE)
+
+# Regenerates hack/berth.order from the release binary (root, valgrind), then relinks.
+order: build
+	hack/order-symbols.sh $(BERTH_RELEASE)
+	touch src/main.rs
+	$(MAKE) --no-print-directory build
 
 systemd-bench: build
 	$(CARGO) test --test integration --no-run

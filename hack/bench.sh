@@ -144,6 +144,12 @@ trap cleanup EXIT
 
 mkdir "$work/bin"
 cp "$berth" "$work/bin/berth"
+# The copy's pages, just written, sit in the page cache as the write left them; crun's and
+# runc's binaries are read in from disk when they first run. Dropped, so that berth's copy
+# is read in the same way (the kernel maps a file's pages around each fault as they sit in
+# the page cache: how they got there changes the peak RSS measured).
+sync "$work/bin/berth"
+dd if="$work/bin/berth" iflag=nocache count=0 status=none
 
 controllers=/sys/fs/cgroup/unified/cgroup.controllers
 if [ "$systemd" != 1 ] && [ -n "$(cat "$controllers" 2>/dev/null)" ]; then

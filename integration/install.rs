@@ -351,3 +351,51 @@ fn make_deb_builds_a_package_that_installs_and_removes_cleanly() {
     }
     assert!(!Path::new("/usr/share/doc/berth").exists());
 }
+
+/// The release binary (`make build`) lays out the functions of hack/berth.order (those the
+/// everyday commands run) before all its other Rust functions, in one block: a command then
+/// maps a few hundred KiB of berth's text instead of most of it. Fails when the ordering is
+/// not passed to the linker, or when the file has gone stale (few of its names left).
+#[test]
+fn the_release_binary_places_the_functions_berth_runs_together() {
+    if !have(&["nm", "rustc"]) {
+        return;
+    }
+    make(&["build"]);
+    let host = run_ok(Command::new("rustc").arg("-vV"));
+    let triple = host
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host");
+    let binary = Path::new(SRC).join(format!("target/{triple}/release/berth"));
+    let order = fs::read_to_string(Path::new(SRC).join("hack/berth.order")).unwrap();
+    let order: std::collections::HashSet<&str> = order.lines().collect();
+    let listing = run_ok(
+        Command::new("nm")
+            .args(["-n", "--defined-only"])
+            .arg(&binary),
+    );
+    // Rust's functions only: glibc's come in one section per object file, several functions
+    // each, so an ordered one brings its neighbours along.
+    let rust: Vec<bool> = listing
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "t" | "T", name] if name.starts_with("_ZN") || name.starts_with("_R") => {
+                Some(order.contains(name))
+            }
+            _ => None,
+        })
+        .collect();
+    let ordered = rust.iter().filter(|&&o| o).count();
+    assert!(
+        ordered >= 500,
+        "only {ordered} functions of hack/berth.order are in the binary: regenerate it (sudo make order)"
+    );
+    let first_other = rust.iter().position(|&o| !o).unwrap_or(rust.len());
+    assert_eq!(
+        first_other,
+        ordered,
+        "the ordered functions are not the first {ordered} of the binary's {} Rust functions",
+        rust.len()
+    );
+}
