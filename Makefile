@@ -9,13 +9,16 @@ EXAMPLE_BUNDLE ?= target/example-bundle
 HOST_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 BERTH_RELEASE := target/$(HOST_TRIPLE)/release/berth
 # The functions the everyday commands run are placed together (hack/berth.order, made by
-# `sudo make order`; LLD skips names a newer build lacks): a command maps a few pages of the
-# binary instead of most of it.
-SYMBOL_ORDER := $(CURDIR)/hack/berth.order
+# `sudo make order`; LLD skips names a newer build lacks): a command maps a few hundred KiB
+# of the binary instead of most of it. Only with LLD, the linker rustc uses on this target
+# from Rust 1.90 (GNU ld has no such option).
+RUSTC_MINOR := $(shell rustc -V | sed -n 's/^rustc 1\.\([0-9]*\)\..*/\1/p')
+ORDER_FLAGS := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/hack/berth.order \
+	-C link-arg=-Wl,--no-warn-symbol-ordering
+SYMBOL_ORDER := $(if $(shell [ "$(RUSTC_MINOR)" -ge 90 ] 2>/dev/null && echo lld),$(ORDER_FLAGS))
 STATIC_ENV := LIBSECCOMP_LINK_TYPE=static \
 	LIBSECCOMP_LIB_PATH=$(shell pkg-config --variable=libdir libseccomp) \
-	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static \
-	-C link-arg=-Wl,--symbol-ordering-file=$(SYMBOL_ORDER) -C link-arg=-Wl,--no-warn-symbol-ordering"
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static $(SYMBOL_ORDER)"
 
 .PHONY: all build docs install deb test unit-test integration-test v2-test systemd-test systemd-v1-test soak lint example clean fuzz fuzz-smoke fuzz-build
 

@@ -86,7 +86,7 @@ pids_mentioning() {
     local p cmd
     for p in /proc/[0-9]*; do
         [ "${p#/proc/}" != $$ ] || continue
-        cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+        cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
         [[ $cmd == *"$1"* ]] && echo "${p#/proc/}"
     done
     return 0

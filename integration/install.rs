@@ -367,6 +367,15 @@ fn the_release_binary_places_the_functions_berth_runs_together() {
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
         .expect("rustc -vV names the host");
+    let minor: u32 = host
+        .lines()
+        .find_map(|l| l.strip_prefix("release: 1."))
+        .and_then(|v| v.split('.').next()?.parse().ok())
+        .expect("rustc -vV names its release");
+    assert!(
+        minor >= 90,
+        "Rust 1.{minor} links with GNU ld, which cannot order functions (the Makefile leaves the order out); Rust 1.90 or newer links with LLD"
+    );
     let binary = Path::new(SRC).join(format!("target/{triple}/release/berth"));
     let order = fs::read_to_string(Path::new(SRC).join("hack/berth.order")).unwrap();
     let order: std::collections::HashSet<&str> = order.lines().collect();
