@@ -69,7 +69,8 @@ pub enum Step {
     Container,
     /// The user process's settings: limits, seccomp, capabilities, user, cwd, the executable.
     Process,
-    /// Past the start gate: startContainer hooks, execve.
+    /// Init at the start gate and past it (a seccomp filter left for last, the gate itself,
+    /// startContainer hooks, execve); exec's process at its execve.
     Exec,
     /// A process of `create`'s cloning a mount source for init.
     MountSource,
