@@ -72,10 +72,13 @@ cleanup() {
     set +e
     stop_engines
     for rt in berth crun runc; do
-        for id in $("$(rt_bin $rt)" --root "$work/root-$rt" list -q 2>/dev/null); do
-            "$(rt_bin $rt)" --root "$work/root-$rt" ${global:-} delete --force "$id" >/dev/null 2>&1 || true
+        for root in "$work/root-$rt" "$work/tmpfs/root-$rt"; do
+            for id in $("$(rt_bin $rt)" --root "$root" list -q 2>/dev/null); do
+                "$(rt_bin $rt)" --root "$root" ${global:-} delete --force "$id" >/dev/null 2>&1 || true
+            done
         done
     done
+    ! mountpoint -q "$work/tmpfs" || umount "$work/tmpfs"
     rm -rf "$work"
     [ "$made_var_lib_containers" = 0 ] || rmdir /var/lib/containers 2>/dev/null || true
 }
@@ -168,6 +171,10 @@ jq ".process.terminal = false | .process.args = [\"/bin/true\"] | $cgroup" \
 # Throughput needs one cgroup per container: the same config without a fixed cgroupsPath.
 mkdir -p "$work/tbundle"
 jq --arg root "$bundle/rootfs" 'del(.linux.cgroupsPath) | .root.path = $root' "$bundle/config.json" > "$work/tbundle/config.json"
+# The state roots are on this machine's /tmp (ext4; /run is too); one row has them on a
+# tmpfs, as /run is on systemd hosts, where a new inode costs less.
+mkdir -p "$work/tmpfs"
+mount -t tmpfs -o mode=0700,size=64m berth-bench-state "$work/tmpfs"
 # exec needs a running container: the same rootfs, sleeping, in a cgroup of its own.
 mkdir -p "$work/ebundle"
 jq --arg root "$bundle/rootfs" 'del(.linux.cgroupsPath) | .root.path = $root | .process.args = ["sleep", "1000000"]' \
@@ -224,6 +231,7 @@ for _ in $(seq "$rounds"); do
         # cgroup.procs write waits for an RCU grace period unless another cgroup migration
         # happened just before, which back-to-back runs of a runtime that writes it provide.
         timed run-spaced "$rt" "$r run --bundle $bundle b-run" "sleep 0.05"
+        timed run-tmpfs "$rt" "$(rt_bin "$rt") --root $work/tmpfs/root-$rt $global run --bundle $bundle b-run"
         timed create "$rt" "$r create --bundle $bundle b-one" "$q '$r delete --force b-one >/dev/null 2>&1 || true'"
         timed start "$rt" "$r start b-one" "$q '$r delete --force b-one >/dev/null 2>&1; $r create --bundle $bundle b-one'"
         timed delete "$rt" "$r delete --force b-one" "$q '$r delete --force b-one >/dev/null 2>&1; $r create --bundle $bundle b-one; $r start b-one'"
@@ -242,7 +250,7 @@ for _ in $(seq "$rounds"); do
     done
     order=("${order[@]:1}" "${order[0]}")
 done
-for name in run run-spaced create start delete state exec exec-detached; do
+for name in run run-spaced run-tmpfs create start delete state exec exec-detached; do
     collect "$name" "${rts[@]}"
 done
 collect floor floor
@@ -530,9 +538,11 @@ row() { # label key
 # takes; the ratio columns compare that time above the floor.
 floor_med=${result[floor-median,floor]}
 for rt in $runtimes; do
-    m=${result[run-median,$rt]}
-    result[over-floor,$rt]=$(awk "BEGIN{printf \"%.2fx (+%.2f)\", $m/$floor_med, $m-$floor_med}")
-    result[over-floor-median,$rt]=$(awk "BEGIN{print $m-$floor_med}")
+    for name in run run-tmpfs; do
+        m=${result[$name-median,$rt]}
+        result[$name-over-floor,$rt]=$(awk "BEGIN{printf \"%.2fx (+%.2f)\", $m/$floor_med, $m-$floor_med}")
+        result[$name-over-floor-median,$rt]=$(awk "BEGIN{print $m-$floor_med}")
+    done
 done
 echo
 driver="berth's own cgroupfs driver for each"
@@ -543,6 +553,7 @@ echo "| metric | berth | crun | runc | berth/crun | berth/runc |"
 echo "| --- | --- | --- | --- | --- | --- |"
 row "full cycle: run /bin/true, back to back (ms)" run
 row "full cycle, 50 ms apart (ms)" run-spaced
+row "full cycle, state root on tmpfs (ms)" run-tmpfs
 row "create (ms)" create
 row "start (ms)" start
 row "delete (ms)" delete
@@ -555,7 +566,8 @@ row "syscalls per full cycle" syscalls
 row "throughput, concurrency 2 (containers/s)" tp2
 row "throughput, concurrency 8 (containers/s)" tp8
 echo "| floor: unshare + chroot /bin/true (ms) | ${result[floor,floor]} | | | | |"
-row "full cycle / floor (ms above the floor)" over-floor
+row "full cycle / floor (ms above the floor)" run-over-floor
+row "full cycle, state on tmpfs / floor (ms above it)" run-tmpfs-over-floor
 if [ "$scale" -gt 1 ]; then
     row "scale: state of one, 1 → $scale containers running (ms)" scale-state
     row "scale: list, 1 → $scale running (ms)" scale-list
@@ -586,9 +598,12 @@ done
 
 # Nothing may be left: state roots, cgroups named after the bench containers and engines.
 for rt in berth crun runc; do
-    leftover=$("$(rt_bin $rt)" --root "$work/root-$rt" list -q 2>/dev/null || true)
-    [ -z "$leftover" ] || die "$rt left containers: $leftover"
+    for root in "$work/root-$rt" "$work/tmpfs/root-$rt"; do
+        leftover=$("$(rt_bin $rt)" --root "$root" list -q 2>/dev/null || true)
+        [ -z "$leftover" ] || die "$rt left containers: $leftover"
+    done
 done
+umount "$work/tmpfs"
 leaked=$(find /sys/fs/cgroup -maxdepth 3 \( -name 'berth-bench*' -o -name 'tp[0-9]*' -o -name 'b-*' \) 2>/dev/null | head -5)
 [ -z "$leaked" ] || die "cgroups left behind: $leaked"
 leftover=$(awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | head -5)
