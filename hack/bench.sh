@@ -125,7 +125,7 @@ stop_engines() {
     for pid in "${engine_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     engine_pids=()
     # What a runtime may still hold in the engines' state roots (podman's are the default
-    # ones, on the tmpfs /run), then the mounts under the work directory, deepest first.
+    # ones, on the tmpfs /run), then the mounts under the engines' directory, deepest first.
     for rt in berth crun runc; do
         for root in "$work/engines/ctd/runc-$rt/berth-bench-ctr" "$work/engines/dk/exec/runtime-runc/berth-bench-dk" "/run/$rt"; do
             for id in $("$(rt_bin $rt)" --root "$root" list -q 2>/dev/null); do
@@ -133,7 +133,7 @@ stop_engines() {
             done
         done
     done
-    awk -v w="$work/" 'index($5, w) == 1 {print length($5), $5}' /proc/self/mountinfo | sort -rn | cut -d' ' -f2- |
+    awk -v w="$work/engines" 'index($5, w) == 1 {print length($5), $5}' /proc/self/mountinfo | sort -rn | cut -d' ' -f2- |
         while read -r m; do umount -l "$m" 2>/dev/null || true; done
     for tree in berth-bench-ctr berth-bench-podman berth-bench-docker; do
         for h in /sys/fs/cgroup/*/; do
