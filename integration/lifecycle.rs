@@ -264,9 +264,14 @@ fn list_shows_containers() {
     let b = Bundle::new(&["sleep", "100"]);
     let id = harness::unique_id("list");
     assert!(rt.create(&b, &id, &[]).status.success());
+    // What is not a container's state dir is not listed: a directory without state.json (a
+    // container being deleted) and a stray file.
+    std::fs::create_dir(rt.root.path().join("half-gone")).unwrap();
+    std::fs::write(rt.root.path().join("stray"), "").unwrap();
     let out = rt.berth(&["list"]);
     let text = stdout(&out);
     assert!(text.starts_with("ID"), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
     assert!(
         text.lines()
             .any(|l| l.starts_with(&id) && l.contains("created")),
@@ -278,7 +283,10 @@ fn list_shows_containers() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["id"], id.as_str());
     assert_eq!(v[0]["status"], "created");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
     rt.delete_force(&id);
+    std::fs::remove_dir(rt.root.path().join("half-gone")).unwrap();
+    std::fs::remove_file(rt.root.path().join("stray")).unwrap();
 }
 
 #[test]
