@@ -408,3 +408,76 @@ fn the_release_binary_places_the_functions_berth_runs_together() {
         rust.len()
     );
 }
+
+#[test]
+fn the_release_binary_starts_at_berths_entry_whose_code_calls_nothing() {
+    // src/sealed_exe/before_libc.rs runs before glibc has relocated its IFUNCs (memcpy,
+    // memset) or set up thread-local storage: it must call no function at all, and hand on
+    // to glibc's `_start`.
+    if !have(&["objdump", "readelf", "rustc"]) {
+        return;
+    }
+    make(&["build"]);
+    let host = run_ok(Command::new("rustc").arg("-vV"));
+    let triple = host
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host");
+    let binary = Path::new(SRC).join(format!("target/{triple}/release/berth"));
+    let header = run_ok(Command::new("readelf").arg("-h").arg(&binary));
+    let entry = header
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Entry point address:"))
+        .map(|a| u64::from_str_radix(a.trim().trim_start_matches("0x"), 16).unwrap())
+        .expect("readelf -h gives the entry point");
+    let listing = run_ok(
+        Command::new("objdump")
+            .args(["-d", "--no-show-raw-insn", "-M", "intel"])
+            .arg(&binary),
+    );
+    // objdump's functions: "ADDR <NAME>:" then their instructions, up to a blank line.
+    let function = |wanted: &dyn Fn(&str) -> bool| -> (u64, Vec<String>) {
+        let mut lines = listing.lines();
+        while let Some(l) = lines.next() {
+            if let Some((addr, rest)) = l.split_once(" <") {
+                if let Some(name) = rest.strip_suffix(">:") {
+                    if wanted(name) {
+                        let body = lines
+                            .by_ref()
+                            .take_while(|l| !l.trim().is_empty())
+                            .map(String::from)
+                            .collect();
+                        return (u64::from_str_radix(addr, 16).unwrap(), body);
+                    }
+                }
+            }
+        }
+        panic!("no such function in the release binary");
+    };
+    let (entry_at, entry_body) = function(&|n| n == "berth_entry");
+    assert_eq!(entry, entry_at, "the ELF entry point is not berth_entry");
+    let calls: Vec<&String> = entry_body.iter().filter(|l| l.contains("call")).collect();
+    assert!(
+        calls.len() == 1 && calls[0].contains("before_libc"),
+        "{entry_body:#?}"
+    );
+    assert!(
+        entry_body
+            .last()
+            .is_some_and(|l| l.contains("jmp") && l.ends_with("<_start>")),
+        "{entry_body:#?}"
+    );
+    let (_, body) = function(&|n| n.contains("before_libc") && n.starts_with("_ZN"));
+    assert!(body.len() > 20, "{body:#?}");
+    for line in &body {
+        let insn = line.split('\t').nth(1).unwrap_or_default();
+        assert!(!insn.starts_with("call"), "before_libc calls: {line}");
+        // A jump names its target: somewhere in before_libc itself.
+        if let Some((_, target)) = insn.split_once('<') {
+            assert!(
+                target.contains("before_libc"),
+                "before_libc leaves itself: {line}"
+            );
+        }
+    }
+}

@@ -1468,3 +1468,93 @@ fn the_container_process_starts_with_no_signal_ignored_that_berth_ignores() {
     );
     rt.delete_force(&id);
 }
+
+/// The syscalls of the first process in an strace log (`-f` or not) that are among `names`,
+/// in order, with the execve that started it first.
+fn first_process_calls(log: &str, names: &[&str]) -> Vec<String> {
+    // Under -f each line starts with the pid.
+    let first = log.split_whitespace().next().unwrap_or_default();
+    let with_pids = first.chars().all(|c| c.is_ascii_digit());
+    log.lines()
+        .filter_map(|l| {
+            let call = match l.split_once(' ') {
+                _ if !with_pids => l,
+                Some((pid, rest)) if pid == first => rest.trim_start(),
+                _ => return None,
+            };
+            let name = call.split('(').next()?;
+            names.contains(&name).then(|| name.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn cve_2019_5736_exec_and_create_reseal_before_the_c_library_starts() {
+    // `exec` and `create` re-execute berth from the sealed overlay at the binary's entry
+    // point, before glibc and Rust's runtime start (whose first calls here are rt_sigaction,
+    // sigaltstack and poll): the re-execution comes first. An option that entry does not
+    // know sends it the usual way, which still seals, after the runtime has started.
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = harness::unique_id("sealfirst");
+    assert!(rt.create(&b, &id, &[]).status.success());
+    assert!(rt.berth(&["start", &id]).status.success());
+    let names = ["execve", "execveat", "rt_sigaction", "sigaltstack", "poll"];
+    let traced = "execve,execveat,rt_sigaction,sigaltstack,poll";
+    let (out, log) = harness::strace_berth(&rt, &b, traced, &["exec", &id, "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = first_process_calls(&log, &names);
+    assert_eq!(calls[..2], ["execve", "execveat"], "{log}");
+
+    let (out, log) = harness::strace_berth(
+        &rt,
+        &b,
+        traced,
+        &["--debug", "--log-format", "json", "exec", &id, "true"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        first_process_calls(&log, &names)[..2],
+        ["execve", "execveat"],
+        "{log}"
+    );
+
+    // The usual way: sealed all the same, once the runtime has started.
+    let (out, log) =
+        harness::strace_berth(&rt, &b, traced, &["--rootless=false", "exec", &id, "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = first_process_calls(&log, &names);
+    let reexec = calls.iter().position(|c| c == "execveat");
+    let runtime = calls.iter().position(|c| c == "rt_sigaction");
+    assert!(
+        matches!((runtime, reexec), (Some(r), Some(e)) if r < e),
+        "{log}"
+    );
+    rt.delete_force(&id);
+
+    // create, traced without -f (its init stays, waiting to be started).
+    let created = harness::unique_id("sealfirst");
+    let trace = b.path().join("create.strace");
+    let status = std::process::Command::new("strace")
+        .args(["-qq", "-e", &format!("trace={traced}"), "-o"])
+        .arg(&trace)
+        .arg(harness::BERTH)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["create", "--bundle"])
+        .arg(b.path())
+        .arg(&created)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("strace (apt-get install strace)");
+    rt.track(&created);
+    assert!(status.success());
+    let log = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(
+        first_process_calls(&log, &names)[..2],
+        ["execve", "execveat"],
+        "{log}"
+    );
+    rt.delete_force(&created);
+}

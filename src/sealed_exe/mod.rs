@@ -23,6 +23,13 @@
 //! sealed. A binary on a read-only ext4 or bind mount is not taken as sealed: the host may
 //! remount it read-write while a container holds the link. Filesystems that cannot be
 //! written at all (squashfs, erofs) are, and cost nothing.
+//!
+//! `exec` and `create` usually re-execute before the C library even starts: the binary's
+//! entry point makes the same overlay and execs from it (before_libc.rs), sparing that first
+//! process glibc's start-up. `ensure` is the path for everything that one leaves alone.
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod before_libc;
 
 use std::ffi::{CStr, CString, OsString};
 use std::os::fd::AsRawFd;
