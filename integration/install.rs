@@ -352,6 +352,18 @@ fn make_deb_builds_a_package_that_installs_and_removes_cleanly() {
     assert!(!Path::new("/usr/share/doc/berth").exists());
 }
 
+/// The release binary, built by `make build`, and what `rustc -vV` says of the toolchain.
+fn release_binary() -> (std::path::PathBuf, String) {
+    make(&["build"]);
+    let host = run_ok(Command::new("rustc").arg("-vV"));
+    let triple = host
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host");
+    let binary = Path::new(SRC).join(format!("target/{triple}/release/berth"));
+    (binary, host)
+}
+
 /// The release binary (`make build`) lays out the functions of hack/berth.order (those the
 /// everyday commands run) before all its other Rust functions, in one block: a command then
 /// maps a few hundred KiB of berth's text instead of most of it. Fails when the ordering is
@@ -361,12 +373,7 @@ fn the_release_binary_places_the_functions_berth_runs_together() {
     if !have(&["nm", "rustc"]) {
         return;
     }
-    make(&["build"]);
-    let host = run_ok(Command::new("rustc").arg("-vV"));
-    let triple = host
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .expect("rustc -vV names the host");
+    let (binary, host) = release_binary();
     let minor: u32 = host
         .lines()
         .find_map(|l| l.strip_prefix("release: 1."))
@@ -376,7 +383,6 @@ fn the_release_binary_places_the_functions_berth_runs_together() {
         minor >= 90,
         "Rust 1.{minor} links with GNU ld, which cannot order functions (the Makefile leaves the order out); Rust 1.90 or newer links with LLD"
     );
-    let binary = Path::new(SRC).join(format!("target/{triple}/release/berth"));
     let order = fs::read_to_string(Path::new(SRC).join("hack/berth.order")).unwrap();
     let order: std::collections::HashSet<&str> = order.lines().collect();
     let listing = run_ok(
@@ -417,13 +423,7 @@ fn the_release_binary_starts_at_berths_entry_whose_code_calls_nothing() {
     if !have(&["objdump", "readelf", "rustc"]) {
         return;
     }
-    make(&["build"]);
-    let host = run_ok(Command::new("rustc").arg("-vV"));
-    let triple = host
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .expect("rustc -vV names the host");
-    let binary = Path::new(SRC).join(format!("target/{triple}/release/berth"));
+    let (binary, _) = release_binary();
     let header = run_ok(Command::new("readelf").arg("-h").arg(&binary));
     let entry = header
         .lines()
