@@ -482,9 +482,10 @@ extern "C" fn vfork_entry(child: *mut &mut dyn FnMut() -> i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Reads a small file the kernel makes up (/proc, cgroupfs) whole, into one buffer. Such files
-/// report size 0, so `fs::read_to_string` would stat each and then read it in 32-byte steps
-/// growing from there: several syscalls per file, on every create.
+/// Reads a small file whole, into one buffer, without a stat first: the kernel's (/proc,
+/// cgroupfs) report size 0, so `fs::read_to_string` would stat each and then read it in
+/// 32-byte steps growing from there (several syscalls per file, on every create); state.json
+/// too, which `list` reads for every container.
 pub fn read_virtual(path: impl AsRef<Path>) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = fs::File::open(path)?;

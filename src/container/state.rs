@@ -141,13 +141,9 @@ impl State {
         let path = dir.join(STATE_FILE);
         // (Not `fs::read`, which stats the file for its size first: `list` reads every
         // container's.)
-        let read = || -> std::io::Result<Vec<u8>> {
-            let mut text = Vec::with_capacity(8192);
-            std::io::Read::read_to_end(&mut fs::File::open(&path)?, &mut text)?;
-            Ok(text)
-        };
-        let text = read().with_context(|| format!("read {}", path.display()))?;
-        serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))
+        let text =
+            crate::sys::read_virtual(&path).with_context(|| format!("read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
     }
 
     /// Writes state.json atomically: a temp file in the same dir, then rename, so a reader
