@@ -85,9 +85,16 @@ unsafe fn reexec_sealed(argc: usize, argv: *const *const u8, envp: *const *const
         return;
     }
     let fs_type = (*fs.as_ptr()).f_type;
+    use super::{
+        EROFS_SUPER_MAGIC_V1, HUGETLBFS_MAGIC, OVERLAYFS_SUPER_MAGIC, SQUASHFS_MAGIC, TMPFS_MAGIC,
+    };
     if matches!(
         fs_type,
-        0x794c_7630 | 0x7371_7368 | 0xe0f5_e1e2 | 0x0102_1994 | 0x9584_58f6
+        OVERLAYFS_SUPER_MAGIC
+            | SQUASHFS_MAGIC
+            | EROFS_SUPER_MAGIC_V1
+            | TMPFS_MAGIC
+            | HUGETLBFS_MAGIC
     ) {
         return;
     }
@@ -372,4 +379,15 @@ unsafe fn syscall(
         options(nostack),
     );
     ret
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_variable_is_the_one_ensure_reads() {
+        assert_eq!(
+            super::SEALED_FROM,
+            format!("{}=", super::super::SEALED_FROM).as_bytes()
+        );
+    }
 }
