@@ -16,11 +16,13 @@ use crate::harness::{
     COMMAND_LIMIT,
 };
 
-/// A counter in the shell's memory, written out to `$FILE` (atomically) every 50 ms.
+/// A counter in the shell's memory, appended to `$FILE` every 50 ms as one line per count,
+/// through a descriptor the shell keeps open (O_APPEND, which CRIU restores without checking
+/// the file's size). The file is never renamed: a container left running after a dump (or a
+/// pre-dump) may go on writing, and a file the image names must still be there at restore.
 fn counter(file: &str) -> Vec<String> {
-    let script = format!(
-        "i=0; while :; do i=$((i+1)); echo $i >{file}.new; mv {file}.new {file}; sleep 0.05; done"
-    );
+    let script =
+        format!("exec 3>>{file}; i=0; while :; do i=$((i+1)); echo $i >&3; sleep 0.05; done");
     ["sh", "-c", &script].map(String::from).to_vec()
 }
 
@@ -32,10 +34,14 @@ fn counter_bundle(file: &str) -> Bundle {
     b
 }
 
+/// The counter's last whole line in `file` (0 before there is one).
 fn read_count(file: &Path) -> u64 {
-    fs::read_to_string(file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
+    let text = fs::read_to_string(file).unwrap_or_default();
+    let whole = text.rsplit_once('\n').map_or("", |(lines, _)| lines);
+    whole
+        .rsplit('\n')
+        .next()
+        .and_then(|line| line.trim().parse().ok())
         .unwrap_or(0)
 }
 
@@ -224,7 +230,7 @@ fn a_checkpointed_counter_is_restored_and_counts_on_from_where_it_was() {
     let later = wait_count(&count, at_dump + 3);
     assert!(later > at_dump);
     // The restored container is like any other: exec joins it, kill and delete end it.
-    let out = rt.berth(&["exec", &id, "cat", "/tmp/n"]);
+    let out = rt.berth(&["exec", &id, "tail", "-n", "1", "/tmp/n"]);
     assert!(out.status.success(), "exec: {}", stderr(&out));
     let inside: u64 = harness::stdout(&out).trim().parse().unwrap();
     assert!(inside >= at_dump);
@@ -671,7 +677,7 @@ fn a_foreground_restore_exits_with_the_restored_process_status() {
         c["process"]["args"] = json!([
             "sh",
             "-c",
-            "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i >/tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.05; done; exit 7"
+            "exec 3>>/tmp/n; i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i >&3; sleep 0.05; done; exit 7"
         ])
     });
     let id = unique_id("cr-fg");
