@@ -800,10 +800,32 @@ pub fn strace_berth(
     syscalls: &str,
     args: &[&str],
 ) -> (std::process::Output, String) {
+    strace_with(&["-f"], rt, b, syscalls, args)
+}
+
+/// `strace_berth` tracing only berth's first process, not the ones it starts: for a `create`,
+/// whose init, stopped at the start gate, would keep `strace -f` waiting.
+pub fn strace_berth_first_process(
+    rt: &Runtime,
+    b: &Bundle,
+    syscalls: &str,
+    args: &[&str],
+) -> (std::process::Output, String) {
+    strace_with(&[], rt, b, syscalls, args)
+}
+
+fn strace_with(
+    options: &[&str],
+    rt: &Runtime,
+    b: &Bundle,
+    syscalls: &str,
+    args: &[&str],
+) -> (std::process::Output, String) {
     let trace = b.path().join("strace.log");
     let (out, err) = (b.path().join("strace.out"), b.path().join("strace.err"));
     let status = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
+        .args(options)
+        .args(["-qq", "-e", &format!("trace={syscalls}"), "-o"])
         .arg(&trace)
         .arg(BERTH)
         .arg("--root")

@@ -1496,6 +1496,7 @@ fn cve_2019_5736_exec_and_create_reseal_before_the_c_library_starts() {
     // know sends it the usual way, which still seals, after the runtime has started.
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "100"]);
+    let bundle = b.path().to_str().unwrap();
     let id = harness::unique_id("sealfirst");
     assert!(rt.create(&b, &id, &[]).status.success());
     assert!(rt.berth(&["start", &id]).status.success());
@@ -1532,25 +1533,16 @@ fn cve_2019_5736_exec_and_create_reseal_before_the_c_library_starts() {
     );
     rt.delete_force(&id);
 
-    // create, traced without -f (its init stays, waiting to be started).
+    // create, its first process only (its init stays, waiting to be started).
     let created = harness::unique_id("sealfirst");
-    let trace = b.path().join("create.strace");
-    let status = std::process::Command::new("strace")
-        .args(["-qq", "-e", &format!("trace={traced}"), "-o"])
-        .arg(&trace)
-        .arg(harness::BERTH)
-        .arg("--root")
-        .arg(rt.root.path())
-        .args(["create", "--bundle"])
-        .arg(b.path())
-        .arg(&created)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("strace (apt-get install strace)");
+    let (out, log) = harness::strace_berth_first_process(
+        &rt,
+        &b,
+        traced,
+        &["create", "--bundle", bundle, &created],
+    );
     rt.track(&created);
-    assert!(status.success());
-    let log = std::fs::read_to_string(&trace).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         first_process_calls(&log, &names)[..2],
         ["execve", "execveat"],

@@ -13,7 +13,8 @@
 //! IFUNCs (memcpy, memset), no thread-local storage, no allocator, no panic machinery. So
 //! this code is inlined into one function that calls nothing (integration/install.rs checks
 //! the release binary), copies nothing by value, indexes nothing that could panic, and makes
-//! its system calls itself.
+//! its system calls itself. Its byte loops read or write through volatile accesses, which the
+//! compiler cannot turn into calls of memcpy, memset or memcmp.
 
 use core::arch::asm;
 use core::mem::MaybeUninit;
@@ -328,7 +329,7 @@ unsafe fn ends_with(s: *const u8, len: usize, suffix: &[u8]) -> bool {
     }
     let mut i = 0;
     while i < suffix.len() {
-        if *s.add(len - suffix.len() + i) != *suffix.get_unchecked(i) {
+        if core::ptr::read_volatile(s.add(len - suffix.len() + i)) != *suffix.get_unchecked(i) {
             return false;
         }
         i += 1;
